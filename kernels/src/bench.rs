@@ -1,0 +1,105 @@
+//! One benchmark harness for every kernel: a case is a recording plus its FLOP and byte counts; timing is
+//! wall clock around submit + wait (GPU-synchronised), warm-up first, median of several runs.
+
+use crate::dtype::DType;
+use crate::error::{invalid, Result};
+use crate::gpu::Gpu;
+use crate::tensor::Tensor;
+use crate::Recording;
+use serde::Serialize;
+use std::time::Instant;
+
+/// A ready-to-run benchmark: the recorded dispatches and what one run computes and moves.
+pub struct BenchCase {
+    /// Kernel name as in `trajattn bench NAME`.
+    pub kernel: &'static str,
+    /// Shape description, e.g. `4096x4096x1024`.
+    pub shape: String,
+    /// Storage dtype.
+    pub dtype: DType,
+    /// Floating-point operations per run (an FMA counts 2).
+    pub flops: f64,
+    /// Bytes read plus written per run (minimum traffic: each operand once).
+    pub bytes: f64,
+    /// The dispatches of one run.
+    pub recording: Recording,
+    /// Tensors the recording binds (kept alive while it runs).
+    pub keep: Vec<Tensor>,
+}
+
+/// Timing of one case.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchResult {
+    pub kernel: String,
+    pub shape: String,
+    pub dtype: String,
+    pub adapter: String,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub runs: usize,
+    pub gflops: f64,
+    pub gbps: f64,
+}
+
+/// Runs `case` `warmup` times, then `runs` times, and reports the median.
+pub fn time_case(gpu: &Gpu, case: &BenchCase, warmup: usize, runs: usize) -> Result<BenchResult> {
+    for _ in 0..warmup {
+        case.recording.submit(gpu, true)?;
+    }
+    let mut ms = Vec::with_capacity(runs.max(1));
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        case.recording.submit(gpu, true)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let median = ms[ms.len() / 2];
+    Ok(BenchResult {
+        kernel: case.kernel.to_string(),
+        shape: case.shape.clone(),
+        dtype: case.dtype.name().to_string(),
+        adapter: gpu.info.name.clone(),
+        median_ms: median,
+        min_ms: ms[0],
+        runs: ms.len(),
+        gflops: case.flops / (median * 1e-3) / 1e9,
+        gbps: case.bytes / (median * 1e-3) / 1e9,
+    })
+}
+
+/// Parses `AxBxC` (also `A,B,C`) into sizes; `want` is the number of dims expected (or 0 for any).
+pub fn parse_shape(kernel: &'static str, s: &str, want: usize) -> Result<Vec<usize>> {
+    let dims: std::result::Result<Vec<usize>, _> =
+        s.split(['x', 'X', ',', '*']).map(|p| p.trim().parse::<usize>()).collect();
+    let dims =
+        dims.map_err(|_| invalid(kernel, format!("shape '{s}' is not a list of integers like 64x128")))?;
+    if dims.is_empty() || dims.contains(&0) {
+        return Err(invalid(kernel, format!("shape '{s}' has an empty or zero dimension")));
+    }
+    if want != 0 && dims.len() != want {
+        return Err(invalid(kernel, format!("shape '{s}' has {} dims, expected {want}", dims.len())));
+    }
+    Ok(dims)
+}
+
+/// A benchmarkable kernel.
+pub struct BenchEntry {
+    /// Name on the command line.
+    pub name: &'static str,
+    /// What the shape string means.
+    pub shape_help: &'static str,
+    /// Shapes run when none is given (SVD's real sizes).
+    pub default_shapes: &'static [&'static str],
+    /// Builds the case.
+    pub build: fn(&Gpu, &str, DType) -> Result<BenchCase>,
+}
+
+/// Every benchmarkable kernel.
+pub fn entries() -> Vec<BenchEntry> {
+    vec![crate::ops::elementwise::BENCH]
+}
+
+/// Looks a kernel up by name.
+pub fn find(name: &str) -> Option<BenchEntry> {
+    entries().into_iter().find(|e| e.name == name)
+}

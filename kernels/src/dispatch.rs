@@ -1,0 +1,202 @@
+//! Recording kernel dispatches: bindings, per-dispatch parameters and workgroup counts, encoded into one
+//! compute pass and submitted together. A finished [`Recording`] can be replayed.
+
+use crate::error::{invalid, Result};
+use crate::gpu::Gpu;
+use crate::pipelines::Pipeline;
+use crate::tensor::Window;
+use std::sync::Arc;
+
+/// One dispatch: pipeline, uniform parameters (binding 0), storage windows (bindings 1..), workgroups.
+pub struct Dispatch {
+    pipeline: Arc<Pipeline>,
+    params: Vec<u8>,
+    windows: Vec<(u32, Window)>,
+    groups: [u32; 3],
+}
+
+/// Collects dispatches; [`Recorder::finish`] builds bind groups and one parameter buffer for all of them.
+pub struct Recorder<'g> {
+    gpu: &'g Gpu,
+    dispatches: Vec<Dispatch>,
+}
+
+/// Dispatches ready to encode (and re-encode) without new allocations.
+pub struct Recording {
+    steps: Vec<(Arc<Pipeline>, wgpu::BindGroup, [u32; 3])>,
+    /// The buffer holding every dispatch's parameters, one aligned slot each.
+    pub params: Option<wgpu::Buffer>,
+    /// Byte offset of each dispatch's parameter slot in `params`.
+    pub param_offsets: Vec<u64>,
+}
+
+impl<'g> Recorder<'g> {
+    /// An empty recorder on `gpu`.
+    pub fn new(gpu: &'g Gpu) -> Self {
+        Recorder { gpu, dispatches: Vec::new() }
+    }
+
+    /// The device.
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// Adds a dispatch. `params` is the uniform struct at binding 0 (may be empty if the shader has none);
+    /// `windows` are bound at 1, 2, … in order.
+    pub fn dispatch(
+        &mut self,
+        pipeline: &Arc<Pipeline>,
+        params: &[u8],
+        windows: Vec<Window>,
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let bound = windows.into_iter().enumerate().map(|(i, w)| (i as u32 + 1, w)).collect();
+        self.dispatch_bound(pipeline, params, bound, groups)
+    }
+
+    /// Like [`Recorder::dispatch`] with explicit binding numbers, for entry points that leave some unused.
+    /// Never bind one buffer both read-only and read-write in one dispatch (wgpu tracks usage per buffer).
+    pub fn dispatch_bound(
+        &mut self,
+        pipeline: &Arc<Pipeline>,
+        params: &[u8],
+        windows: Vec<(u32, Window)>,
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let max = self.gpu.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(invalid(
+                pipeline.key.entry,
+                format!("workgroup grid {groups:?} exceeds the adapter's {max} per dimension"),
+            ));
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        self.dispatches.push(Dispatch {
+            pipeline: pipeline.clone(),
+            params: params.to_vec(),
+            windows,
+            groups,
+        });
+        Ok(())
+    }
+
+    /// Number of recorded dispatches.
+    pub fn len(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.dispatches.is_empty()
+    }
+
+    /// Builds the parameter buffer and bind groups.
+    pub fn finish(self) -> Recording {
+        let gpu = self.gpu;
+        let align = (gpu.limits.min_uniform_buffer_offset_alignment as u64).max(16);
+        let mut offsets = Vec::with_capacity(self.dispatches.len());
+        let mut total = 0u64;
+        for d in &self.dispatches {
+            offsets.push(total);
+            total += (d.params.len() as u64).max(16).div_ceil(align) * align;
+        }
+        let params = (total > 0).then(|| {
+            let mut bytes = vec![0u8; total as usize];
+            for (d, &o) in self.dispatches.iter().zip(&offsets) {
+                bytes[o as usize..o as usize + d.params.len()].copy_from_slice(&d.params);
+            }
+            let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("dispatch params"),
+                size: total,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            gpu.queue.write_buffer(&buf, 0, &bytes);
+            buf
+        });
+        let mut steps = Vec::with_capacity(self.dispatches.len());
+        for (d, &o) in self.dispatches.iter().zip(&offsets) {
+            let mut entries = Vec::with_capacity(d.windows.len() + 1);
+            if !d.params.is_empty() {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: params.as_ref().expect("params buffer exists when any dispatch has params"),
+                        offset: o,
+                        size: wgpu::BufferSize::new((d.params.len() as u64).div_ceil(16) * 16),
+                    }),
+                });
+            }
+            for (b, w) in &d.windows {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: *b,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &w.buffer,
+                        offset: w.offset,
+                        size: wgpu::BufferSize::new(w.size),
+                    }),
+                });
+            }
+            let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(d.pipeline.key.entry),
+                layout: &d.pipeline.layout,
+                entries: &entries,
+            });
+            steps.push((d.pipeline.clone(), bg, d.groups));
+        }
+        Recording { steps, params, param_offsets: offsets }
+    }
+
+    /// Finishes, submits and waits for completion.
+    pub fn run(self) -> Result<()> {
+        let gpu = self.gpu;
+        let rec = self.finish();
+        rec.submit(gpu, true)
+    }
+}
+
+impl Recording {
+    /// Encodes all dispatches into one compute pass.
+    pub fn encode(&self, enc: &mut wgpu::CommandEncoder) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("trajattn"),
+            timestamp_writes: None,
+        });
+        for (p, bg, g) in &self.steps {
+            pass.set_pipeline(&p.pipeline);
+            pass.set_bind_group(0, bg, &[]);
+            pass.dispatch_workgroups(g[0], g[1], g[2]);
+        }
+    }
+
+    /// Encodes, submits and optionally waits.
+    pub fn submit(&self, gpu: &Gpu, wait: bool) -> Result<()> {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        self.encode(&mut enc);
+        gpu.submit(vec![enc.finish()], wait)
+    }
+
+    /// Number of dispatches.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Splits `n` workgroups into a grid within the per-dimension limit; shaders recover the linear id as
+/// `wid.x + wid.y * num_workgroups.x`.
+pub fn grid(gpu: &Gpu, n: u32) -> [u32; 3] {
+    let max = gpu.limits.max_compute_workgroups_per_dimension.max(1);
+    if n <= max {
+        [n, 1, 1]
+    } else {
+        let y = n.div_ceil(max);
+        [n.div_ceil(y), y, 1]
+    }
+}
