@@ -13,6 +13,7 @@ pub mod gpu;
 pub mod ops;
 pub mod pipelines;
 pub mod pool;
+pub mod selfcheck;
 pub mod shaders;
 pub mod tensor;
 pub mod testing;
