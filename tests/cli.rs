@@ -1,0 +1,65 @@
+//! The command line: help, info, bench errors and JSON output.
+
+use std::process::Command;
+
+fn trajattn(args: &[&str]) -> std::process::Output {
+    let dir = std::env::temp_dir().join("trajattn-cli-test");
+    let _ = std::fs::create_dir_all(&dir);
+    Command::new(env!("CARGO_BIN_EXE_trajattn"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", &dir)
+        .env_remove("TRAJATTN_BACKEND")
+        .env_remove("TRAJATTN_ADAPTER")
+        .output()
+        .expect("run trajattn")
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = trajattn(&["--help"]);
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["info", "bench", "demo", "--backend", "--adapter"] {
+        assert!(s.contains(cmd), "--help lacks {cmd}: {s}");
+    }
+}
+
+#[test]
+fn info_json_reports_limits() {
+    let out = trajattn(&["info", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &v.as_array().unwrap()[0];
+    for key in ["name", "backend", "max_storage_buffer_binding_size", "max_buffer_size", "subgroup_min_size"] {
+        assert!(first.get(key).is_some(), "info --json lacks {key}");
+    }
+}
+
+#[test]
+fn bench_json_has_the_documented_fields() {
+    let out = trajattn(&["bench", "elementwise", "--shape", "3x1001", "--runs", "2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    for key in ["kernel", "shape", "dtype", "median_ms", "gflops", "gbps"] {
+        assert!(v.get(key).is_some(), "bench --json lacks {key}: {line}");
+    }
+    assert!(v["median_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bad_input_gives_one_clear_error_not_a_panic() {
+    for (args, needle) in [
+        (vec!["bench", "no-such-kernel"], "unknown kernel"),
+        (vec!["bench", "elementwise", "--shape", "3xfoo"], "not a list of integers"),
+        (vec!["bench", "elementwise", "--shape", "0x4"], "zero"),
+        (vec!["--adapter", "no-such-gpu-xyz", "demo"], "no adapter name contains"),
+        (vec!["--backend", "bogus", "info"], "unknown backend"),
+    ] {
+        let out = trajattn(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
