@@ -30,7 +30,8 @@ fn info_json_reports_limits() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let first = &v.as_array().unwrap()[0];
-    for key in ["name", "backend", "max_storage_buffer_binding_size", "max_buffer_size", "subgroup_min_size"] {
+    for key in ["name", "backend", "max_storage_buffer_binding_size", "max_buffer_size", "subgroup_min_size"]
+    {
         assert!(first.get(key).is_some(), "info --json lacks {key}");
     }
 }

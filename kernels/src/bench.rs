@@ -96,7 +96,7 @@ pub struct BenchEntry {
 
 /// Every benchmarkable kernel.
 pub fn entries() -> Vec<BenchEntry> {
-    vec![crate::ops::elementwise::BENCH]
+    vec![crate::ops::elementwise::BENCH, crate::ops::matmul::BENCH]
 }
 
 /// Looks a kernel up by name.

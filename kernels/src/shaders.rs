@@ -40,6 +40,9 @@ macro_rules! shader {
 }
 
 shader!(ELEMENTWISE, "elementwise");
+shader!(MATMUL, "matmul");
+shader!(MATMUL_VEC4, "matmul_vec4");
+shader!(MATMUL_SG8, "matmul_sg8");
 
 /// Every shader, for validation.
-pub const ALL: &[Shader] = &[ELEMENTWISE];
+pub const ALL: &[Shader] = &[ELEMENTWISE, MATMUL, MATMUL_VEC4, MATMUL_SG8];

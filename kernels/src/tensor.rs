@@ -93,7 +93,7 @@ impl Tensor {
 
     fn write_bytes(&self, gpu: &Gpu, bytes: &[u8]) {
         // write_buffer needs a multiple of 4 bytes; an odd f16 count gets one padding element.
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             gpu.queue.write_buffer(self.buffer(), self.offset, bytes);
         } else {
             let mut v = bytes.to_vec();
@@ -228,7 +228,8 @@ impl Tensor {
         let begin = self.offset + start as u64 * es;
         let align = gpu.storage_align().max(4);
         let off = begin - begin % align;
-        let end = (begin + len.max(1) as u64 * es).div_ceil(4) * 4;
+        // Sizes rounded to 16 bytes so vec4 views of the binding are whole (the pool's size classes allow it).
+        let end = (begin + len.max(1) as u64 * es).div_ceil(16) * 16;
         let size = (end - off).min(self.storage.size() - off);
         if size > gpu.max_binding() {
             return Err(KernelError::TooLarge {

@@ -50,7 +50,8 @@ fn workgroup_override_changes_nothing_numerically() {
 
 #[test]
 fn f16_tensors_are_refused_without_shader_f16() {
-    let gpu = Gpu::new(&GpuOptions { disable: vec!["f16".into(), "subgroup".into()], ..Default::default() }).unwrap();
+    let gpu = Gpu::new(&GpuOptions { disable: vec!["f16".into(), "subgroup".into()], ..Default::default() })
+        .unwrap();
     assert!(!gpu.caps.shader_f16 && !gpu.caps.subgroup);
     let err = Tensor::empty(&gpu, &[4], DType::F16).unwrap_err();
     assert!(matches!(err, KernelError::MissingFeature { .. }), "{err}");
@@ -86,7 +87,8 @@ fn odd_f16_counts_round_trip() {
 
 #[test]
 fn unknown_adapter_names_the_available_ones() {
-    let err = Gpu::new(&GpuOptions { adapter: Some("no-such-gpu-xyz".into()), ..Default::default() }).unwrap_err();
+    let err =
+        Gpu::new(&GpuOptions { adapter: Some("no-such-gpu-xyz".into()), ..Default::default() }).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("no-such-gpu-xyz") && msg.contains("available"), "{msg}");
 }

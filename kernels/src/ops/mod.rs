@@ -1,3 +1,4 @@
 //! One module per op family: the launcher(s), the float64 CPU reference, and the benchmark case.
 
 pub mod elementwise;
+pub mod matmul;

@@ -1,0 +1,100 @@
+// Batched matmul / linear: Y[b, m, n] = act( sum_k X[b, m, k] * W[b, n, k] + bias[n] ).
+// W is addressed with strides (w_sn, w_sk), so PyTorch's [out, in] weight (w_sn = K, w_sk = 1) and a
+// [K, N] matrix (w_sn = 1, w_sk = N) both work; batch strides may be 0 (weight shared across the batch).
+// Each invocation computes a TM x TN register block; the workgroup is WG_X x WG_Y invocations.
+// Storage type T (f32 or f16); accumulation in f32.
+alias T = f32;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    act: u32,        // 0 none, 1 SiLU, 2 GELU (erf), 3 GELU (tanh)
+    base_x: u32,
+    base_w: u32,
+    base_b: u32,
+    base_y: u32,
+    x_sb: u32,       // batch strides (elements)
+    w_sb: u32,
+    y_sb: u32,
+    has_bias: u32,
+    w_sn: u32,
+    w_sk: u32,
+    ldx: u32,        // row stride of X
+    ldy: u32,        // row stride of Y
+}
+
+override TM: u32 = 4u;
+override TN: u32 = 4u;
+override WG_X: u32 = 8u;
+override WG_Y: u32 = 8u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> w: array<T>;
+@group(0) @binding(3) var<storage, read> bias: array<T>;
+@group(0) @binding(4) var<storage, read_write> y: array<T>;
+
+// erf with |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26); enough for GELU at f32 tolerance.
+fn erf_approx(v: f32) -> f32 {
+    let s = sign(v);
+    let a = abs(v);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    return s * (1.0 - poly * exp(-a * a));
+}
+
+fn activate(v: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return v / (1.0 + exp(-v)); }
+        case 2u: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752)); }
+        case 3u: {
+            let u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+            return 0.5 * v * (1.0 + tanh(clamp(u, -15.0, 15.0)));
+        }
+        default: { return v; }
+    }
+}
+
+const MAX_TM: u32 = 8u;
+const MAX_TN: u32 = 8u;
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let n0 = (wid.x * WG_X + lid.x) * TN;
+    let m0 = (wid.y * WG_Y + lid.y) * TM;
+    let bi = wid.z;
+    if (m0 >= p.m || n0 >= p.n) { return; }
+    var acc: array<array<f32, MAX_TN>, MAX_TM>;
+    for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) { acc[i][j] = 0.0; }
+    }
+    // Clamp row/column indices so edge blocks read valid memory; their results are not stored.
+    var xrow: array<u32, MAX_TM>;
+    var wcol: array<u32, MAX_TN>;
+    for (var i = 0u; i < TM; i++) {
+        xrow[i] = p.base_x + bi * p.x_sb + min(m0 + i, p.m - 1u) * p.ldx;
+    }
+    for (var j = 0u; j < TN; j++) {
+        wcol[j] = p.base_w + bi * p.w_sb + min(n0 + j, p.n - 1u) * p.w_sn;
+    }
+    for (var kk = 0u; kk < p.k; kk++) {
+        var xv: array<f32, MAX_TM>;
+        for (var i = 0u; i < TM; i++) { xv[i] = f32(x[xrow[i] + kk]); }
+        for (var j = 0u; j < TN; j++) {
+            let wv = f32(w[wcol[j] + kk * p.w_sk]);
+            for (var i = 0u; i < TM; i++) { acc[i][j] = fma(xv[i], wv, acc[i][j]); }
+        }
+    }
+    for (var i = 0u; i < TM; i++) {
+        let m = m0 + i;
+        if (m >= p.m) { break; }
+        for (var j = 0u; j < TN; j++) {
+            let n = n0 + j;
+            if (n >= p.n) { break; }
+            var v = acc[i][j];
+            if (p.has_bias != 0u) { v += f32(bias[p.base_b + n]); }
+            y[p.base_y + bi * p.y_sb + m * p.ldy + n] = T(activate(v, p.act));
+        }
+    }
+}
