@@ -17,7 +17,7 @@ struct Params {
     x_sb: u32,       // batch strides (elements)
     w_sb: u32,
     y_sb: u32,
-    has_bias: u32,
+    flags: u32,      // 1: bias per column, 2: bias per row, 4: accumulate into y
     w_sn: u32,
     w_sk: u32,
     ldx: u32,        // row stride of X
@@ -93,8 +93,11 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
             let n = n0 + j;
             if (n >= p.n) { break; }
             var v = acc[i][j];
-            if (p.has_bias != 0u) { v += f32(bias[p.base_b + n]); }
-            y[p.base_y + bi * p.y_sb + m * p.ldy + n] = T(activate(v, p.act));
+            let yi = p.base_y + bi * p.y_sb + m * p.ldy + n;
+            if ((p.flags & 1u) != 0u) { v += f32(bias[p.base_b + n]); }
+            if ((p.flags & 2u) != 0u) { v += f32(bias[p.base_b + m]); }
+            if ((p.flags & 4u) != 0u) { v += f32(y[yi]); }
+            y[yi] = T(activate(v, p.act));
         }
     }
 }

@@ -10,7 +10,7 @@ alias T = f32;
 struct Params {
     m: u32, n: u32, k: u32, act: u32,
     base_x: u32, base_w: u32, base_b: u32, base_y: u32,
-    x_sb: u32, w_sb: u32, y_sb: u32, has_bias: u32,
+    x_sb: u32, w_sb: u32, y_sb: u32, flags: u32,
     w_sn: u32, w_sk: u32, ldx: u32, ldy: u32,
 }
 
@@ -44,8 +44,11 @@ fn activate(v: f32, act: u32) -> f32 {
 fn store(m: u32, n: u32, bi: u32, v: f32) {
     if (m < p.m && n < p.n) {
         var r = v;
-        if (p.has_bias != 0u) { r += f32(bias[p.base_b + n]); }
-        y[p.base_y + bi * p.y_sb + m * p.ldy + n] = T(activate(r, p.act));
+        let yi = p.base_y + bi * p.y_sb + m * p.ldy + n;
+        if ((p.flags & 1u) != 0u) { r += f32(bias[p.base_b + n]); }
+        if ((p.flags & 2u) != 0u) { r += f32(bias[p.base_b + m]); }
+        if ((p.flags & 4u) != 0u) { r += f32(y[yi]); }
+        y[yi] = T(activate(r, p.act));
     }
 }
 

@@ -16,7 +16,7 @@ struct Params {
     x_sb: u32,
     w_sb: u32,
     y_sb: u32,
-    has_bias: u32,
+    flags: u32,     // 1: bias per column, 2: bias per row, 4: accumulate into y
     w_sn: u32,
     w_sk: u32,
     ldx: u32,
@@ -55,8 +55,11 @@ fn activate(v: f32, act: u32) -> f32 {
 fn store(m: u32, n: u32, bi: u32, v: f32) {
     if (m < p.m && n < p.n) {
         var r = v;
-        if (p.has_bias != 0u) { r += f32(bias[p.base_b + n]); }
-        y[p.base_y + bi * p.y_sb + m * p.ldy + n] = T(activate(r, p.act));
+        let yi = p.base_y + bi * p.y_sb + m * p.ldy + n;
+        if ((p.flags & 1u) != 0u) { r += f32(bias[p.base_b + n]); }
+        if ((p.flags & 2u) != 0u) { r += f32(bias[p.base_b + m]); }
+        if ((p.flags & 4u) != 0u) { r += f32(y[yi]); }
+        y[yi] = T(activate(r, p.act));
     }
 }
 

@@ -96,7 +96,12 @@ pub struct BenchEntry {
 
 /// Every benchmarkable kernel.
 pub fn entries() -> Vec<BenchEntry> {
-    vec![crate::ops::elementwise::BENCH, crate::ops::matmul::BENCH]
+    vec![
+        crate::ops::elementwise::BENCH,
+        crate::ops::matmul::BENCH,
+        crate::ops::conv::BENCH_CONV2D,
+        crate::ops::conv::BENCH_CONV3D,
+    ]
 }
 
 /// Looks a kernel up by name.

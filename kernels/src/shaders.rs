@@ -43,6 +43,7 @@ shader!(ELEMENTWISE, "elementwise");
 shader!(MATMUL, "matmul");
 shader!(MATMUL_VEC4, "matmul_vec4");
 shader!(MATMUL_SG8, "matmul_sg8");
+shader!(CONV_COLS, "conv_cols");
 
 /// Every shader, for validation.
-pub const ALL: &[Shader] = &[ELEMENTWISE, MATMUL, MATMUL_VEC4, MATMUL_SG8];
+pub const ALL: &[Shader] = &[ELEMENTWISE, MATMUL, MATMUL_VEC4, MATMUL_SG8, CONV_COLS];

@@ -59,7 +59,7 @@ struct Params {
     x_sb: u32,
     w_sb: u32,
     y_sb: u32,
-    has_bias: u32,
+    flags: u32,
     w_sn: u32,
     w_sk: u32,
     ldx: u32,
@@ -91,6 +91,215 @@ const OP: &str = "matmul";
 const SG8_ROWS: usize = 16;
 const SG8_COLS: usize = 8;
 
+/// One strided operand of a [`Gemm`]: element offset of its first element, row stride, batch stride.
+#[derive(Clone, Copy, Debug)]
+pub struct Operand<'a> {
+    /// The tensor holding the operand.
+    pub t: &'a Tensor,
+    /// Element index of element (0, 0, 0).
+    pub offset: usize,
+    /// Elements between consecutive rows.
+    pub ld: usize,
+    /// Elements between consecutive batch entries (0: shared by the batch).
+    pub sb: usize,
+}
+
+/// Where bias is added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BiasMode {
+    /// One value per output column `n` (Linear).
+    PerColumn,
+    /// One value per output row `m` (a convolution computed as `W · colsᵀ`).
+    PerRow,
+}
+
+/// A general strided GEMM: `y[b, m, n] (+)= act(Σ_k x[b, m, k] · w[b, n, k] + bias)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm<'a> {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// `[M, K]` rows of length K (row stride `ld`).
+    pub x: Operand<'a>,
+    /// `[N, K]` (NK) or `[K, N]` (KN).
+    pub w: Operand<'a>,
+    pub layout: WLayout,
+    pub bias: Option<(&'a Tensor, BiasMode)>,
+    pub act: Epilogue,
+    /// `[M, N]` rows of length N (row stride `ld`).
+    pub y: Operand<'a>,
+    /// Add into the existing `y` instead of overwriting it (the epilogue must then be `None`).
+    pub accumulate: bool,
+}
+
+fn span(rows: usize, ld: usize, cols: usize) -> usize {
+    if rows == 0 {
+        0
+    } else {
+        (rows - 1) * ld + cols
+    }
+}
+
+/// Records a [`Gemm`]. Splits over batch entries and row chunks so every binding fits the adapter.
+pub fn record_gemm(rec: &mut Recorder, g: &Gemm, tiling: Option<Tiling>) -> Result<()> {
+    let gpu = rec.gpu();
+    let dtype = g.x.t.dtype();
+    if g.w.t.dtype() != dtype || g.y.t.dtype() != dtype || g.bias.is_some_and(|(b, _)| b.dtype() != dtype) {
+        return Err(KernelError::DType {
+            op: OP,
+            found: format!("x {}, w {}, y {}", dtype, g.w.t.dtype(), g.y.t.dtype()),
+            why: "all operands must have the same dtype".into(),
+        });
+    }
+    if g.accumulate && g.act != Epilogue::None {
+        return Err(invalid(OP, "accumulate needs the identity epilogue"));
+    }
+    if g.m == 0 || g.n == 0 || g.batch == 0 {
+        return Ok(());
+    }
+    if g.k == 0 {
+        return Err(invalid(OP, "K = 0 is not supported"));
+    }
+    // Bounds of every operand, so a bad descriptor is an Err and never an out-of-range binding.
+    let wspan = match g.layout {
+        WLayout::NK => span(g.n, g.w.ld, g.k),
+        WLayout::KN => span(g.k, g.w.ld, g.n),
+    };
+    for (what, o, need) in
+        [("x", &g.x, span(g.m, g.x.ld, g.k)), ("w", &g.w, wspan), ("y", &g.y, span(g.m, g.y.ld, g.n))]
+    {
+        let end = o.offset + (g.batch - 1) * o.sb + need;
+        if end > o.t.numel() {
+            return Err(invalid(
+                OP,
+                format!("{what} needs {end} elements, tensor {:?} has {}", o.t.shape(), o.t.numel()),
+            ));
+        }
+    }
+    if let Some((b, mode)) = g.bias {
+        let want = if mode == BiasMode::PerColumn { g.n } else { g.m };
+        if b.numel() != want {
+            return Err(shape_err(OP, "bias", &[want], b.shape()));
+        }
+    }
+    let t = tiling.unwrap_or_else(|| Tiling::for_gpu(gpu));
+    if !(1..=8).contains(&t.tm) || !(1..=8).contains(&t.tn) {
+        return Err(invalid(OP, format!("tiling {t:?}: tm and tn must be 1..=8")));
+    }
+    let generic = gpu.pipelines().get(
+        &gpu.device,
+        &MATMUL,
+        "matmul",
+        dtype,
+        &[("TM", t.tm as f64), ("TN", t.tn as f64), ("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)],
+    )?;
+    // The vec4 paths need K-contiguous operands with 4-aligned strides (starts are checked per dispatch).
+    let k_contig = g.layout == WLayout::NK
+        && g.k.is_multiple_of(4)
+        && g.x.ld.is_multiple_of(4)
+        && g.w.ld.is_multiple_of(4);
+    let k_contig = k_contig && g.x.sb.is_multiple_of(4) && g.w.sb.is_multiple_of(4) && tiling.is_none();
+    let vec4 = if k_contig {
+        Some(gpu.pipelines().get(
+            &gpu.device,
+            &MATMUL_VEC4,
+            "matmul_vec4",
+            dtype,
+            &[("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)],
+        )?)
+    } else {
+        None
+    };
+    // Subgroup path: exactly 8-lane subgroups, K % 32 == 0.
+    let sg8_ok = gpu.caps.subgroup && gpu.caps.subgroup_min_size == 8 && gpu.caps.subgroup_max_size == 8;
+    let sg8 = if k_contig && sg8_ok && g.k.is_multiple_of(32) {
+        Some(gpu.pipelines().get(&gpu.device, &MATMUL_SG8, "matmul_sg8", dtype, &[])?)
+    } else {
+        None
+    };
+    let (w_sn, w_sk) = match g.layout {
+        WLayout::NK => (g.w.ld as u32, 1u32),
+        WLayout::KN => (1u32, g.w.ld as u32),
+    };
+    let flags = match g.bias {
+        Some((_, BiasMode::PerColumn)) => 1,
+        Some((_, BiasMode::PerRow)) => 2,
+        None => 0,
+    } | if g.accumulate { 4 } else { 0 };
+    let maxg = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let row_elems = g.x.ld.max(g.y.ld).max(g.k).max(g.n);
+    let rows_chunk = items_per_binding(gpu, row_elems, dtype)?.min(maxg * 8).max(1);
+    let fits = |o: &Operand, need: usize| o.t.window(gpu, o.offset, (g.batch - 1) * o.sb + need).is_ok();
+    // The whole batch in one dispatch (grid z) when every operand fits one binding.
+    let whole = g.batch > 1
+        && g.batch <= maxg
+        && g.m <= rows_chunk
+        && fits(&g.x, span(g.m, g.x.ld, g.k))
+        && fits(&g.y, span(g.m, g.y.ld, g.n))
+        && fits(&g.w, wspan);
+    let batches: Vec<(usize, usize)> =
+        if whole { vec![(0, g.batch)] } else { (0..g.batch).map(|b| (b, 1)).collect() };
+    for (b0, nb) in batches {
+        let ww = g.w.t.window(gpu, g.w.offset + b0 * g.w.sb, (nb - 1) * g.w.sb + wspan)?;
+        let bw = match g.bias {
+            Some((bt, _)) => bt.whole(gpu)?,
+            None => ww.clone(),
+        };
+        let mut r0 = 0;
+        while r0 < g.m {
+            let rows = if nb > 1 { g.m } else { rows_chunk.min(g.m - r0) };
+            let xw = g.x.t.window(
+                gpu,
+                g.x.offset + b0 * g.x.sb + r0 * g.x.ld,
+                (nb - 1) * g.x.sb + span(rows, g.x.ld, g.k),
+            )?;
+            let yw = g.y.t.window(
+                gpu,
+                g.y.offset + b0 * g.y.sb + r0 * g.y.ld,
+                (nb - 1) * g.y.sb + span(rows, g.y.ld, g.n),
+            )?;
+            // A per-row bias is indexed by the row inside this chunk: offset its base.
+            let base_b =
+                if matches!(g.bias, Some((_, BiasMode::PerRow))) { bw.base + r0 as u32 } else { bw.base };
+            let params = Params {
+                m: rows as u32,
+                n: g.n as u32,
+                k: g.k as u32,
+                act: g.act.code(),
+                base_x: xw.base,
+                base_w: ww.base,
+                base_b,
+                base_y: yw.base,
+                x_sb: g.x.sb as u32,
+                w_sb: g.w.sb as u32,
+                y_sb: g.y.sb as u32,
+                flags,
+                w_sn,
+                w_sk,
+                ldx: g.x.ld as u32,
+                ldy: g.y.ld as u32,
+            };
+            let aligned = xw.base % 4 == 0 && ww.base % 4 == 0;
+            let (pipe, gx, gy) = match (&sg8, &vec4, aligned) {
+                (Some(s), _, true) => (s, g.n.div_ceil(SG8_COLS), rows.div_ceil(SG8_ROWS)),
+                (None, Some(v), true) => {
+                    (v, g.n.div_ceil(4 * t.wg_x as usize), rows.div_ceil(4 * t.wg_y as usize))
+                }
+                _ => (
+                    &generic,
+                    g.n.div_ceil((t.tn * t.wg_x) as usize),
+                    rows.div_ceil((t.tm * t.wg_y) as usize),
+                ),
+            };
+            let groups = [gx as u32, gy as u32, nb as u32];
+            rec.dispatch(pipe, bytemuck::bytes_of(&params), vec![xw, ww.clone(), bw.clone(), yw], groups)?;
+            r0 += rows;
+        }
+    }
+    Ok(())
+}
+
 /// Records `y = act(x · wᵀ + bias)`.
 ///
 /// Shapes: `x [B, M, K]` (or `[M, K]`), `w [B, N, K]` / `[N, K]` (shared), or with [`WLayout::KN`]
@@ -107,17 +316,6 @@ pub fn record(
     y: &Tensor,
     tiling: Option<Tiling>,
 ) -> Result<()> {
-    let gpu = rec.gpu();
-    let dtype = x.dtype();
-    for (t, what) in [(w, "weight"), (y, "output")] {
-        if t.dtype() != dtype {
-            return Err(KernelError::DType {
-                op: OP,
-                found: format!("{} and {}", dtype, t.dtype()),
-                why: format!("input and {what} must have the same dtype"),
-            });
-        }
-    }
     let xs = x.shape();
     let ws = w.shape();
     if xs.is_empty() || ws.len() < 2 || ws.len() > 3 {
@@ -144,7 +342,9 @@ pub fn record(
         (1, xs[..xs.len() - 1].iter().product())
     };
     let mut want_y: Vec<usize> = xs.to_vec();
-    *want_y.last_mut().unwrap_or(&mut 0) = wn;
+    if let Some(last) = want_y.last_mut() {
+        *last = wn;
+    }
     if y.shape() != want_y.as_slice() {
         return Err(shape_err(OP, "output", &want_y, y.shape()));
     }
@@ -152,128 +352,26 @@ pub fn record(
         if b.shape() != [wn] {
             return Err(shape_err(OP, "bias", &[wn], b.shape()));
         }
-        if b.dtype() != dtype {
-            return Err(KernelError::DType {
-                op: OP,
-                found: b.dtype().to_string(),
-                why: "bias dtype".into(),
-            });
-        }
     }
-    if m == 0 || wn == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        return Err(invalid(OP, "K = 0 is not supported"));
-    }
-    let t = tiling.unwrap_or_else(|| Tiling::for_gpu(gpu));
-    if !(1..=8).contains(&t.tm) || !(1..=8).contains(&t.tn) {
-        return Err(invalid(OP, format!("tiling {t:?}: tm and tn must be 1..=8")));
-    }
-    let generic = gpu.pipelines().get(
-        &gpu.device,
-        &MATMUL,
-        "matmul",
-        dtype,
-        &[("TM", t.tm as f64), ("TN", t.tn as f64), ("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)],
-    )?;
-    // The vec4 path needs K-contiguous operands and 4-element-aligned starts (checked per dispatch).
-    let vec4 = if layout == WLayout::NK && k.is_multiple_of(4) && tiling.is_none() {
-        Some(gpu.pipelines().get(
-            &gpu.device,
-            &MATMUL_VEC4,
-            "matmul_vec4",
-            dtype,
-            &[("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)],
-        )?)
-    } else {
-        None
+    let g = Gemm {
+        batch,
+        m,
+        n: wn,
+        k,
+        x: Operand { t: x, offset: 0, ld: k, sb: m * k },
+        w: Operand {
+            t: w,
+            offset: 0,
+            ld: if layout == WLayout::NK { wk } else { wn },
+            sb: if wb > 1 { wn * wk } else { 0 },
+        },
+        layout,
+        bias: bias.map(|b| (b, BiasMode::PerColumn)),
+        act,
+        y: Operand { t: y, offset: 0, ld: wn, sb: m * wn },
+        accumulate: false,
     };
-    // Subgroup path: exactly 8-lane subgroups, K % 32 == 0.
-    let sg8 = if vec4.is_some()
-        && gpu.caps.subgroup
-        && gpu.caps.subgroup_min_size == 8
-        && gpu.caps.subgroup_max_size == 8
-        && k.is_multiple_of(32)
-    {
-        Some(gpu.pipelines().get(&gpu.device, &MATMUL_SG8, "matmul_sg8", dtype, &[])?)
-    } else {
-        None
-    };
-    let (w_sn, w_sk) = match layout {
-        WLayout::NK => (wk as u32, 1u32),
-        WLayout::KN => (1u32, wn as u32),
-    };
-    let wmat = wn * wk;
-    // Rows per dispatch so that the X and Y windows of one batch element fit a binding.
-    let rows_fit = items_per_binding(gpu, k.max(wn), dtype)?;
-    let per_wg_m = (t.tm * t.wg_y) as usize;
-    let per_wg_n = (t.tn * t.wg_x) as usize;
-    let gx = wn.div_ceil(per_wg_n) as u32;
-    let maxg = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let rows_chunk = rows_fit.min(maxg * per_wg_m).max(1);
-    // Whole batch in one dispatch (grid z) when everything fits one binding each.
-    let whole = batch > 1
-        && batch <= maxg
-        && x.whole(gpu).is_ok()
-        && y.whole(gpu).is_ok()
-        && w.whole(gpu).is_ok()
-        && m <= rows_chunk;
-    let batches: Vec<(usize, usize)> =
-        if whole { vec![(0, batch)] } else { (0..batch).map(|b| (b, 1)).collect() };
-    for (b0, nb) in batches {
-        let wstart = if wb > 1 { b0 * wmat } else { 0 };
-        let wlen = if wb > 1 { nb * wmat } else { wmat };
-        let ww = w.window(gpu, wstart, wlen)?;
-        let bw = match bias {
-            Some(bt) => bt.whole(gpu)?,
-            None => ww.clone(),
-        };
-        let mut r0 = 0;
-        while r0 < m {
-            let rows = if nb > 1 { m } else { rows_chunk.min(m - r0) };
-            let xw = x.window(gpu, (b0 * m + r0) * k, (nb - 1) * m * k + rows * k)?;
-            let yw = y.window(gpu, (b0 * m + r0) * wn, (nb - 1) * m * wn + rows * wn)?;
-            let params = Params {
-                m: rows as u32,
-                n: wn as u32,
-                k: k as u32,
-                act: act.code(),
-                base_x: xw.base,
-                base_w: ww.base,
-                base_b: bw.base,
-                base_y: yw.base,
-                x_sb: (m * k) as u32,
-                w_sb: if wb > 1 { wmat as u32 } else { 0 },
-                y_sb: (m * wn) as u32,
-                has_bias: bias.is_some() as u32,
-                w_sn,
-                w_sk,
-                ldx: k as u32,
-                ldy: wn as u32,
-            };
-            let aligned = xw.base % 4 == 0 && ww.base % 4 == 0;
-            let (pipe, gx, gy) = match (&vec4, aligned) {
-                (Some(_), true) if sg8.is_some() => (
-                    sg8.as_ref().unwrap_or(&generic),
-                    wn.div_ceil(SG8_COLS) as u32,
-                    rows.div_ceil(SG8_ROWS) as u32,
-                ),
-                (Some(v), true) => {
-                    (v, wn.div_ceil(4 * t.wg_x as usize) as u32, rows.div_ceil(4 * t.wg_y as usize) as u32)
-                }
-                _ => (&generic, gx, rows.div_ceil(per_wg_m) as u32),
-            };
-            rec.dispatch(
-                pipe,
-                bytemuck::bytes_of(&params),
-                vec![xw, ww.clone(), bw.clone(), yw],
-                [gx, gy, nb as u32],
-            )?;
-            r0 += rows;
-        }
-    }
-    Ok(())
+    record_gemm(rec, &g, tiling)
 }
 
 /// `act(x · wᵀ + bias)` with `w [N, K]` (PyTorch Linear), into a new tensor, run now.

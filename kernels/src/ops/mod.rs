@@ -1,4 +1,5 @@
 //! One module per op family: the launcher(s), the float64 CPU reference, and the benchmark case.
 
+pub mod conv;
 pub mod elementwise;
 pub mod matmul;
