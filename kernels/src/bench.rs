@@ -101,6 +101,9 @@ pub fn entries() -> Vec<BenchEntry> {
         crate::ops::matmul::BENCH,
         crate::ops::conv::BENCH_CONV2D,
         crate::ops::conv::BENCH_CONV3D,
+        crate::ops::group_norm::BENCH,
+        crate::ops::rows::BENCH_LAYER_NORM,
+        crate::ops::rows::BENCH_SOFTMAX,
     ]
 }
 

@@ -44,6 +44,10 @@ shader!(MATMUL, "matmul");
 shader!(MATMUL_VEC4, "matmul_vec4");
 shader!(MATMUL_SG8, "matmul_sg8");
 shader!(CONV_COLS, "conv_cols");
+shader!(GROUP_NORM, "group_norm");
+shader!(LAYER_NORM, "layer_norm");
+shader!(SOFTMAX, "softmax");
 
 /// Every shader, for validation.
-pub const ALL: &[Shader] = &[ELEMENTWISE, MATMUL, MATMUL_VEC4, MATMUL_SG8, CONV_COLS];
+pub const ALL: &[Shader] =
+    &[ELEMENTWISE, MATMUL, MATMUL_VEC4, MATMUL_SG8, CONV_COLS, GROUP_NORM, LAYER_NORM, SOFTMAX];

@@ -2,4 +2,6 @@
 
 pub mod conv;
 pub mod elementwise;
+pub mod group_norm;
 pub mod matmul;
+pub mod rows;
