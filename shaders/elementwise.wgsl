@@ -9,6 +9,10 @@ struct Params {
     base_y: u32,
     alpha: f32,
     beta: f32,
+    div: u32,      // broadcast: b index = ((first + i) / div) % modn
+    modn: u32,
+    first: u32,    // global index of this dispatch's first element
+    inner: u32,    // GEGLU: output width; timestep embedding: half of D
     _pad0: u32,
     _pad1: u32,
 }
@@ -19,6 +23,7 @@ override WG: u32 = 256;
 @group(0) @binding(1) var<storage, read> a: array<T>;
 @group(0) @binding(2) var<storage, read> b: array<T>;
 @group(0) @binding(3) var<storage, read_write> y: array<T>;
+@group(0) @binding(4) var<storage, read> c: array<T>;
 
 fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
@@ -62,4 +67,100 @@ fn scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let i = linear_id(wid, nwg, lid);
     if (i >= p.n) { return; }
     y[p.base_y + i] = T(p.alpha * f32(a[p.base_a + i]) + p.beta);
+}
+
+// erf with |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26).
+fn erf_approx(v: f32) -> f32 {
+    let s = sign(v);
+    let a = abs(v);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    return s * (1.0 - poly * exp(-a * a));
+}
+
+fn gelu(v: f32) -> f32 {
+    return 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
+}
+
+// y = gelu(a), exact (erf) form
+@compute @workgroup_size(WG)
+fn gelu_op(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y[p.base_y + i] = T(gelu(f32(a[p.base_a + i])));
+}
+
+// y += a (residual accumulate; y and a are different buffers)
+@compute @workgroup_size(WG)
+fn add_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y[p.base_y + i] = T(f32(y[p.base_y + i]) + f32(a[p.base_a + i]));
+}
+
+// y = a + b[((first + i) / div) % modn]: per-channel, per-(sample, channel), per-sample and row-vector adds
+@compute @workgroup_size(WG)
+fn broadcast_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let j = ((p.first + i) / p.div) % p.modn;
+    y[p.base_y + i] = T(f32(a[p.base_a + i]) + f32(b[p.base_b + j]));
+}
+
+// y = alpha·a + (1 − alpha)·b, alpha a scalar
+@compute @workgroup_size(WG)
+fn blend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y[p.base_y + i] = T(p.alpha * f32(a[p.base_a + i]) + (1.0 - p.alpha) * f32(b[p.base_b + i]));
+}
+
+// y = alpha[s]·a + (1 − alpha[s])·b with s = ((first + i) / div) % modn (alpha per sample, binding 4)
+@compute @workgroup_size(WG)
+fn blend_per_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let al = f32(c[((p.first + i) / p.div) % p.modn]);
+    y[p.base_y + i] = T(al * f32(a[p.base_a + i]) + (1.0 - al) * f32(b[p.base_b + i]));
+}
+
+// GEGLU: a [rows, 2·inner] → y [rows, inner] = first half · gelu(second half)
+@compute @workgroup_size(WG)
+fn geglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let r = i / p.inner;
+    let j = i % p.inner;
+    let src = p.base_a + r * 2u * p.inner + j;
+    y[p.base_y + i] = T(f32(a[src]) * gelu(f32(a[src + p.inner])));
+}
+
+// sin/cos after reducing the argument to [-π, π] (two-constant Cody–Waite split of 2π), so large arguments
+// (time ids up to a few hundred) keep f32 accuracy on every GPU.
+fn reduce_angle(v: f32) -> f32 {
+    let q = round(v * 0.15915494309189535);
+    return (v - q * 6.28125) - q * 0.0019353071795864769;
+}
+
+// Sinusoidal embedding [cos(t·f_k), sin(t·f_k)], f_k = exp(k·(−ln 10000)/half): a [n] → y [n, 2·half]
+@compute @workgroup_size(WG)
+fn timestep_embedding(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let d = 2u * p.inner;
+    let row = i / d;
+    let j = i % d;
+    let k = j % p.inner;
+    let freq = exp(-9.210340371976184 * f32(k) / f32(p.inner));
+    let arg = reduce_angle(f32(a[p.base_a + row]) * freq);
+    var v = sin(arg);
+    if (j < p.inner) { v = cos(arg); }
+    y[p.base_y + i] = T(v);
 }

@@ -104,6 +104,8 @@ pub fn entries() -> Vec<BenchEntry> {
         crate::ops::group_norm::BENCH,
         crate::ops::rows::BENCH_LAYER_NORM,
         crate::ops::rows::BENCH_SOFTMAX,
+        crate::ops::layout::BENCH_TRANSPOSE,
+        crate::ops::layout::BENCH_UPSAMPLE,
     ]
 }
 

@@ -47,7 +47,8 @@ shader!(CONV_COLS, "conv_cols");
 shader!(GROUP_NORM, "group_norm");
 shader!(LAYER_NORM, "layer_norm");
 shader!(SOFTMAX, "softmax");
+shader!(LAYOUT, "layout");
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] =
-    &[ELEMENTWISE, MATMUL, MATMUL_VEC4, MATMUL_SG8, CONV_COLS, GROUP_NORM, LAYER_NORM, SOFTMAX];
+    &[ELEMENTWISE, MATMUL, MATMUL_VEC4, MATMUL_SG8, CONV_COLS, GROUP_NORM, LAYER_NORM, SOFTMAX, LAYOUT];

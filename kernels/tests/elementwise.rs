@@ -112,3 +112,140 @@ fn mismatched_shapes_are_errors_naming_both() {
     let err = elementwise::binary(&gpu, Binary::Add, &a, &b).unwrap_err().to_string();
     assert!(err.contains("[2, 3]") && err.contains("[3, 2]"), "{err}");
 }
+
+use trajattn_kernels::ops::elementwise::{Alpha, Bcast};
+
+#[test]
+fn gelu_geglu_and_inplace_add() {
+    let gpu = common::gpu();
+    for dtype in common::dtypes(&gpu) {
+        let (rows, inner) = (13, 37);
+        let x: Vec<f32> = inputs(71, rows * 2 * inner, dtype).iter().map(|v| v * 4.0).collect();
+        let tx = Tensor::from_f32(&gpu, &x, &[rows, 2 * inner], dtype).unwrap();
+        let y = Tensor::empty(&gpu, &[rows, inner], dtype).unwrap();
+        y.poison(&gpu);
+        let mut rec = Recorder::new(&gpu);
+        elementwise::record_geglu(&mut rec, &tx, &y).unwrap();
+        rec.run().unwrap();
+        assert_close(
+            &format!("geglu {dtype}"),
+            &y.to_f32(&gpu).unwrap(),
+            &reference::geglu(&to_f64(&x), inner),
+            tol(dtype),
+        );
+        let g = elementwise::unary(&gpu, Unary::Gelu, &tx).unwrap();
+        assert_close(
+            &format!("gelu {dtype}"),
+            &g.to_f32(&gpu).unwrap(),
+            &reference::unary(Unary::Gelu, &to_f64(&x)),
+            tol(dtype),
+        );
+        // y += a
+        let a = inputs(72, rows * 2 * inner, dtype);
+        let ta = Tensor::from_f32(&gpu, &a, &[rows, 2 * inner], dtype).unwrap();
+        let acc = Tensor::from_f32(&gpu, &x, &[rows, 2 * inner], dtype).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        elementwise::record_add_inplace(&mut rec, &acc, &ta).unwrap();
+        rec.run().unwrap();
+        let want = reference::binary(Binary::Add, &to_f64(&x), &to_f64(&a));
+        assert_close(&format!("add in place {dtype}"), &acc.to_f32(&gpu).unwrap(), &want, tol(dtype));
+        assert!(
+            elementwise::record_add_inplace(&mut Recorder::new(&gpu), &acc, &acc).is_err(),
+            "aliasing refused"
+        );
+    }
+}
+
+#[test]
+fn broadcasts_and_blends() {
+    let gpu = common::gpu();
+    for dtype in common::dtypes(&gpu) {
+        let shape = [3usize, 5, 7, 2];
+        let n: usize = shape.iter().product();
+        let a = inputs(81, n, dtype);
+        let ta = Tensor::from_f32(&gpu, &a, &shape, dtype).unwrap();
+        for (kind, bshape, div, modn) in [
+            (Bcast::Channel, vec![5], 14, 5),
+            (Bcast::SampleChannel, vec![3, 5], 14, 15),
+            (Bcast::Sample, vec![3], 70, 3),
+            (Bcast::Row, vec![2], 1, 2),
+        ] {
+            let b = inputs(82, bshape.iter().product(), dtype);
+            let tb = Tensor::from_f32(&gpu, &b, &bshape, dtype).unwrap();
+            let y = Tensor::empty(&gpu, &shape, dtype).unwrap();
+            y.poison(&gpu);
+            let mut rec = Recorder::new(&gpu);
+            elementwise::record_broadcast_add(&mut rec, kind, &ta, &tb, &y).unwrap();
+            rec.run().unwrap();
+            let want = reference::broadcast_add(&to_f64(&a), &to_f64(&b), div, modn);
+            assert_close(&format!("{kind:?} {dtype}"), &y.to_f32(&gpu).unwrap(), &want, tol(dtype));
+            let wrong = Tensor::from_f32(&gpu, &inputs(83, 4, dtype), &[4], dtype).unwrap();
+            let e = elementwise::record_broadcast_add(&mut Recorder::new(&gpu), kind, &ta, &wrong, &y)
+                .unwrap_err();
+            assert!(e.to_string().contains("[4]"), "{e}");
+        }
+        let b = inputs(84, n, dtype);
+        let tb = Tensor::from_f32(&gpu, &b, &shape, dtype).unwrap();
+        let al = trajattn_kernels::testing::rand_range(85, 3, 0.0, 1.0);
+        let al = if dtype == DType::F16 { round_f16(&al) } else { al };
+        let tal = Tensor::from_f32(&gpu, &al, &[3], dtype).unwrap();
+        for (alpha, al64) in
+            [(Alpha::Scalar(0.3), vec![0.3f32 as f64]), (Alpha::PerSample(&tal), to_f64(&al))]
+        {
+            let y = Tensor::empty(&gpu, &shape, dtype).unwrap();
+            y.poison(&gpu);
+            let mut rec = Recorder::new(&gpu);
+            elementwise::record_blend(&mut rec, alpha, &ta, &tb, &y).unwrap();
+            rec.run().unwrap();
+            let div = if al64.len() == 1 { n } else { 70 };
+            let want = reference::blend(&al64, &to_f64(&a), &to_f64(&b), div);
+            assert_close(&format!("blend {alpha:?} {dtype}"), &y.to_f32(&gpu).unwrap(), &want, tol(dtype));
+        }
+    }
+}
+
+#[test]
+fn broadcast_above_binding_limit() {
+    let gpu = common::gpu();
+    // (9, 320, 110, 110) f32 = 139 MB: per-channel add split into windows; channel index must stay global.
+    let shape = [9usize, 320, 110, 110];
+    let n: usize = shape.iter().product();
+    let a = rand_vec(91, n);
+    let b = rand_vec(92, 320);
+    let ta = Tensor::from_f32(&gpu, &a, &shape, DType::F32).unwrap();
+    let tb = Tensor::from_f32(&gpu, &b, &[320], DType::F32).unwrap();
+    let y = Tensor::empty(&gpu, &shape, DType::F32).unwrap();
+    y.poison(&gpu);
+    let mut rec = Recorder::new(&gpu);
+    elementwise::record_broadcast_add(&mut rec, Bcast::Channel, &ta, &tb, &y).unwrap();
+    rec.run().unwrap();
+    assert_close(
+        "per-channel add 139 MB",
+        &y.to_f32(&gpu).unwrap(),
+        &reference::broadcast_add(&to_f64(&a), &to_f64(&b), 110 * 110, 320),
+        1e-6,
+    );
+}
+
+#[test]
+fn timestep_embedding_matches_reference() {
+    let gpu = common::gpu();
+    // c_noise values (|t| < 2) and SVD's added time ids (fps − 1, motion bucket, noise augmentation).
+    let t = vec![-1.5527f32, 0.25, 1.6377, 6.0, 127.0, 0.02, 255.0];
+    let dim = 320;
+    let tt = Tensor::from_f32(&gpu, &t, &[t.len()], DType::F32).unwrap();
+    let y = Tensor::empty(&gpu, &[t.len(), dim], DType::F32).unwrap();
+    y.poison(&gpu);
+    let mut rec = Recorder::new(&gpu);
+    elementwise::record_timestep_embedding(&mut rec, &tt, dim, &y).unwrap();
+    rec.run().unwrap();
+    // The argument t·f is rounded to f32 (relative 6e-8, so 1.5e-5 absolute at 255 rad) before sin/cos: 3e-5.
+    assert_close(
+        "timestep embedding",
+        &y.to_f32(&gpu).unwrap(),
+        &reference::timestep_embedding(&to_f64(&t), dim),
+        3e-5,
+    );
+    let bad = Tensor::empty(&gpu, &[t.len(), dim + 1], DType::F32).unwrap();
+    assert!(elementwise::record_timestep_embedding(&mut Recorder::new(&gpu), &tt, dim, &bad).is_err());
+}

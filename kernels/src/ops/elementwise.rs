@@ -15,7 +15,7 @@ use bytemuck::{Pod, Zeroable};
 const WG: u32 = 256;
 
 #[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
 struct Params {
     n: u32,
     base_a: u32,
@@ -23,6 +23,10 @@ struct Params {
     base_y: u32,
     alpha: f32,
     beta: f32,
+    div: u32,
+    modn: u32,
+    first: u32,
+    inner: u32,
     _pad: [u32; 2],
 }
 
@@ -42,6 +46,8 @@ pub enum Unary {
     Silu,
     /// alpha·x + beta
     Scale { alpha: f32, beta: f32 },
+    /// Exact GELU, 0.5·x·(1 + erf(x/√2)).
+    Gelu,
 }
 
 fn check_same(op: &'static str, a: &Tensor, b: &Tensor, what: &str) -> Result<()> {
@@ -75,15 +81,8 @@ pub fn record_binary(rec: &mut Recorder, op: Binary, a: &Tensor, b: &Tensor, y: 
     while s < n {
         let len = chunk.min(n - s);
         let (wa, wb, wy) = (a.window(gpu, s, len)?, b.window(gpu, s, len)?, y.window(gpu, s, len)?);
-        let params = Params {
-            n: len as u32,
-            base_a: wa.base,
-            base_b: wb.base,
-            base_y: wy.base,
-            alpha: 0.0,
-            beta: 0.0,
-            _pad: [0; 2],
-        };
+        let params =
+            Params { n: len as u32, base_a: wa.base, base_b: wb.base, base_y: wy.base, ..Default::default() };
         let groups = grid(gpu, (len as u32).div_ceil(WG));
         rec.dispatch(&pipe, bytemuck::bytes_of(&params), vec![wa, wb, wy], groups)?;
         s += len;
@@ -99,6 +98,7 @@ pub fn record_unary(rec: &mut Recorder, op: Unary, x: &Tensor, y: &Tensor) -> Re
     let (entry, alpha, beta) = match op {
         Unary::Silu => ("silu_op", 0.0, 0.0),
         Unary::Scale { alpha, beta } => ("scale", alpha, beta),
+        Unary::Gelu => ("gelu_op", 0.0, 0.0),
     };
     let pipe = gpu.pipelines().get(&gpu.device, &ELEMENTWISE, entry, x.dtype(), &[])?;
     let n = x.numel();
@@ -108,7 +108,7 @@ pub fn record_unary(rec: &mut Recorder, op: Unary, x: &Tensor, y: &Tensor) -> Re
         let len = chunk.min(n - s);
         let (wa, wy) = (x.window(gpu, s, len)?, y.window(gpu, s, len)?);
         let params =
-            Params { n: len as u32, base_a: wa.base, base_b: 0, base_y: wy.base, alpha, beta, _pad: [0; 2] };
+            Params { n: len as u32, base_a: wa.base, base_y: wy.base, alpha, beta, ..Default::default() };
         let groups = grid(gpu, (len as u32).div_ceil(WG));
         rec.dispatch_bound(&pipe, bytemuck::bytes_of(&params), vec![(1, wa), (3, wy)], groups)?;
         s += len;
@@ -134,6 +134,249 @@ pub fn unary(gpu: &Gpu, op: Unary, x: &Tensor) -> Result<Tensor> {
     Ok(y)
 }
 
+/// Which axis a broadcast operand follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bcast {
+    /// `a [N, C, *]` + `b [C]`.
+    Channel,
+    /// `a [N, C, *]` + `b [N, C]` (e.g. the res-block time embedding).
+    SampleChannel,
+    /// `a [N, *]` + `b [N]`.
+    Sample,
+    /// `a [.., C]` + `b [C]` (a row vector added to every row).
+    Row,
+}
+
+fn bcast_geometry(kind: Bcast, a: &[usize]) -> Option<(usize, usize, Vec<usize>)> {
+    let rest = |from: usize| a.get(from..).map(|r| r.iter().product::<usize>());
+    match kind {
+        Bcast::Channel if a.len() >= 2 => Some((rest(2)?, a[1], vec![a[1]])),
+        Bcast::SampleChannel if a.len() >= 2 => Some((rest(2)?, a[0] * a[1], vec![a[0], a[1]])),
+        Bcast::Sample if !a.is_empty() => Some((rest(1)?, a[0], vec![a[0]])),
+        Bcast::Row if !a.is_empty() => Some((1, a[a.len() - 1], vec![a[a.len() - 1]])),
+        _ => None,
+    }
+}
+
+/// Runs `f(start, len)` over element chunks of `n` whose bindings fit the adapter.
+fn chunks(gpu: &Gpu, n: usize, dtype: DType, mut f: impl FnMut(usize, usize) -> Result<()>) -> Result<()> {
+    let chunk = items_per_binding(gpu, 1, dtype)?;
+    let mut s = 0;
+    while s < n {
+        let len = chunk.min(n - s);
+        f(s, len)?;
+        s += len;
+    }
+    Ok(())
+}
+
+/// Records `y = a + b` with `b` broadcast along `kind`.
+pub fn record_broadcast_add(
+    rec: &mut Recorder,
+    kind: Bcast,
+    a: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    const NAME: &str = "broadcast add";
+    check_same(NAME, a, y, "output vs a")?;
+    let (div, modn, want_b) = bcast_geometry(kind, a.shape())
+        .ok_or_else(|| shape_err(NAME, format!("{kind:?} input"), &[0, 0], a.shape()))?;
+    if b.shape() != want_b.as_slice() {
+        return Err(shape_err(NAME, format!("{kind:?} operand"), &want_b, b.shape()));
+    }
+    if b.dtype() != a.dtype() {
+        return Err(crate::error::KernelError::DType {
+            op: NAME,
+            found: b.dtype().to_string(),
+            why: "b dtype".into(),
+        });
+    }
+    let gpu = rec.gpu();
+    let pipe = gpu.pipelines().get(&gpu.device, &ELEMENTWISE, "broadcast_add", a.dtype(), &[])?;
+    let bw = b.whole(gpu)?;
+    chunks(gpu, a.numel(), a.dtype(), |s, len| {
+        let (wa, wy) = (a.window(gpu, s, len)?, y.window(gpu, s, len)?);
+        let prm = Params {
+            n: len as u32,
+            base_a: wa.base,
+            base_b: bw.base,
+            base_y: wy.base,
+            div: div.max(1) as u32,
+            modn: modn.max(1) as u32,
+            first: s as u32,
+            ..Default::default()
+        };
+        rec.dispatch(
+            &pipe,
+            bytemuck::bytes_of(&prm),
+            vec![wa, bw.clone(), wy],
+            grid(gpu, (len as u32).div_ceil(WG)),
+        )
+    })
+}
+
+/// Records `y += a` (residual accumulation; `y` and `a` must not share storage).
+pub fn record_add_inplace(rec: &mut Recorder, y: &Tensor, a: &Tensor) -> Result<()> {
+    const NAME: &str = "add in place";
+    check_same(NAME, y, a, "a vs y")?;
+    if y.same_storage(a) {
+        return Err(crate::error::invalid(
+            NAME,
+            "y and a share one buffer; use record_binary into a new tensor",
+        ));
+    }
+    let gpu = rec.gpu();
+    let pipe = gpu.pipelines().get(&gpu.device, &ELEMENTWISE, "add_inplace", y.dtype(), &[])?;
+    chunks(gpu, y.numel(), y.dtype(), |s, len| {
+        let (wa, wy) = (a.window(gpu, s, len)?, y.window(gpu, s, len)?);
+        let prm = Params { n: len as u32, base_a: wa.base, base_y: wy.base, ..Default::default() };
+        rec.dispatch_bound(
+            &pipe,
+            bytemuck::bytes_of(&prm),
+            vec![(1, wa), (3, wy)],
+            grid(gpu, (len as u32).div_ceil(WG)),
+        )
+    })
+}
+
+/// Blend weight of [`record_blend`].
+#[derive(Clone, Copy, Debug)]
+pub enum Alpha<'a> {
+    /// One α for every element.
+    Scalar(f32),
+    /// α per sample: a tensor `[N]` for inputs `[N, *]`.
+    PerSample(&'a Tensor),
+}
+
+/// Records `y = α·a + (1 − α)·b` (SVD's AlphaBlender).
+pub fn record_blend(rec: &mut Recorder, alpha: Alpha, a: &Tensor, b: &Tensor, y: &Tensor) -> Result<()> {
+    const NAME: &str = "blend";
+    check_same(NAME, a, b, "b vs a")?;
+    check_same(NAME, a, y, "output vs a")?;
+    let gpu = rec.gpu();
+    let shape = a.shape();
+    let n0 = *shape.first().unwrap_or(&1);
+    let per_sample = a.numel() / n0.max(1);
+    let (entry, alpha_w, al) = match alpha {
+        Alpha::Scalar(v) => ("blend", None, v),
+        Alpha::PerSample(t) => {
+            if t.shape() != [n0] {
+                return Err(shape_err(NAME, "per-sample alpha", &[n0], t.shape()));
+            }
+            check_same(NAME, t, t, "alpha")?;
+            if t.dtype() != a.dtype() {
+                return Err(crate::error::KernelError::DType {
+                    op: NAME,
+                    found: t.dtype().to_string(),
+                    why: "alpha dtype".into(),
+                });
+            }
+            ("blend_per_sample", Some(t.whole(gpu)?), 0.0)
+        }
+    };
+    let pipe = gpu.pipelines().get(&gpu.device, &ELEMENTWISE, entry, a.dtype(), &[])?;
+    chunks(gpu, a.numel(), a.dtype(), |s, len| {
+        let (wa, wb, wy) = (a.window(gpu, s, len)?, b.window(gpu, s, len)?, y.window(gpu, s, len)?);
+        let prm = Params {
+            n: len as u32,
+            base_a: wa.base,
+            base_b: wb.base,
+            base_y: wy.base,
+            alpha: al,
+            div: per_sample.max(1) as u32,
+            modn: n0.max(1) as u32,
+            first: s as u32,
+            ..Default::default()
+        };
+        let mut bound = vec![(1, wa), (2, wb), (3, wy)];
+        if let Some(w) = &alpha_w {
+            bound.push((4, w.clone()));
+        }
+        rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), bound, grid(gpu, (len as u32).div_ceil(WG)))
+    })
+}
+
+/// Records GEGLU: `x [.., 2·inner]` → `y [.., inner]` = first half · GELU(second half).
+pub fn record_geglu(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<()> {
+    const NAME: &str = "geglu";
+    let xs = x.shape();
+    let two = *xs.last().unwrap_or(&0);
+    if two == 0 || !two.is_multiple_of(2) {
+        return Err(shape_err(NAME, "input [.., 2·inner]", &[2], xs));
+    }
+    let inner = two / 2;
+    let mut want = xs.to_vec();
+    if let Some(l) = want.last_mut() {
+        *l = inner;
+    }
+    if y.shape() != want.as_slice() {
+        return Err(shape_err(NAME, "output", &want, y.shape()));
+    }
+    if x.dtype() != y.dtype() {
+        return Err(crate::error::KernelError::DType {
+            op: NAME,
+            found: y.dtype().to_string(),
+            why: "x and y".into(),
+        });
+    }
+    let gpu = rec.gpu();
+    let pipe = gpu.pipelines().get(&gpu.device, &ELEMENTWISE, "geglu", x.dtype(), &[])?;
+    let rows = x.numel() / two;
+    let per = items_per_binding(gpu, two, x.dtype())?;
+    let mut r0 = 0;
+    while r0 < rows {
+        let nr = per.min(rows - r0);
+        let (wx, wy) = (x.window(gpu, r0 * two, nr * two)?, y.window(gpu, r0 * inner, nr * inner)?);
+        let prm = Params {
+            n: (nr * inner) as u32,
+            base_a: wx.base,
+            base_y: wy.base,
+            inner: inner as u32,
+            ..Default::default()
+        };
+        let groups = grid(gpu, ((nr * inner) as u32).div_ceil(WG));
+        rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), vec![(1, wx), (3, wy)], groups)?;
+        r0 += nr;
+    }
+    Ok(())
+}
+
+/// Records the sinusoidal embedding of SVD (`flip_sin_to_cos`, shift 0): `t [n]` f32 → `y [n, dim]` f32.
+pub fn record_timestep_embedding(rec: &mut Recorder, t: &Tensor, dim: usize, y: &Tensor) -> Result<()> {
+    const NAME: &str = "timestep embedding";
+    if t.shape().len() != 1 || dim == 0 || !dim.is_multiple_of(2) {
+        return Err(shape_err(NAME, "timesteps [n] and an even dim", &[t.numel(), dim], t.shape()));
+    }
+    if y.shape() != [t.numel(), dim] {
+        return Err(shape_err(NAME, "output", &[t.numel(), dim], y.shape()));
+    }
+    if t.dtype() != DType::F32 || y.dtype() != DType::F32 {
+        return Err(crate::error::KernelError::DType {
+            op: NAME,
+            found: format!("{} / {}", t.dtype(), y.dtype()),
+            why: "timesteps and embedding are f32 (the reference casts afterwards)".into(),
+        });
+    }
+    let gpu = rec.gpu();
+    let pipe = gpu.pipelines().get(&gpu.device, &ELEMENTWISE, "timestep_embedding", DType::F32, &[])?;
+    let (wt, wy) = (t.whole(gpu)?, y.whole(gpu)?);
+    let n = y.numel();
+    let prm = Params {
+        n: n as u32,
+        base_a: wt.base,
+        base_y: wy.base,
+        inner: (dim / 2) as u32,
+        ..Default::default()
+    };
+    rec.dispatch_bound(
+        &pipe,
+        bytemuck::bytes_of(&prm),
+        vec![(1, wt), (3, wy)],
+        grid(gpu, (n as u32).div_ceil(WG)),
+    )
+}
+
 /// Float64 references.
 pub mod reference {
     use super::{Binary, Unary};
@@ -155,8 +398,56 @@ pub mod reference {
             .map(|&v| match op {
                 Unary::Silu => v / (1.0 + (-v).exp()),
                 Unary::Scale { alpha, beta } => alpha as f64 * v + beta as f64,
+                Unary::Gelu => {
+                    0.5 * v * (1.0 + crate::ops::matmul::reference::erf(v / std::f64::consts::SQRT_2))
+                }
             })
             .collect()
+    }
+
+    /// `a + b[(i / div) % modn]`.
+    pub fn broadcast_add(a: &[f64], b: &[f64], div: usize, modn: usize) -> Vec<f64> {
+        a.iter().enumerate().map(|(i, &x)| x + b[(i / div) % modn]).collect()
+    }
+
+    /// `α·a + (1 − α)·b` with α per block of `div` elements (cycled over `alpha`).
+    pub fn blend(alpha: &[f64], a: &[f64], b: &[f64], div: usize) -> Vec<f64> {
+        (0..a.len())
+            .map(|i| {
+                let al = alpha[(i / div) % alpha.len()];
+                al * a[i] + (1.0 - al) * b[i]
+            })
+            .collect()
+    }
+
+    /// GEGLU over rows of `2·inner`.
+    pub fn geglu(x: &[f64], inner: usize) -> Vec<f64> {
+        let mut y = Vec::with_capacity(x.len() / 2);
+        for row in x.chunks(2 * inner) {
+            for j in 0..inner {
+                let g = row[inner + j];
+                y.push(
+                    row[j]
+                        * 0.5
+                        * g
+                        * (1.0 + crate::ops::matmul::reference::erf(g / std::f64::consts::SQRT_2)),
+                );
+            }
+        }
+        y
+    }
+
+    /// Sinusoidal embedding `[cos, sin]` with the frequencies rounded as the f32 reference computes them.
+    pub fn timestep_embedding(t: &[f64], dim: usize) -> Vec<f64> {
+        let half = dim / 2;
+        let c = -(10000f64.ln()) as f32;
+        let freqs: Vec<f64> = (0..half).map(|k| ((c * k as f32) / half as f32).exp() as f64).collect();
+        let mut y = Vec::with_capacity(t.len() * dim);
+        for &tv in t {
+            y.extend(freqs.iter().map(|f| (tv * f).cos()));
+            y.extend(freqs.iter().map(|f| (tv * f).sin()));
+        }
+        y
     }
 }
 

@@ -3,5 +3,6 @@
 pub mod conv;
 pub mod elementwise;
 pub mod group_norm;
+pub mod layout;
 pub mod matmul;
 pub mod rows;
