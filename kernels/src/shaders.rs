@@ -40,6 +40,7 @@ macro_rules! shader {
 }
 
 shader!(ELEMENTWISE, "elementwise");
+shader!(ELEMENTWISE_VEC4, "elementwise_vec4");
 shader!(MATMUL, "matmul");
 shader!(MATMUL_VEC4, "matmul_vec4");
 shader!(MATMUL_SG8, "matmul_sg8");
@@ -50,5 +51,15 @@ shader!(SOFTMAX, "softmax");
 shader!(LAYOUT, "layout");
 
 /// Every shader, for validation.
-pub const ALL: &[Shader] =
-    &[ELEMENTWISE, MATMUL, MATMUL_VEC4, MATMUL_SG8, CONV_COLS, GROUP_NORM, LAYER_NORM, SOFTMAX, LAYOUT];
+pub const ALL: &[Shader] = &[
+    ELEMENTWISE,
+    ELEMENTWISE_VEC4,
+    MATMUL,
+    MATMUL_VEC4,
+    MATMUL_SG8,
+    CONV_COLS,
+    GROUP_NORM,
+    LAYER_NORM,
+    SOFTMAX,
+    LAYOUT,
+];

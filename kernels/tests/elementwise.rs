@@ -28,7 +28,7 @@ fn tol(d: DType) -> f64 {
 fn binary_and_unary_match_reference_on_odd_shapes() {
     let gpu = common::gpu();
     for dtype in common::dtypes(&gpu) {
-        for (i, shape) in [[3usize, 5, 7], [1, 1, 1], [2, 37, 129]].iter().enumerate() {
+        for (i, shape) in [[3usize, 5, 7], [1, 1, 1], [2, 37, 129], [8, 16, 3]].iter().enumerate() {
             let n: usize = shape.iter().product();
             let a = inputs(10 + i as u64, n, dtype);
             let b = inputs(20 + i as u64, n, dtype);
@@ -85,7 +85,8 @@ fn views_at_unaligned_offsets_work() {
 fn tensor_above_binding_limit_is_split() {
     // 40 M f32 = 160 MB > 128 MiB, lavapipe's (and wgpu's default) max_storage_buffer_binding_size.
     let gpu = common::gpu();
-    let n = 40_000_003usize;
+    // 40,000,004 elements: the vec4 path (multiple of 4) in windows of the binding limit.
+    let n = 40_000_004usize;
     assert!(n as u64 * 4 > 128 << 20);
     let a = rand_vec(7, n);
     let b = rand_vec(8, n);

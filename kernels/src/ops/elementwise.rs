@@ -8,7 +8,7 @@ use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{shape_err, Result};
 use crate::gpu::Gpu;
-use crate::shaders::ELEMENTWISE;
+use crate::shaders::{ELEMENTWISE, ELEMENTWISE_VEC4};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 
@@ -75,16 +75,31 @@ pub fn record_binary(rec: &mut Recorder, op: Binary, a: &Tensor, b: &Tensor, y: 
         Binary::Mul => "mul",
     };
     let pipe = gpu.pipelines().get(&gpu.device, &ELEMENTWISE, entry, a.dtype(), &[])?;
+    let pipe4 = if op == Binary::Add {
+        Some(gpu.pipelines().get(&gpu.device, &ELEMENTWISE_VEC4, "add4", a.dtype(), &[])?)
+    } else {
+        None
+    };
     let n = a.numel();
-    let chunk = items_per_binding(gpu, 1, a.dtype())?;
+    // Multiples of 4 keep every window start on the vec4 path.
+    let chunk = (items_per_binding(gpu, 1, a.dtype())? / 4 * 4).max(4);
     let mut s = 0;
     while s < n {
         let len = chunk.min(n - s);
         let (wa, wb, wy) = (a.window(gpu, s, len)?, b.window(gpu, s, len)?, y.window(gpu, s, len)?);
         let params =
             Params { n: len as u32, base_a: wa.base, base_b: wb.base, base_y: wy.base, ..Default::default() };
-        let groups = grid(gpu, (len as u32).div_ceil(WG));
-        rec.dispatch(&pipe, bytemuck::bytes_of(&params), vec![wa, wb, wy], groups)?;
+        let aligned = len % 4 == 0 && wa.base % 4 == 0 && wb.base % 4 == 0 && wy.base % 4 == 0;
+        match (&pipe4, aligned) {
+            (Some(p4), true) => {
+                let groups = grid(gpu, (len as u32 / 4).div_ceil(WG));
+                rec.dispatch(p4, bytemuck::bytes_of(&params), vec![wa, wb, wy], groups)?;
+            }
+            _ => {
+                let groups = grid(gpu, (len as u32).div_ceil(WG));
+                rec.dispatch(&pipe, bytemuck::bytes_of(&params), vec![wa, wb, wy], groups)?;
+            }
+        }
         s += len;
     }
     Ok(())
