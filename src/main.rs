@@ -245,7 +245,7 @@ fn demo(g: &GpuArgs, quick: bool) -> Result<()> {
     println!();
     println!("speed: each kernel at one SVD shape (median of 3 runs)");
     for e in bench::entries() {
-        let shape = e.default_shapes[0];
+        let shape = e.demo_shape;
         let case = (e.build)(&gpu, shape, DType::F32).with_context(|| format!("building {}", e.name))?;
         let r = bench::time_case(&gpu, &case, 1, 3)?;
         print_result(&r, false)?;

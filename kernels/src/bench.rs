@@ -90,6 +90,8 @@ pub struct BenchEntry {
     pub shape_help: &'static str,
     /// Shapes run when none is given (SVD's real sizes).
     pub default_shapes: &'static [&'static str],
+    /// One modest real shape for `trajattn demo` (seconds, not minutes, on a CPU adapter).
+    pub demo_shape: &'static str,
     /// Builds the case.
     pub build: fn(&Gpu, &str, DType) -> Result<BenchCase>,
 }

@@ -463,6 +463,7 @@ pub const BENCH_CONV2D: BenchEntry = BenchEntry {
     name: "conv2d",
     shape_help: "NxCINxCOUTxHxW[xK[xSTRIDE]] (K×K kernel, padding K/2; default K=3, stride 1)",
     default_shapes: &["1x320x320x72x128", "1x320x320x72x128x3x2", "1x640x640x36x64", "1x1280x1280x18x32"],
+    demo_shape: "1x320x320x36x64",
     build: conv2d_bench,
 };
 
@@ -471,5 +472,6 @@ pub const BENCH_CONV3D: BenchEntry = BenchEntry {
     name: "conv3d-temporal",
     shape_help: "BxFxCxHxW on the (B·F, C, H, W) layout, C→C channels",
     default_shapes: &["1x14x320x36x64", "1x25x128x72x128"],
+    demo_shape: "1x14x320x36x64",
     build: conv3d_bench,
 };

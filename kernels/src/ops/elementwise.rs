@@ -490,5 +490,6 @@ pub const BENCH: BenchEntry = BenchEntry {
     name: "elementwise",
     shape_help: "tensor dims, e.g. 50x320x72x128 (the add of a + b of that shape)",
     default_shapes: &["50x320x72x128", "14x320x8x8"],
+    demo_shape: "14x320x72x128",
     build: bench_build,
 };

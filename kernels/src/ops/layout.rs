@@ -292,6 +292,7 @@ pub const BENCH_TRANSPOSE: BenchEntry = BenchEntry {
     name: "transpose",
     shape_help: "AxBxCxD, swapping B and C (e.g. 50x320x9216x1 = NCHW→tokens, 2x25x9216x320 = tokens→frames)",
     default_shapes: &["50x320x9216x1", "2x25x9216x320"],
+    demo_shape: "14x320x9216x1",
     build: swap_bench,
 };
 
@@ -300,5 +301,6 @@ pub const BENCH_UPSAMPLE: BenchEntry = BenchEntry {
     name: "upsample",
     shape_help: "NxCxHxW input",
     default_shapes: &["50x1280x36x64", "8x512x144x256"],
+    demo_shape: "14x640x36x64",
     build: up_bench,
 };

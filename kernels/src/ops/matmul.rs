@@ -493,5 +493,6 @@ pub const BENCH: BenchEntry = BenchEntry {
     name: "matmul",
     shape_help: "MxNxK: y[M,N] = x[M,K] · w[N,K]ᵀ (a Linear with weight [N,K])",
     default_shapes: &["4096x4096x1024", "9216x320x320", "9216x2560x320", "1800x1280x320"],
+    demo_shape: "9216x320x320",
     build: bench_build,
 };

@@ -218,6 +218,7 @@ pub const BENCH_LAYER_NORM: BenchEntry = BenchEntry {
     name: "layer-norm",
     shape_help: "ROWSxC (rows = tokens)",
     default_shapes: &["129024x320", "32256x640", "8064x1280"],
+    demo_shape: "32256x640",
     build: ln_bench,
 };
 
@@ -226,5 +227,6 @@ pub const BENCH_SOFTMAX: BenchEntry = BenchEntry {
     name: "softmax",
     shape_help: "ROWSxC",
     default_shapes: &["92160x50", "4112x257"],
+    demo_shape: "92160x50",
     build: sm_bench,
 };
