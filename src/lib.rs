@@ -1,1 +1,5 @@
-pub fn _y() {}
+//! trajattn: camera- and motion-controlled video generation (Trajectory Attention on Stable Video Diffusion)
+//! on any GPU through wgpu. The GPU runtime and kernels live in the `trajattn-kernels` crate; this crate holds
+//! everything about the model and the user.
+
+pub mod rng;

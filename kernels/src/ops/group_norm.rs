@@ -259,7 +259,7 @@ fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
 pub const BENCH: BenchEntry = BenchEntry {
     name: "group-norm",
     shape_help: "ROWSxCxHxW (statistics per frame) or BxFxCxHxW (statistics across the F frames)",
-    default_shapes: &["50x320x72x128", "2x25x320x72x128", "8x128x576x1024"],
+    default_shapes: &["50x320x72x128", "2x25x320x72x128", "4x128x576x1024"],
     demo_shape: "14x320x72x128",
     build: bench_build,
 };

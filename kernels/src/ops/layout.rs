@@ -300,7 +300,7 @@ pub const BENCH_TRANSPOSE: BenchEntry = BenchEntry {
 pub const BENCH_UPSAMPLE: BenchEntry = BenchEntry {
     name: "upsample",
     shape_help: "NxCxHxW input",
-    default_shapes: &["50x1280x36x64", "8x512x144x256"],
+    default_shapes: &["50x1280x18x32", "50x640x36x64", "4x512x144x256"],
     demo_shape: "14x640x36x64",
     build: up_bench,
 };
