@@ -112,7 +112,7 @@ impl Generator {
             transform(&mut d, i);
             i += 16;
         }
-        if n % 16 != 0 {
+        if !n.is_multiple_of(16) {
             for slot in d[n - 16..].iter_mut() {
                 *slot = self.uniform_f32();
             }
@@ -139,7 +139,7 @@ impl Generator {
             transform(&mut d, i);
             i += 16;
         }
-        if n % 16 != 0 {
+        if !n.is_multiple_of(16) {
             for slot in d[n - 16..].iter_mut() {
                 *slot = self.uniform_f16();
             }
@@ -200,7 +200,7 @@ fn ln32(x: f32) -> f32 {
     let k = (bits >> 23) as i32 - 127;
     let m = f32::from_bits((bits & !0x7f80_0000) | 0.5f32.to_bits());
     let mut e = k as f32 + 1.0;
-    let t = if m < 0.707106781186547524 {
+    let t = if m < std::f32::consts::FRAC_1_SQRT_2 {
         e -= 1.0;
         (m - 1.0) + m
     } else {
