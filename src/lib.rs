@@ -3,3 +3,4 @@
 //! everything about the model and the user.
 
 pub mod rng;
+pub mod trajectory;

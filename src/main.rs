@@ -49,6 +49,9 @@ enum Command {
     },
     /// Time one kernel at a shape (warm-up, then the median of several GPU-synchronised runs).
     Bench(BenchArgs),
+    /// Camera-path trajectories for one image from its depth map (the official `cameractrl`): writes
+    /// `trans_coordinates.npy` + `trans_valid.npy` (the official folder format) and previews (PNG, GIF).
+    Camera(CameraArgs),
     /// Show the chosen adapter and run every kernel once on small random data, checked against the
     /// float64 CPU reference, then time each at one real SVD shape.
     Demo {
@@ -82,6 +85,38 @@ struct BenchArgs {
     list: bool,
 }
 
+#[derive(Args, Debug)]
+struct CameraArgs {
+    /// The first frame (any format the image crate reads; alpha is dropped).
+    #[arg(long)]
+    image: std::path::PathBuf,
+    /// Relative inverse depth of the image (larger = nearer): Depth-Anything's float `.npy` (H, W), or a
+    /// 16-bit greyscale PNG holding the same quantity.
+    #[arg(long)]
+    depth: std::path::PathBuf,
+    /// horizontal | vertical | zoomin | zoomout (orbits around the point 200 units in front of the camera).
+    #[arg(long, default_value = "horizontal")]
+    mode: trajattn::trajectory::camera::CameraMode,
+    /// Degrees of orbit (or zoom phase) per frame; negative reverses the motion.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    degrees_per_frame: f64,
+    /// Frames, the unmoved first one included (25 for SVD-xt, 14 for SVD).
+    #[arg(long, default_value_t = 25)]
+    frames: usize,
+    /// Orbit radius R (the official --major_radius).
+    #[arg(long, default_value_t = 200.0)]
+    major_radius: f64,
+    /// Focal length in pixels (the official code uses 260 at 1024×576).
+    #[arg(long, default_value_t = 260.0)]
+    focal: f64,
+    /// Output folder.
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Grid spacing, in pixels, of the trajectories drawn in the previews.
+    #[arg(long, default_value_t = 32)]
+    preview_step: usize,
+}
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
@@ -96,6 +131,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { json } => info(&cli.gpu, json),
         Command::Bench(args) => bench_cmd(&cli.gpu, args),
         Command::Demo { quick } => demo(&cli.gpu, quick),
+        Command::Camera(args) => camera_cmd(args),
     }
 }
 
@@ -250,5 +286,82 @@ fn demo(g: &GpuArgs, quick: bool) -> Result<()> {
         let r = bench::time_case(&gpu, &case, 1, 3)?;
         print_result(&r, false)?;
     }
+    Ok(())
+}
+
+fn load_depth(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
+    use trajattn::trajectory::npy;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext == "npy" {
+        let a = npy::read(path)?;
+        let v =
+            a.to_f64().with_context(|| format!("{}: depth must be float32 or float64", path.display()))?;
+        let (h, w) = match a.shape.as_slice() {
+            [h, w] | [1, h, w] => (*h, *w),
+            s => bail!("{}: depth has shape {s:?}; expected (H, W)", path.display()),
+        };
+        return Ok((v.iter().map(|&x| x as f32).collect(), w, h));
+    }
+    let img = image::open(path).with_context(|| format!("reading depth image {}", path.display()))?;
+    let g = img.to_luma16();
+    let (w, h) = (g.width() as usize, g.height() as usize);
+    Ok((g.pixels().map(|p| p.0[0] as f32).collect(), w, h))
+}
+
+fn camera_cmd(a: CameraArgs) -> Result<()> {
+    use trajattn::trajectory::camera::{camera_trajectories, CameraPath, Intrinsics};
+    use trajattn::trajectory::{folder, preview};
+    let img =
+        image::open(&a.image).with_context(|| format!("reading image {}", a.image.display()))?.to_rgb8();
+    let (depth, w, h) = load_depth(&a.depth)?;
+    if (w, h) != (img.width() as usize, img.height() as usize) {
+        bail!(
+            "depth map {} is {w}×{h} but image {} is {}×{}: they must have the same size",
+            a.depth.display(),
+            a.image.display(),
+            img.width(),
+            img.height()
+        );
+    }
+    if a.frames < 2 || a.frames > 1000 {
+        bail!("--frames must be between 2 and 1000, got {}", a.frames);
+    }
+    if !(a.focal.is_finite() && a.focal > 0.0) {
+        bail!("--focal must be a positive number of pixels, got {}", a.focal);
+    }
+    let path = CameraPath {
+        mode: a.mode,
+        degrees_per_frame: a.degrees_per_frame,
+        frames: a.frames,
+        major_radius: a.major_radius,
+        minor_radius: 200.0,
+    };
+    let mut k = Intrinsics::official(w, h);
+    k.focal = a.focal;
+    let g = camera_trajectories(&depth, w, h, &path, &k)?;
+    folder::write_grid(&a.out, &g)?;
+    let t = folder::read(&a.out, a.frames)?;
+    let png = a.out.join("preview.png");
+    let gif = a.out.join("preview.gif");
+    preview::write_previews(&img, &t, a.preview_step, &png, &gif).context("writing previews")?;
+    let n = w * h;
+    println!(
+        "{} trajectories × {} frames ({:?}, {} °/frame) → {}",
+        n,
+        a.frames,
+        a.mode,
+        a.degrees_per_frame,
+        a.out.display()
+    );
+    let vis: Vec<String> = (0..a.frames)
+        .map(|f| {
+            format!(
+                "{:.0}%",
+                100.0 * g.valid[f * n..(f + 1) * n].iter().filter(|&&v| v).count() as f64 / n as f64
+            )
+        })
+        .collect();
+    println!("visible per frame: {}", vis.join(" "));
+    println!("previews: {} and {}", png.display(), gif.display());
     Ok(())
 }

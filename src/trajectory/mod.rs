@@ -1,0 +1,6 @@
+//! Trajectories: the official folder format, camera paths from depth, and previews.
+
+pub mod camera;
+pub mod folder;
+pub mod npy;
+pub mod preview;

@@ -1,0 +1,105 @@
+//! Camera-path trajectories against the facts stated in the spec (trajectory-sources.md §4), and the
+//! trajectory folder / .npy round trip.
+
+use trajattn::trajectory::camera::{self, CameraMode, CameraPath, Intrinsics};
+use trajattn::trajectory::{folder, npy};
+
+#[test]
+fn first_camera_matrix_is_the_specs() {
+    let v0 = camera::look_at([0.0, 0.0, 200.0]);
+    let want = [[-1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 200.0], [0.0, 0.0, 0.0, 1.0]];
+    for (r, w) in v0.iter().zip(&want) {
+        for (a, b) in r.iter().zip(w) {
+            assert!((a - b).abs() < 1e-12, "{v0:?}");
+        }
+    }
+}
+
+#[test]
+fn spec_example_horizontal_orbit() {
+    // Horizontal, +0.5°/frame, frame 24: pixel (612, 388) at depth 100 → (649.8, 378.8); at depth 1000 → (563.4, 382.1).
+    let path = CameraPath::new(CameraMode::Horizontal, 0.5);
+    let t = &path.relative_transforms()[24];
+    let k = Intrinsics::official(1024, 576);
+    for (z, want) in [(100.0, [649.8, 378.8]), (1000.0, [563.4, 382.1])] {
+        let (p, d) = k.reproject(612.0, 388.0, z, t);
+        assert!(d > 0.0);
+        assert!(
+            (p[0] - want[0]).abs() < 0.05 && (p[1] - want[1]).abs() < 0.05,
+            "depth {z}: {p:?} vs {want:?}"
+        );
+    }
+    // Frame 0 is the identity.
+    let (p, d) = k.reproject(612.0, 388.0, 100.0, &path.relative_transforms()[0]);
+    assert!((p[0] - 612.0).abs() < 1e-9 && (p[1] - 388.0).abs() < 1e-9 && (d - 100.0).abs() < 1e-9);
+}
+
+#[test]
+fn ground_plane_loses_most_trajectories_to_the_neighbour_rule() {
+    // The spec measured with its port of the official code: a plane with depth 1000 − y is 98 % invalid in
+    // frame 1 of horizontal +0.5°; that is what the official camera files contain.
+    let (w, h) = (1024, 576);
+    let inv: Vec<f32> = (0..w * h).map(|i| 10000.0 / (1000.0 - (i / w) as f32)).collect();
+    let mut path = CameraPath::new(CameraMode::Horizontal, 0.5);
+    path.frames = 2;
+    let g = camera::camera_trajectories(&inv, w, h, &path, &Intrinsics::official(w, h)).unwrap();
+    assert!(g.valid[..w * h].iter().all(|&v| v), "frame 0 is all visible");
+    let invalid = g.valid[w * h..].iter().filter(|&&v| !v).count() as f64 / (w * h) as f64;
+    assert!((0.95..0.995).contains(&invalid), "frame 1 invalid fraction {invalid}");
+    // Frame 0 holds the identity grid.
+    assert_eq!((g.coords[2 * (5 * w + 7)], g.coords[2 * (5 * w + 7) + 1]), (7.0, 5.0));
+}
+
+#[test]
+fn zoom_and_vertical_paths_move_points_the_expected_way() {
+    let k = Intrinsics::official(1024, 576);
+    // Zoom in: the camera moves toward the scene, points spread away from the centre.
+    let zin = CameraPath::new(CameraMode::ZoomIn, 2.0).relative_transforms();
+    let (p, _) = k.reproject(800.0, 100.0, 300.0, &zin[24]);
+    assert!(p[0] > 800.0 && p[1] < 100.0, "{p:?}");
+    // Zoom out: they gather toward the centre.
+    let zout = CameraPath::new(CameraMode::ZoomOut, 1.0).relative_transforms();
+    let (p, _) = k.reproject(800.0, 100.0, 300.0, &zout[24]);
+    assert!(p[0] < 800.0 && p[1] > 100.0, "{p:?}");
+    // Vertical orbit moves along y only for points on the centre column.
+    let v = CameraPath::new(CameraMode::Vertical, 0.5).relative_transforms();
+    let (p, _) = k.reproject(512.0, 100.0, 100.0, &v[10]);
+    assert!((p[0] - 512.0).abs() < 1e-6 && (p[1] - 100.0).abs() > 1.0, "{p:?}");
+}
+
+#[test]
+fn bad_depth_is_refused() {
+    let path = CameraPath::new(CameraMode::Horizontal, 0.5);
+    let k = Intrinsics::official(8, 4);
+    let e = camera::camera_trajectories(&[1.0; 31], 8, 4, &path, &k).unwrap_err().to_string();
+    assert!(e.contains("31") && e.contains("32"), "{e}");
+    let mut d = vec![1.0f32; 32];
+    d[9] = f32::NAN;
+    let e = camera::camera_trajectories(&d, 8, 4, &path, &k).unwrap_err().to_string();
+    assert!(e.contains("x 1, y 1"), "{e}");
+    // Zeros are clamped as the reference does (1e-5 → depth 1e4), not refused.
+    assert!(camera::camera_trajectories(&[0.0; 32], 8, 4, &path, &k).is_ok());
+}
+
+#[test]
+fn folder_round_trip_and_frame_check() {
+    let dir = std::env::temp_dir().join(format!("trajattn-folder-{}", std::process::id()));
+    let (w, h) = (13, 7);
+    let inv: Vec<f32> = (0..w * h).map(|i| 1.0 + (i % 5) as f32).collect();
+    let mut path = CameraPath::new(CameraMode::Horizontal, 1.5);
+    path.frames = 4;
+    let g = camera::camera_trajectories(&inv, w, h, &path, &Intrinsics::official(w, h)).unwrap();
+    folder::write_grid(&dir, &g).unwrap();
+    let t = folder::read(&dir, 4).unwrap();
+    assert_eq!((t.frames, t.n), (4, w * h));
+    assert_eq!(t.coords, g.coords);
+    assert_eq!(t.valid, g.valid);
+    let e = folder::read(&dir, 5).unwrap_err().to_string();
+    assert!(e.contains("5 frames") || e.contains("frame axis"), "{e}");
+    // A truncated file is an error, not a panic.
+    let bytes = std::fs::read(dir.join(folder::COORDS)).unwrap();
+    std::fs::write(dir.join(folder::COORDS), &bytes[..bytes.len() / 2]).unwrap();
+    assert!(folder::read(&dir, 4).unwrap_err().to_string().contains("truncated"));
+    assert!(npy::parse(std::path::Path::new("x"), b"not numpy at all").is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
