@@ -58,6 +58,9 @@ enum Command {
         /// Skip the timing part.
         #[arg(long)]
         quick: bool,
+        /// Where to write the demo's pictures (synthetic scene, its trajectories and previews).
+        #[arg(long, default_value = "out/demo")]
+        out: std::path::PathBuf,
     },
 }
 
@@ -130,7 +133,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Info { json } => info(&cli.gpu, json),
         Command::Bench(args) => bench_cmd(&cli.gpu, args),
-        Command::Demo { quick } => demo(&cli.gpu, quick),
+        Command::Demo { quick, out } => demo(&cli.gpu, quick, &out),
         Command::Camera(args) => camera_cmd(args),
     }
 }
@@ -248,7 +251,37 @@ fn print_result(r: &BenchResult, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn demo(g: &GpuArgs, quick: bool) -> Result<()> {
+/// Renders the synthetic scene, builds its camera-orbit trajectories and writes them with previews.
+fn demo_trajectories(out: &std::path::Path) -> Result<()> {
+    use trajattn::trajectory::camera::{camera_trajectories, CameraMode, CameraPath, Intrinsics};
+    use trajattn::trajectory::{folder, preview, synthetic};
+    let (w, h) = (512, 288);
+    let k = Intrinsics { focal: 130.0, cx: 256.0, cy: 144.0 };
+    let mut path = CameraPath::new(CameraMode::Horizontal, 1.0);
+    path.frames = 14;
+    let r = synthetic::render(&synthetic::demo_scene(), path.centers()[0], &k, w, h);
+    let inv = synthetic::inverse_depth(&r.depth);
+    let g = camera_trajectories(&inv, w, h, &path, &k)?;
+    let dir = out.join("camera");
+    folder::write_grid(&dir, &g)?;
+    r.image.save(out.join("scene.png")).context("writing scene.png")?;
+    let max = inv.iter().cloned().fold(f32::MIN, f32::max).max(1e-6);
+    let depth_img = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+        image::Luma([(inv[y as usize * w + x as usize] / max * 255.0) as u8])
+    });
+    depth_img.save(out.join("inverse_depth.png")).context("writing inverse_depth.png")?;
+    let t = folder::read(&dir, path.frames)?;
+    preview::write_previews(&r.image, &t, 24, &dir.join("preview.png"), &dir.join("preview.gif"))
+        .context("writing previews")?;
+    println!(
+        "  synthetic scene {w}×{h}, horizontal orbit 1°/frame × {} frames → {}/ (scene.png, inverse_depth.png, camera/)",
+        path.frames,
+        out.display()
+    );
+    Ok(())
+}
+
+fn demo(g: &GpuArgs, quick: bool, out: &std::path::Path) -> Result<()> {
     let gpu = g.open()?;
     println!("trajattn demo — adapter: {}", gpu.describe());
     println!(
@@ -275,6 +308,10 @@ fn demo(g: &GpuArgs, quick: bool) -> Result<()> {
             bail!("{} exceeded its error bound", check.name);
         }
     }
+    println!();
+    println!("trajectories: camera orbit over a synthetic scene with exact depth (no weights needed)");
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    demo_trajectories(out)?;
     if quick {
         return Ok(());
     }

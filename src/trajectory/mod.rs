@@ -4,3 +4,4 @@ pub mod camera;
 pub mod folder;
 pub mod npy;
 pub mod preview;
+pub mod synthetic;
