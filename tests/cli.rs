@@ -64,3 +64,44 @@ fn bad_input_gives_one_clear_error_not_a_panic() {
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
+
+#[test]
+fn quick_demo_checks_kernels_and_writes_pictures() {
+    let out = std::env::temp_dir().join(format!("trajattn-demo-{}", std::process::id()));
+    let o = trajattn(&["demo", "--quick", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(!s.contains("FAIL"), "{s}");
+    for f in [
+        "scene.png",
+        "inverse_depth.png",
+        "camera/preview.png",
+        "camera/preview.gif",
+        "camera/trans_valid.npy",
+    ] {
+        assert!(out.join(f).is_file(), "demo did not write {f}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn camera_command_refuses_mismatched_depth() {
+    let dir = std::env::temp_dir().join(format!("trajattn-cam-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    image::RgbImage::new(8, 6).save(dir.join("img.png")).unwrap();
+    trajattn::trajectory::npy::write_f32(&dir.join("d.npy"), &[5, 8], &[1.0; 40]).unwrap();
+    let o = trajattn(&[
+        "camera",
+        "--image",
+        dir.join("img.png").to_str().unwrap(),
+        "--depth",
+        dir.join("d.npy").to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("8×5") && err.contains("8×6"), "{err}");
+    assert!(!err.contains("panicked"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
