@@ -97,9 +97,10 @@ struct CameraArgs {
     /// 16-bit greyscale PNG holding the same quantity.
     #[arg(long)]
     depth: std::path::PathBuf,
-    /// horizontal | vertical | zoomin | zoomout (orbits around the point 200 units in front of the camera).
+    /// horizontal | vertical | zoomin | zoomout (orbits around the point 200 units in front of the camera), or
+    /// path:FILE for a JSON file of per-frame poses (see `src/trajectory/poses.rs`; --frames is then the pose count).
     #[arg(long, default_value = "horizontal")]
-    mode: trajattn::trajectory::camera::CameraMode,
+    mode: String,
     /// Degrees of orbit (or zoom phase) per frame; negative reverses the motion.
     #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     degrees_per_frame: f64,
@@ -366,31 +367,35 @@ fn camera_cmd(a: CameraArgs) -> Result<()> {
     if !(a.focal.is_finite() && a.focal > 0.0) {
         bail!("--focal must be a positive number of pixels, got {}", a.focal);
     }
-    let path = CameraPath {
-        mode: a.mode,
-        degrees_per_frame: a.degrees_per_frame,
-        frames: a.frames,
-        major_radius: a.major_radius,
-        minor_radius: 200.0,
-    };
     let mut k = Intrinsics::official(w, h);
     k.focal = a.focal;
-    let g = camera_trajectories(&depth, w, h, &path, &k)?;
+    let g = if let Some(file) = a.mode.strip_prefix("path:") {
+        let views = trajattn::trajectory::poses::read(std::path::Path::new(file))?;
+        if views.len() < 2 {
+            bail!("pose file {file} has {} pose(s); a camera path needs at least 2", views.len());
+        }
+        let ts = trajattn::trajectory::camera::relative_to_first(&views);
+        trajattn::trajectory::camera::trajectories_for_transforms(&depth, w, h, &ts, &k)?
+    } else {
+        let mode = a.mode.parse().map_err(anyhow::Error::msg)?;
+        let path = CameraPath {
+            mode,
+            degrees_per_frame: a.degrees_per_frame,
+            frames: a.frames,
+            major_radius: a.major_radius,
+            minor_radius: 200.0,
+        };
+        camera_trajectories(&depth, w, h, &path, &k)?
+    };
+    let frames = g.frames;
     folder::write_grid(&a.out, &g)?;
-    let t = folder::read(&a.out, a.frames)?;
+    let t = folder::read(&a.out, frames)?;
     let png = a.out.join("preview.png");
     let gif = a.out.join("preview.gif");
     preview::write_previews(&img, &t, a.preview_step, &png, &gif).context("writing previews")?;
     let n = w * h;
-    println!(
-        "{} trajectories × {} frames ({:?}, {} °/frame) → {}",
-        n,
-        a.frames,
-        a.mode,
-        a.degrees_per_frame,
-        a.out.display()
-    );
-    let vis: Vec<String> = (0..a.frames)
+    println!("{} trajectories × {} frames ({}) → {}", n, frames, a.mode, a.out.display());
+    let vis: Vec<String> = (0..frames)
         .map(|f| {
             format!(
                 "{:.0}%",

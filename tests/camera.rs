@@ -135,3 +135,40 @@ fn trajectories_land_where_the_renderer_projects_the_scene() {
         assert!(worst < 1e-2, "{mode:?}: worst deviation {worst} px");
     }
 }
+
+#[test]
+fn pose_files_reproduce_the_official_path_and_refuse_bad_poses() {
+    use trajattn::trajectory::poses;
+    let dir = std::env::temp_dir().join(format!("trajattn-poses-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut path = CameraPath::new(CameraMode::Horizontal, 0.7);
+    path.frames = 5;
+    // The official orbit written as position + look-at poses, with the first one as a matrix.
+    let mut frames: Vec<String> = path.centers()[1..]
+        .iter()
+        .map(|c| format!("{{\"position\": [{}, {}, {}], \"look_at\": [0, 0, 0]}}", c[0], c[1], c[2]))
+        .collect();
+    frames.insert(0, "{\"world_to_camera\": [[-1,0,0,0],[0,1,0,0],[0,0,-1,200],[0,0,0,1]]}".into());
+    let file = dir.join("poses.json");
+    std::fs::write(&file, format!("{{\"frames\": [{}]}}", frames.join(","))).unwrap();
+    let views = poses::read(&file).unwrap();
+    let ts = camera::relative_to_first(&views);
+    let (w, h) = (31, 17);
+    let inv: Vec<f32> = (0..w * h).map(|i| 2.0 + (i % 7) as f32 * 0.5).collect();
+    let k = Intrinsics::official(w, h);
+    let a = camera::trajectories_for_transforms(&inv, w, h, &ts, &k).unwrap();
+    let b = camera::camera_trajectories(&inv, w, h, &path, &k).unwrap();
+    let worst = a.coords.iter().zip(&b.coords).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-9, "pose file vs built-in path: {worst}");
+    // A scaled matrix is not a rigid pose.
+    std::fs::write(&file, r#"{"frames": [{"world_to_camera": [[2,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]}]}"#)
+        .unwrap();
+    assert!(poses::read(&file).unwrap_err().to_string().contains("rigid"));
+    std::fs::write(&file, r#"{"frames": [{"position": [0,0,1], "look_at": [0,0,1]}]}"#).unwrap();
+    assert!(poses::read(&file).unwrap_err().to_string().contains("coincide"));
+    std::fs::write(&file, r#"{"frames": [{"position": [0,0,1]}]}"#).unwrap();
+    assert!(poses::read(&file).unwrap_err().to_string().contains("frame 0"));
+    std::fs::write(&file, "not json").unwrap();
+    assert!(poses::read(&file).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -113,11 +113,50 @@ fn normalize(a: [f64; 3]) -> [f64; 3] {
     }
 }
 
-fn basis(c: [f64; 3]) -> ([f64; 3], [f64; 3], [f64; 3]) {
-    let fwd = normalize(sub([0.0; 3], c));
-    let right = normalize(cross([0.0, 1.0, 0.0], fwd));
+fn basis_to(c: [f64; 3], target: [f64; 3], up: [f64; 3]) -> ([f64; 3], [f64; 3], [f64; 3]) {
+    let fwd = normalize(sub(target, c));
+    let right = normalize(cross(up, fwd));
     let up = cross(fwd, right);
     (right, up, fwd)
+}
+
+fn basis(c: [f64; 3]) -> ([f64; 3], [f64; 3], [f64; 3]) {
+    basis_to(c, [0.0; 3], [0.0, 1.0, 0.0])
+}
+
+/// World→camera matrix of a camera at `c` looking at `target` with the given up vector.
+pub fn look_at_up(c: [f64; 3], target: [f64; 3], up: [f64; 3]) -> Mat4 {
+    let (r, u, f) = basis_to(c, target, up);
+    [
+        [r[0], r[1], r[2], -dot(r, c)],
+        [u[0], u[1], u[2], -dot(u, c)],
+        [f[0], f[1], f[2], -dot(f, c)],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+}
+
+/// Inverse of a rigid world→camera matrix `[R | t]`: `[Rᵀ | −Rᵀt]`.
+pub fn invert_rigid(v: &Mat4) -> Mat4 {
+    let mut m = [[0.0; 4]; 4];
+    for i in 0..3 {
+        for j in 0..3 {
+            m[i][j] = v[j][i];
+        }
+        m[i][3] = -(0..3).map(|k| v[k][i] * v[k][3]).sum::<f64>();
+    }
+    m[3][3] = 1.0;
+    m
+}
+
+/// `T_i = V_i · V_0⁻¹` for arbitrary rigid world→camera matrices (a pose file).
+pub fn relative_to_first(views: &[Mat4]) -> Vec<Mat4> {
+    match views.first() {
+        Some(v0) => {
+            let inv = invert_rigid(v0);
+            views.iter().map(|v| mul(v, &inv)).collect()
+        }
+        None => Vec::new(),
+    }
 }
 
 /// World→camera matrix of a camera at `c` looking at the origin with up (0, 1, 0).
@@ -209,27 +248,37 @@ pub fn camera_trajectories(
     path: &CameraPath,
     k: &Intrinsics,
 ) -> Result<GridTrajectories, CameraError> {
+    if !path.degrees_per_frame.is_finite() || !path.major_radius.is_finite() || !path.minor_radius.is_finite()
+    {
+        return Err(CameraError::Invalid("camera path parameters must be finite".into()));
+    }
+    trajectories_for_transforms(inv_depth, w, h, &path.relative_transforms(), k)
+}
+
+/// Like [`camera_trajectories`] for any camera-0 → camera-t transforms (`ts[0]` should be the identity).
+pub fn trajectories_for_transforms(
+    inv_depth: &[f32],
+    w: usize,
+    h: usize,
+    ts: &[Mat4],
+    k: &Intrinsics,
+) -> Result<GridTrajectories, CameraError> {
     if inv_depth.len() != w * h {
         return Err(CameraError::DepthSize { found: inv_depth.len(), expected: w * h, w, h });
     }
     if let Some(i) = inv_depth.iter().position(|v| !v.is_finite() || *v < 0.0) {
         return Err(CameraError::DepthValue { x: i % w, y: i / w, v: inv_depth[i] });
     }
-    if path.frames < 1 || w < 2 || h < 2 {
+    if ts.is_empty() || w < 2 || h < 2 {
         return Err(CameraError::Invalid(format!(
             "need ≥ 1 frame and an image of at least 2×2, got {} frames, {w}×{h}",
-            path.frames
+            ts.len()
         )));
     }
-    if !path.degrees_per_frame.is_finite() || !path.major_radius.is_finite() || !path.minor_radius.is_finite()
-    {
-        return Err(CameraError::Invalid("camera path parameters must be finite".into()));
-    }
     let z = depth_from_inverse(inv_depth);
-    let ts = path.relative_transforms();
     let n = w * h;
-    let mut coords = Vec::with_capacity(path.frames * n * 2);
-    let mut valid = Vec::with_capacity(path.frames * n);
+    let mut coords = Vec::with_capacity(ts.len() * n * 2);
+    let mut valid = Vec::with_capacity(ts.len() * n);
     for y in 0..h {
         for x in 0..w {
             coords.push(x as f64);
@@ -256,7 +305,7 @@ pub fn camera_trajectories(
         }
         valid.extend(vis);
     }
-    Ok(GridTrajectories { frames: path.frames, h, w, coords, valid })
+    Ok(GridTrajectories { frames: ts.len(), h, w, coords, valid })
 }
 
 /// The reference's coarse z-buffer (spec §4.6): `d` = camera-0 depth (f32), `zt` = depth in frame t,

@@ -3,5 +3,6 @@
 pub mod camera;
 pub mod folder;
 pub mod npy;
+pub mod poses;
 pub mod preview;
 pub mod synthetic;

@@ -2,7 +2,7 @@
 //! the trajectory code. Used by tests (trajectories must land where the renderer projects the same 3-D points)
 //! and by the demo, so both need no weights and no depth network.
 
-use super::camera::{look_at, Intrinsics, Mat4};
+use super::camera::{invert_rigid, look_at, Intrinsics};
 use image::{Rgb, RgbImage};
 
 /// A surface of the scene.
@@ -102,19 +102,6 @@ pub struct Render {
     pub depth: Vec<f64>,
     /// `(H, W)` world position of the surface seen at each pixel centre.
     pub points: Vec<[f64; 3]>,
-}
-
-fn invert_rigid(v: &Mat4) -> Mat4 {
-    // v = [R | t]: inverse = [Rᵀ | −Rᵀt].
-    let mut m = [[0.0; 4]; 4];
-    for i in 0..3 {
-        for j in 0..3 {
-            m[i][j] = v[j][i];
-        }
-        m[i][3] = -(0..3).map(|k| v[k][i] * v[k][3]).sum::<f64>();
-    }
-    m[3][3] = 1.0;
-    m
 }
 
 /// Ray-casts `scene` from a camera at `center` (looking at the origin) with intrinsics `k`, `w × h` pixels.
