@@ -2,5 +2,6 @@
 //! on any GPU through wgpu. The GPU runtime and kernels live in the `trajattn-kernels` crate; this crate holds
 //! everything about the model and the user.
 
+pub mod graph;
 pub mod rng;
 pub mod trajectory;

@@ -1,0 +1,3 @@
+//! Graph building and execution support: memory planning by tensor lifetime.
+
+pub mod plan;
