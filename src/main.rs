@@ -49,6 +49,9 @@ enum Command {
     },
     /// Time one kernel at a shape (warm-up, then the median of several GPU-synchronised runs).
     Bench(BenchArgs),
+    /// Look at a trajectory folder (the official format): summary, or previews drawn over an image.
+    #[command(subcommand)]
+    Trajectories(TrajCmd),
     /// Camera-path trajectories for one image from its depth map (the official `cameractrl`): writes
     /// `trans_coordinates.npy` + `trans_valid.npy` (the official folder format) and previews (PNG, GIF).
     Camera(CameraArgs),
@@ -88,6 +91,35 @@ struct BenchArgs {
     list: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum TrajCmd {
+    /// Print frames, trajectory count, visibility per frame and coordinate ranges.
+    Inspect {
+        /// Folder with trans_coordinates.npy and trans_valid.npy.
+        dir: std::path::PathBuf,
+        /// Frames the files were made for (the reshape needs it, as in the reference).
+        #[arg(long, default_value_t = 25)]
+        frames: usize,
+    },
+    /// Draw the trajectories over an image: PNG of the paths and an animated GIF.
+    Preview {
+        /// Folder with trans_coordinates.npy and trans_valid.npy.
+        dir: std::path::PathBuf,
+        /// The first frame to draw on.
+        #[arg(long)]
+        image: std::path::PathBuf,
+        /// Frames the files were made for.
+        #[arg(long, default_value_t = 25)]
+        frames: usize,
+        /// Grid spacing of the drawn trajectories, in pixels.
+        #[arg(long, default_value_t = 32)]
+        step: usize,
+        /// Output folder (default: the trajectory folder).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
 #[derive(Args, Debug)]
 struct CameraArgs {
     /// The first frame (any format the image crate reads; alpha is dropped).
@@ -122,6 +154,12 @@ struct CameraArgs {
 }
 
 fn main() {
+    // Piping into `head` must end the program quietly, not panic in println! (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -136,6 +174,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench_cmd(&cli.gpu, args),
         Command::Demo { quick, out } => demo(&cli.gpu, quick, &out),
         Command::Camera(args) => camera_cmd(args),
+        Command::Trajectories(c) => traj_cmd(c),
     }
 }
 
@@ -406,4 +445,50 @@ fn camera_cmd(a: CameraArgs) -> Result<()> {
     println!("visible per frame: {}", vis.join(" "));
     println!("previews: {} and {}", png.display(), gif.display());
     Ok(())
+}
+
+fn traj_cmd(c: TrajCmd) -> Result<()> {
+    use trajattn::trajectory::{folder, preview};
+    match c {
+        TrajCmd::Inspect { dir, frames } => {
+            let t = folder::read(&dir, frames)?;
+            println!("{}: {} frames × {} trajectories", dir.display(), t.frames, t.n);
+            for f in 0..t.frames {
+                let v = &t.valid[f * t.n..(f + 1) * t.n];
+                let vis = v.iter().filter(|&&b| b).count();
+                let (mut lo, mut hi) = ([f64::MAX; 2], [f64::MIN; 2]);
+                for (i, _) in v.iter().enumerate().filter(|(_, &b)| b) {
+                    for d in 0..2 {
+                        let x = t.coords[2 * (f * t.n + i) + d];
+                        lo[d] = lo[d].min(x);
+                        hi[d] = hi[d].max(x);
+                    }
+                }
+                if vis == 0 {
+                    println!("  frame {f:>3}: no visible trajectory");
+                } else {
+                    println!(
+                        "  frame {f:>3}: {:>5.1}% visible, x {:.1}..{:.1}, y {:.1}..{:.1}",
+                        100.0 * vis as f64 / t.n.max(1) as f64,
+                        lo[0],
+                        hi[0],
+                        lo[1],
+                        hi[1]
+                    );
+                }
+            }
+            Ok(())
+        }
+        TrajCmd::Preview { dir, image, frames, step, out } => {
+            let t = folder::read(&dir, frames)?;
+            let img =
+                image::open(&image).with_context(|| format!("reading image {}", image.display()))?.to_rgb8();
+            let out = out.unwrap_or_else(|| dir.clone());
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let (png, gif) = (out.join("preview.png"), out.join("preview.gif"));
+            preview::write_previews(&img, &t, step, &png, &gif).context("writing previews")?;
+            println!("previews: {} and {}", png.display(), gif.display());
+            Ok(())
+        }
+    }
 }

@@ -105,3 +105,35 @@ fn camera_command_refuses_mismatched_depth() {
     assert!(!err.contains("panicked"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trajectories_inspect_and_preview() {
+    let dir = std::env::temp_dir().join(format!("trajattn-inspect-{}", std::process::id()));
+    let (w, h) = (16, 9);
+    let inv: Vec<f32> = (0..w * h).map(|i| 1.0 + (i % 3) as f32).collect();
+    let mut path =
+        trajattn::trajectory::camera::CameraPath::new(trajattn::trajectory::camera::CameraMode::ZoomIn, 3.0);
+    path.frames = 3;
+    let k = trajattn::trajectory::camera::Intrinsics::official(w, h);
+    let g = trajattn::trajectory::camera::camera_trajectories(&inv, w, h, &path, &k).unwrap();
+    trajattn::trajectory::folder::write_grid(&dir, &g).unwrap();
+    let o = trajattn(&["trajectories", "inspect", dir.to_str().unwrap(), "--frames", "3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("3 frames × 144 trajectories") && s.contains("frame   2"), "{s}");
+    let o = trajattn(&["trajectories", "inspect", dir.to_str().unwrap(), "--frames", "4"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("4 frames"));
+    image::RgbImage::new(w as u32, h as u32).save(dir.join("img.png")).unwrap();
+    let o = trajattn(&[
+        "trajectories",
+        "preview",
+        dir.to_str().unwrap(),
+        "--image",
+        dir.join("img.png").to_str().unwrap(),
+        "--frames",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.join("preview.gif").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}

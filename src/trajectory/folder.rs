@@ -70,8 +70,9 @@ pub fn read(dir: &Path, frames: usize) -> Result<Trajectories, FolderError> {
     let lead: usize = c.shape.iter().take_while(|&&d| d == 1).count();
     if c.shape.get(lead) != Some(&frames) {
         return Err(FolderError::Layout(format!(
-            "{COORDS} has shape {:?}, whose frame axis is not {frames}: the trajectories were made for another frame count",
-            c.shape
+            "{COORDS} has shape {:?}: made for {} frames, but {frames} frames were asked for",
+            c.shape,
+            c.shape.get(lead).copied().unwrap_or(0)
         )));
     }
     if valid.len() != frames * n {
