@@ -151,6 +151,10 @@ struct CameraArgs {
     /// Grid spacing, in pixels, of the trajectories drawn in the previews.
     #[arg(long, default_value_t = 32)]
     preview_step: usize,
+    /// Also write the warped frames, dilated hole masks and flows of frames 1.. (`NNNN.png`,
+    /// `NNNN_mask.png`, `NNNN_flow.npy`, NNNN = frame − 1), the inputs of NVS-solver guidance.
+    #[arg(long)]
+    warp: bool,
 }
 
 fn main() {
@@ -386,7 +390,7 @@ fn load_depth(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
 }
 
 fn camera_cmd(a: CameraArgs) -> Result<()> {
-    use trajattn::trajectory::camera::{camera_trajectories, CameraPath, Intrinsics};
+    use trajattn::trajectory::camera::{CameraPath, Intrinsics};
     use trajattn::trajectory::{folder, preview};
     let img =
         image::open(&a.image).with_context(|| format!("reading image {}", a.image.display()))?.to_rgb8();
@@ -408,15 +412,17 @@ fn camera_cmd(a: CameraArgs) -> Result<()> {
     }
     let mut k = Intrinsics::official(w, h);
     k.focal = a.focal;
-    let g = if let Some(file) = a.mode.strip_prefix("path:") {
+    let ts = if let Some(file) = a.mode.strip_prefix("path:") {
         let views = trajattn::trajectory::poses::read(std::path::Path::new(file))?;
         if views.len() < 2 {
             bail!("pose file {file} has {} pose(s); a camera path needs at least 2", views.len());
         }
-        let ts = trajattn::trajectory::camera::relative_to_first(&views);
-        trajattn::trajectory::camera::trajectories_for_transforms(&depth, w, h, &ts, &k)?
+        trajattn::trajectory::camera::relative_to_first(&views)
     } else {
         let mode = a.mode.parse().map_err(anyhow::Error::msg)?;
+        if !(a.degrees_per_frame.is_finite() && a.major_radius.is_finite()) {
+            bail!("--degrees-per-frame and --major-radius must be finite numbers");
+        }
         let path = CameraPath {
             mode,
             degrees_per_frame: a.degrees_per_frame,
@@ -424,8 +430,21 @@ fn camera_cmd(a: CameraArgs) -> Result<()> {
             major_radius: a.major_radius,
             minor_radius: 200.0,
         };
-        camera_trajectories(&depth, w, h, &path, &k)?
+        path.relative_transforms()
     };
+    let g = trajattn::trajectory::camera::trajectories_for_transforms(&depth, w, h, &ts, &k)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    if a.warp {
+        for (i, wf) in trajattn::trajectory::warp::warp_frames(&img, &depth, &ts, &k).iter().enumerate() {
+            wf.image.save(a.out.join(format!("{i:04}.png"))).context("writing warped frame")?;
+            wf.mask.save(a.out.join(format!("{i:04}_mask.png"))).context("writing hole mask")?;
+            trajattn::trajectory::npy::write_f64(
+                &a.out.join(format!("{i:04}_flow.npy")),
+                &[h, w, 2],
+                &wf.flow,
+            )?;
+        }
+    }
     let frames = g.frames;
     folder::write_grid(&a.out, &g)?;
     let t = folder::read(&a.out, frames)?;

@@ -172,3 +172,37 @@ fn pose_files_reproduce_the_official_path_and_refuse_bad_poses() {
     assert!(poses::read(&file).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn warping_without_motion_keeps_the_image_and_dilation_is_a_5x5_box() {
+    use trajattn::trajectory::warp;
+    let (w, h) = (23, 13);
+    let mut img = image::RgbImage::new(w as u32, h as u32);
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        *p = image::Rgb([(x * 11) as u8, (y * 19) as u8, ((x + y) * 7) as u8]);
+    }
+    let inv: Vec<f32> = (0..w * h).map(|i| 1.0 + (i % 9) as f32).collect();
+    let k = Intrinsics::official(w, h);
+    let id = camera::relative_to_first(&[camera::look_at([0.0, 0.0, 200.0]); 2]);
+    let out = warp::warp_frames(&img, &inv, &id, &k);
+    assert_eq!(out.len(), 1);
+    let wf = &out[0];
+    for (x, y, p) in wf.image.enumerate_pixels() {
+        let hole = wf.mask.get_pixel(x, y).0 == [255; 3];
+        assert!(hole || p == img.get_pixel(x, y), "({x}, {y}) moved without motion");
+        if hole {
+            assert_eq!(p.0, [0; 3]);
+        }
+    }
+    assert!(wf.flow.iter().all(|v| v.abs() < 1e-9), "no motion, no flow");
+    let kept = wf.mask.pixels().filter(|p| p.0 == [0; 3]).count();
+    assert!(kept > w * h / 2, "only {kept} pixels kept: the check above would be vacuous");
+    let mut m = vec![false; 9 * 7];
+    m[3 * 9 + 4] = true;
+    let d = warp::dilate5(&m, 9, 7);
+    for y in 0..7 {
+        for x in 0..9 {
+            assert_eq!(d[y * 9 + x], (2..=6).contains(&x) && (1..=5).contains(&y), "({x}, {y})");
+        }
+    }
+}

@@ -289,14 +289,7 @@ pub fn trajectories_for_transforms(
     let mut pos = vec![[0.0f64; 2]; n];
     let mut depth = vec![0.0f64; n];
     for t in ts.iter().skip(1) {
-        for y in 0..h {
-            for x in 0..w {
-                let i = y * w + x;
-                let (c, d) = k.reproject(x as f64, y as f64, z[i] as f64, t);
-                depth[i] = d;
-                pos[i] = if d < 0.0 { [BEHIND, BEHIND] } else { c };
-            }
-        }
+        project_frame(&z, w, h, t, k, &mut pos, &mut depth);
         let mut vis: Vec<bool> = depth.iter().map(|&d| d > 0.0).collect();
         occlusion(&mut vis, &z, &depth, &pos, w, h);
         for p in &pos {
@@ -306,6 +299,27 @@ pub fn trajectories_for_transforms(
         valid.extend(vis);
     }
     Ok(GridTrajectories { frames: ts.len(), h, w, coords, valid })
+}
+
+/// Where every pixel of camera 0 (depth `z`, f32 as the reference converts it) lands in the camera of `t`:
+/// positions (`BEHIND` for points behind the camera) and depths in that camera.
+pub fn project_frame(
+    z: &[f32],
+    w: usize,
+    h: usize,
+    t: &Mat4,
+    k: &Intrinsics,
+    pos: &mut [[f64; 2]],
+    depth: &mut [f64],
+) {
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * w + x;
+            let (c, d) = k.reproject(x as f64, y as f64, z[i] as f64, t);
+            depth[i] = d;
+            pos[i] = if d < 0.0 { [BEHIND, BEHIND] } else { c };
+        }
+    }
 }
 
 /// The reference's coarse z-buffer (spec §4.6): `d` = camera-0 depth (f32), `zt` = depth in frame t,

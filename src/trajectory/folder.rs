@@ -20,7 +20,7 @@ pub enum FolderError {
     #[error("{0}")]
     Layout(String),
     /// Creating the folder failed.
-    #[error("{path}: {source}")]
+    #[error("cannot create folder {path}")]
     Io {
         path: String,
         #[source]

@@ -6,3 +6,4 @@ pub mod npy;
 pub mod poses;
 pub mod preview;
 pub mod synthetic;
+pub mod warp;

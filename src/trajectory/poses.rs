@@ -19,7 +19,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum PoseError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("cannot read pose file {path}")]
     Io {
         path: String,
         #[source]
