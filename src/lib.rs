@@ -3,5 +3,6 @@
 //! everything about the model and the user.
 
 pub mod graph;
+pub mod nvs;
 pub mod rng;
 pub mod trajectory;

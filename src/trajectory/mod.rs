@@ -2,6 +2,7 @@
 
 pub mod camera;
 pub mod folder;
+pub mod merge;
 pub mod npy;
 pub mod poses;
 pub mod preview;
