@@ -52,6 +52,19 @@ enum Command {
     /// Look at a trajectory folder (the official format): summary, or previews drawn over an image.
     #[command(subcommand)]
     Trajectories(TrajCmd),
+    /// Drag trajectories from a JSON file of drag paths (format in `src/trajectory/build.rs`): the dragged disks
+    /// follow their paths, the rest stays still; writes the official tracks form and previews.
+    Drag {
+        /// The drag file.
+        #[arg(long)]
+        spec: std::path::PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// An image to draw previews on (its size must match the file's width and height).
+        #[arg(long)]
+        image: Option<std::path::PathBuf>,
+    },
     /// Camera-path trajectories for one image from its depth map (the official `cameractrl`): writes
     /// `trans_coordinates.npy` + `trans_valid.npy` (the official folder format) and previews (PNG, GIF).
     Camera(CameraArgs),
@@ -100,6 +113,34 @@ enum TrajCmd {
         /// Frames the files were made for (the reshape needs it, as in the reference).
         #[arg(long, default_value_t = 25)]
         frames: usize,
+    },
+    /// Make trajectories from optical flow, or restrict existing ones with a mask or a sparser grid; writes the
+    /// official tracks form `(1, F, N, 2)` + `(1, F, N)`.
+    Build {
+        /// Output folder.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Flow from frame 0 to every frame, `.npy` `(F, H, W, 2)` (frame 0 zero).
+        #[arg(long, conflicts_with = "from")]
+        flow: Option<std::path::PathBuf>,
+        /// Grid spacing of trajectories made from flow, in pixels.
+        #[arg(long, default_value_t = 4)]
+        step: usize,
+        /// An existing trajectory folder to restrict.
+        #[arg(long)]
+        from: Option<std::path::PathBuf>,
+        /// Frames of the existing folder.
+        #[arg(long, default_value_t = 25)]
+        frames: usize,
+        /// Mask image: trajectories starting where it is dark (< 128) become invisible in every frame.
+        #[arg(long)]
+        mask: Option<std::path::PathBuf>,
+        /// Keep only trajectories starting on a K-pixel grid.
+        #[arg(long)]
+        sparse: Option<usize>,
+        /// An image to draw previews on.
+        #[arg(long)]
+        image: Option<std::path::PathBuf>,
     },
     /// Draw the trajectories over an image: PNG of the paths and an animated GIF.
     Preview {
@@ -179,6 +220,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo { quick, out } => demo(&cli.gpu, quick, &out),
         Command::Camera(args) => camera_cmd(args),
         Command::Trajectories(c) => traj_cmd(c),
+        Command::Drag { spec, out, image } => drag_cmd(&spec, &out, image.as_deref()),
     }
 }
 
@@ -498,6 +540,45 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
             }
             Ok(())
         }
+        TrajCmd::Build { out, flow, step, from, frames, mask, sparse, image } => {
+            use trajattn::trajectory::{build, npy};
+            let mut t = match (flow, from) {
+                (Some(f), None) => {
+                    let a = npy::read(&f)?;
+                    let v = a.to_f64().with_context(|| format!("{}: flow must be floats", f.display()))?;
+                    let [fr, h, w, 2] = a.shape[..] else {
+                        bail!("{}: flow has shape {:?}; expected (F, H, W, 2)", f.display(), a.shape);
+                    };
+                    build::from_flow(&v, fr, w, h, step)?
+                }
+                (None, Some(d)) => folder::read(&d, frames)?,
+                _ => bail!("give --flow FILE or --from DIR"),
+            };
+            if let Some(m) = mask {
+                let g = image::open(&m).with_context(|| format!("reading mask {}", m.display()))?.to_luma8();
+                let bits: Vec<bool> = g.pixels().map(|p| p.0[0] >= 128).collect();
+                t = build::apply_mask(&t, &bits, g.width() as usize, g.height() as usize)?;
+            }
+            if let Some(k) = sparse {
+                t = build::sparse(&t, k)?;
+            }
+            folder::write_tracks(&out, &t)?;
+            let vis = t.valid.iter().filter(|&&v| v).count() as f64 / t.valid.len().max(1) as f64;
+            println!(
+                "{} trajectories × {} frames ({:.0}% visible entries) → {}",
+                t.n,
+                t.frames,
+                100.0 * vis,
+                out.display()
+            );
+            if let Some(img) = image {
+                let img =
+                    image::open(&img).with_context(|| format!("reading image {}", img.display()))?.to_rgb8();
+                preview::write_previews(&img, &t, 16, &out.join("preview.png"), &out.join("preview.gif"))
+                    .context("writing previews")?;
+            }
+            Ok(())
+        }
         TrajCmd::Preview { dir, image, frames, step, out } => {
             let t = folder::read(&dir, frames)?;
             let img =
@@ -510,4 +591,34 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn drag_cmd(spec: &std::path::Path, out: &std::path::Path, image: Option<&std::path::Path>) -> Result<()> {
+    use trajattn::trajectory::{build, folder, preview};
+    let text = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
+    let s: build::DragSpec =
+        serde_json::from_str(&text).with_context(|| format!("parsing drag file {}", spec.display()))?;
+    let t = build::drags(&s)?;
+    folder::write_tracks(out, &t)?;
+    println!("{} trajectories × {} frames ({} drags) → {}", t.n, t.frames, s.drags.len(), out.display());
+    let base = match image {
+        Some(p) => {
+            let img = image::open(p).with_context(|| format!("reading image {}", p.display()))?.to_rgb8();
+            if (img.width() as usize, img.height() as usize) != (s.width, s.height) {
+                bail!(
+                    "image {} is {}×{} but the drag file is for {}×{}",
+                    p.display(),
+                    img.width(),
+                    img.height(),
+                    s.width,
+                    s.height
+                );
+            }
+            img
+        }
+        None => image::RgbImage::from_pixel(s.width as u32, s.height as u32, image::Rgb([96, 96, 96])),
+    };
+    preview::write_previews(&base, &t, 4 * s.grid_step, &out.join("preview.png"), &out.join("preview.gif"))
+        .context("writing previews")?;
+    Ok(())
 }

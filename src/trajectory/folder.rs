@@ -50,6 +50,16 @@ pub fn write_grid(dir: &Path, g: &GridTrajectories) -> Result<(), FolderError> {
     Ok(())
 }
 
+/// Writes trajectories in the official tracks form: `(1, F, N, 2)` float32 and `(1, F, N)` bool.
+pub fn write_tracks(dir: &Path, t: &Trajectories) -> Result<(), FolderError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| FolderError::Io { path: dir.display().to_string(), source: e })?;
+    let c: Vec<f32> = t.coords.iter().map(|&v| v as f32).collect();
+    npy::write_f32(&dir.join(COORDS), &[1, t.frames, t.n, 2], &c)?;
+    npy::write_bool(&dir.join(VALID), &[1, t.frames, t.n], &t.valid)?;
+    Ok(())
+}
+
 /// Reads a trajectory folder in either official form (grid `(F, H, W, 2)` or tracks `(1, F, N, 2)`) and reshapes
 /// it to `(frames, N, 2)` / `(frames, N)` as `generate` does; positions must be finite.
 pub fn read(dir: &Path, frames: usize) -> Result<Trajectories, FolderError> {

@@ -1,5 +1,6 @@
 //! Trajectories: the official folder format, camera paths from depth, and previews.
 
+pub mod build;
 pub mod camera;
 pub mod folder;
 pub mod merge;
