@@ -137,3 +137,56 @@ fn trajectories_inspect_and_preview() {
     assert!(dir.join("preview.gif").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn video_camera_merges_tracks_and_checks_counts() {
+    use trajattn::trajectory::{folder, npy};
+    let dir = std::env::temp_dir().join(format!("trajattn-video-{}", std::process::id()));
+    let (w, h, f) = (32usize, 16usize, 3usize);
+    std::fs::create_dir_all(dir.join("frames")).unwrap();
+    std::fs::create_dir_all(dir.join("depths")).unwrap();
+    for t in 0..f {
+        image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+            image::Rgb([(x * 8) as u8, (y * 16) as u8, (t * 80) as u8])
+        })
+        .save(dir.join(format!("frames/frame_{t:04}.png")))
+        .unwrap();
+        let d: Vec<f32> = (0..w * h).map(|i| 3.0 + (i % 5) as f32 + t as f32).collect();
+        npy::write_f32(&dir.join(format!("depths/frame_{t:04}.npy")), &[h, w], &d).unwrap();
+    }
+    let n = (w / 4) * (h / 4);
+    let coords: Vec<f64> =
+        (0..f * n).flat_map(|i| [((i % n) % 8 * 4) as f64 + 0.5, ((i % n) / 8 * 4) as f64 + 0.5]).collect();
+    folder::write_tracks(
+        &dir.join("tracks"),
+        &folder::Trajectories { frames: f, n, coords, valid: vec![true; f * n] },
+    )
+    .unwrap();
+    let args = |merge: &str| {
+        vec![
+            "video-camera".to_string(),
+            "--video-frames".into(),
+            dir.join("frames").display().to_string(),
+            "--depths".into(),
+            dir.join("depths").display().to_string(),
+            "--tracks".into(),
+            dir.join("tracks").display().to_string(),
+            "--merge".into(),
+            merge.into(),
+            "--warp".into(),
+            "--out".into(),
+            dir.join("out").display().to_string(),
+        ]
+    };
+    let a = args("faithful");
+    let o = trajattn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged = folder::read(&dir.join("out/merged"), f).unwrap();
+    assert_eq!(merged.n, n);
+    assert!(dir.join("out/camera/0001_mask.png").is_file());
+    // One depth map too few.
+    std::fs::remove_file(dir.join("depths/frame_0002.npy")).unwrap();
+    let o = trajattn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("one depth map per frame"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -263,19 +263,40 @@ pub fn trajectories_for_transforms(
     ts: &[Mat4],
     k: &Intrinsics,
 ) -> Result<GridTrajectories, CameraError> {
-    if inv_depth.len() != w * h {
-        return Err(CameraError::DepthSize { found: inv_depth.len(), expected: w * h, w, h });
-    }
-    if let Some(i) = inv_depth.iter().position(|v| !v.is_finite() || *v < 0.0) {
-        return Err(CameraError::DepthValue { x: i % w, y: i / w, v: inv_depth[i] });
-    }
+    trajectories_per_frame_depth(&[inv_depth], w, h, ts, k)
+}
+
+/// Video mode (spec §4.1): frame t's pixels, at frame t's depth, seen by camera t. `inv_depths` holds one map
+/// per frame, or a single map used for every frame (image mode).
+pub fn trajectories_per_frame_depth(
+    inv_depths: &[&[f32]],
+    w: usize,
+    h: usize,
+    ts: &[Mat4],
+    k: &Intrinsics,
+) -> Result<GridTrajectories, CameraError> {
     if ts.is_empty() || w < 2 || h < 2 {
         return Err(CameraError::Invalid(format!(
             "need ≥ 1 frame and an image of at least 2×2, got {} frames, {w}×{h}",
             ts.len()
         )));
     }
-    let z = depth_from_inverse(inv_depth);
+    if inv_depths.len() != 1 && inv_depths.len() != ts.len() {
+        return Err(CameraError::Invalid(format!(
+            "{} depth maps for {} frames: give one per frame, or one for all",
+            inv_depths.len(),
+            ts.len()
+        )));
+    }
+    for inv_depth in inv_depths {
+        if inv_depth.len() != w * h {
+            return Err(CameraError::DepthSize { found: inv_depth.len(), expected: w * h, w, h });
+        }
+        if let Some(i) = inv_depth.iter().position(|v| !v.is_finite() || *v < 0.0) {
+            return Err(CameraError::DepthValue { x: i % w, y: i / w, v: inv_depth[i] });
+        }
+    }
+    let zs: Vec<Vec<f32>> = inv_depths.iter().map(|d| depth_from_inverse(d)).collect();
     let n = w * h;
     let mut coords = Vec::with_capacity(ts.len() * n * 2);
     let mut valid = Vec::with_capacity(ts.len() * n);
@@ -288,10 +309,11 @@ pub fn trajectories_for_transforms(
     valid.extend(std::iter::repeat_n(true, n));
     let mut pos = vec![[0.0f64; 2]; n];
     let mut depth = vec![0.0f64; n];
-    for t in ts.iter().skip(1) {
-        project_frame(&z, w, h, t, k, &mut pos, &mut depth);
+    for (fi, t) in ts.iter().enumerate().skip(1) {
+        let z = &zs[fi.min(zs.len() - 1)];
+        project_frame(z, w, h, t, k, &mut pos, &mut depth);
         let mut vis: Vec<bool> = depth.iter().map(|&d| d > 0.0).collect();
-        occlusion(&mut vis, &z, &depth, &pos, w, h);
+        occlusion(&mut vis, z, &depth, &pos, w, h);
         for p in &pos {
             coords.push(p[0]);
             coords.push(p[1]);
