@@ -69,6 +69,25 @@ enum Command {
     /// official video mode) merged into the video's point tracks; writes `camera/` (grid form, optional warps
     /// for NVS-solver guidance) and `merged/` (tracks form) with previews.
     VideoCamera(VideoCameraArgs),
+    /// First-frame-guided video editing: the edited first frame with the source video's tracks. Validates the
+    /// tracks against the frame and writes them with previews; generation (`--model`) arrives with the model.
+    Edit {
+        /// The user's edited version of the source video's first frame.
+        #[arg(long)]
+        edited_frame: std::path::PathBuf,
+        /// Tracks of the source video (official tracks folder).
+        #[arg(long)]
+        tracks: std::path::PathBuf,
+        /// Frames of the tracks.
+        #[arg(long, default_value_t = 25)]
+        frames: usize,
+        /// Output folder.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// A diffusers-format SVD folder to generate with (not available yet at this stage of the project).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+    },
     /// Camera-path trajectories for one image from its depth map (the official `cameractrl`): writes
     /// `trans_coordinates.npy` + `trans_valid.npy` (the official folder format) and previews (PNG, GIF).
     Camera(CameraArgs),
@@ -256,6 +275,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Camera(args) => camera_cmd(args),
         Command::Trajectories(c) => traj_cmd(c),
         Command::VideoCamera(a) => video_camera_cmd(a),
+        Command::Edit { edited_frame, tracks, frames, out, model } => {
+            edit_cmd(&edited_frame, &tracks, frames, &out, model)
+        }
         Command::Drag { spec, out, image } => drag_cmd(&spec, &out, image.as_deref()),
     }
 }
@@ -513,7 +535,8 @@ fn camera_cmd(a: CameraArgs) -> Result<()> {
     let g = trajattn::trajectory::camera::trajectories_for_transforms(&depth, w, h, &ts, &k)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     if a.warp {
-        for (i, wf) in trajattn::trajectory::warp::warp_frames(&img, &depth, &ts, &k).iter().enumerate() {
+        let warps = trajattn::trajectory::warp::warp_frames(&img, &depth, &ts, &k);
+        for (i, wf) in warps.iter().enumerate() {
             wf.image.save(a.out.join(format!("{i:04}.png"))).context("writing warped frame")?;
             wf.mask.save(a.out.join(format!("{i:04}_mask.png"))).context("writing hole mask")?;
             trajattn::trajectory::npy::write_f64(
@@ -522,6 +545,9 @@ fn camera_cmd(a: CameraArgs) -> Result<()> {
                 &wf.flow,
             )?;
         }
+        let frames: Vec<&image::RgbImage> = warps.iter().map(|wf| &wf.image).collect();
+        trajattn::trajectory::warp::write_warp_gif(&img, &frames, &a.out.join("warp_preview.gif"))
+            .context("writing warp_preview.gif")?;
     }
     let frames = g.frames;
     folder::write_grid(&a.out, &g)?;
@@ -759,6 +785,51 @@ fn video_camera_cmd(a: VideoCameraArgs) -> Result<()> {
         mode,
         100.0 * vis,
         merged_dir.display()
+    );
+    Ok(())
+}
+
+fn edit_cmd(
+    edited: &std::path::Path,
+    tracks: &std::path::Path,
+    frames: usize,
+    out: &std::path::Path,
+    model: Option<std::path::PathBuf>,
+) -> Result<()> {
+    use trajattn::trajectory::{folder, preview};
+    if let Some(m) = model {
+        bail!(
+            "generation with --model {} is not implemented yet (the UNet, VAE and sampler come with the model issues); \
+             run without --model to prepare and preview the trajectories",
+            m.display()
+        );
+    }
+    let img =
+        image::open(edited).with_context(|| format!("reading edited frame {}", edited.display()))?.to_rgb8();
+    let t = folder::read(tracks, frames)?;
+    let (w, h) = (img.width() as f64, img.height() as f64);
+    let inside = (0..t.n)
+        .filter(|&i| {
+            let (x, y) = (t.coords[2 * i], t.coords[2 * i + 1]);
+            (0.0..w).contains(&x) && (0.0..h).contains(&y)
+        })
+        .count();
+    if inside == 0 {
+        bail!(
+            "no track starts inside the {w}×{h} edited frame: the tracks belong to a video of another size"
+        );
+    }
+    folder::write_tracks(out, &t)?;
+    preview::write_previews(&img, &t, 32, &out.join("preview.png"), &out.join("preview.gif"))
+        .context("writing previews")?;
+    println!(
+        "{} tracks × {} frames ({} start inside the {}×{} edited frame) → {}",
+        t.n,
+        t.frames,
+        inside,
+        w,
+        h,
+        out.display()
     );
     Ok(())
 }

@@ -119,3 +119,19 @@ pub fn warp_frames(img: &RgbImage, inv_depth: &[f32], ts: &[Mat4], k: &Intrinsic
         })
         .collect()
 }
+
+/// Writes an animated GIF of the first frame followed by the warped frames (holes black), 100 ms per frame.
+pub fn write_warp_gif(
+    first: &RgbImage,
+    warped: &[&RgbImage],
+    path: &std::path::Path,
+) -> Result<(), image::ImageError> {
+    let file = std::fs::File::create(path).map_err(image::ImageError::IoError)?;
+    let mut enc = image::codecs::gif::GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
+    enc.set_repeat(image::codecs::gif::Repeat::Infinite)?;
+    for img in std::iter::once(first).chain(warped.iter().copied()) {
+        let rgba = image::DynamicImage::ImageRgb8(img.clone()).to_rgba8();
+        enc.encode_frame(image::Frame::from_parts(rgba, 0, 0, image::Delay::from_numer_denom_ms(100, 1)))?;
+    }
+    Ok(())
+}
