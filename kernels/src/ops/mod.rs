@@ -6,3 +6,4 @@ pub mod group_norm;
 pub mod layout;
 pub mod matmul;
 pub mod rows;
+pub mod trajectory_attention;

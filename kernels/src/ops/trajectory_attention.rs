@@ -1,0 +1,324 @@
+//! Trajectory attention (spec trajectory-attention.md): input checks and the float64 references — a literal
+//! port of the released processor (§5) and the efficient formulation of §8 (dense projections, gathered rows,
+//! head outputs averaged onto the grid before the output projection). The GPU kernels are checked against these.
+
+use crate::error::{invalid, Result};
+
+/// How sampled tokens are grouped into attention sequences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// The released torch-2 processor: the flat `(B, M, F)` token stream cut into `B·S` sequences of
+    /// `L = M·F/S` tokens (pairs of trajectories at the standard sizes). Faithful default.
+    Pairs,
+    /// The paper's attention along each trajectory: `L = F`.
+    PerTrajectory,
+}
+
+/// Everything one processor call sees (float64 reference form).
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    /// Normalised temporal sequences `(B·S, F, C)`, row `b·S + y·w + x`.
+    pub hidden: &'a [f64],
+    /// Batch (2 with classifier-free guidance).
+    pub b: usize,
+    /// Latent height at this level.
+    pub h: usize,
+    /// Latent width at this level.
+    pub w: usize,
+    /// Frames.
+    pub f: usize,
+    /// Channels.
+    pub c: usize,
+    /// Heads (`C / 64` in SVD).
+    pub heads: usize,
+    /// Trajectories `(F, N, 2)` in pixels of the `origin_w × origin_h` frame (x, y).
+    pub traj: &'a [f64],
+    /// Visibility `(F, N)`.
+    pub mask: &'a [bool],
+    /// Trajectories in the file.
+    pub n: usize,
+    /// Width of the frame the trajectories were made for (1024).
+    pub origin_w: usize,
+    /// Height of that frame (576).
+    pub origin_h: usize,
+    /// This call's sampled trajectory indices (`randperm(N)[:M_req]`).
+    pub idx: &'a [usize],
+    /// Grouping of the attention sequences.
+    pub grouping: Grouping,
+}
+
+/// The branch's weights, PyTorch layout `[out, in]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Weights<'a> {
+    pub wq: &'a [f64],
+    pub wk: &'a [f64],
+    pub wv: &'a [f64],
+    pub wo: &'a [f64],
+    pub bo: &'a [f64],
+}
+
+const OP: &str = "trajectory attention";
+
+/// Trajectories sampled per call: `8·⌊h·w/4⌋`, or all `n` if fewer (spec §5.2).
+pub fn samples_per_call(n: usize, h: usize, w: usize) -> usize {
+    (8 * (h * w / 4)).min(n)
+}
+
+/// Checks a call; returns the sequence length `L`. Errors say what is required (spec §7.7, §11).
+pub fn check(call: &Call) -> Result<usize> {
+    let Call { b, h, w, f, c, heads, n, .. } = *call;
+    let s = h * w;
+    if b == 0 || s == 0 || f == 0 || c == 0 || heads == 0 || c % heads != 0 {
+        return Err(invalid(OP, format!("bad geometry: B {b}, {h}×{w}, F {f}, C {c}, heads {heads}")));
+    }
+    if call.hidden.len() != b * s * f * c {
+        return Err(invalid(
+            OP,
+            format!("hidden states have {} values, expected B·S·F·C = {}", call.hidden.len(), b * s * f * c),
+        ));
+    }
+    if call.traj.len() != f * n * 2 {
+        return Err(invalid(
+            OP,
+            format!("trajectories have {} values, expected F·N·2 = {}", call.traj.len(), f * n * 2),
+        ));
+    }
+    if call.mask.len() != f * n {
+        return Err(invalid(
+            OP,
+            format!("visibility mask has {} entries, expected F·N = {}", call.mask.len(), f * n),
+        ));
+    }
+    if let Some(i) = call.traj.iter().position(|v| !v.is_finite()) {
+        return Err(invalid(
+            OP,
+            format!(
+                "trajectory {} in frame {} has a non-finite coordinate",
+                i / 2 % n.max(1),
+                i / 2 / n.max(1)
+            ),
+        ));
+    }
+    if call.origin_w == 0 || call.origin_h == 0 {
+        return Err(invalid(OP, "origin size must be positive"));
+    }
+    if let Some(&bad) = call.idx.iter().find(|&&i| i >= n) {
+        return Err(invalid(OP, format!("sampled index {bad} is out of range for {n} trajectories")));
+    }
+    let m = call.idx.len();
+    if m == 0 {
+        return Err(invalid(OP, "no trajectories sampled"));
+    }
+    match call.grouping {
+        Grouping::PerTrajectory => Ok(f),
+        Grouping::Pairs => {
+            if (m * f) % s != 0 {
+                return Err(invalid(
+                    OP,
+                    format!(
+                        "at latent {h}×{w} the paired grouping cuts {m}·{f} sampled tokens into {s} sequences, which does \
+                         not divide (the reference would fail here): use at least 2·{h}·{w} = {} trajectories at the finest \
+                         level's size, a count N with N·F divisible by h·w at every level, or per-trajectory grouping",
+                        2 * s
+                    ),
+                ));
+            }
+            Ok(m * f / s)
+        }
+    }
+}
+
+/// Float64 references.
+pub mod reference {
+    use super::{check, Call, Weights};
+    use crate::error::Result;
+
+    /// `y[r, :] = x[r, :] · Wᵀ` for rows of width `c`.
+    fn project(x: &[f64], wt: &[f64], c: usize) -> Vec<f64> {
+        let mut y = vec![0.0; x.len()];
+        for (yr, xr) in y.chunks_mut(c).zip(x.chunks(c)) {
+            for (o, yv) in yr.iter_mut().enumerate() {
+                *yv = (0..c).map(|i| xr[i] * wt[o * c + i]).sum();
+            }
+        }
+        y
+    }
+
+    /// Attention within consecutive sequences of `l` tokens (rows of width `c`, `heads` heads, scale 1/√d).
+    fn attend(q: &[f64], k: &[f64], v: &[f64], l: usize, c: usize, heads: usize) -> Vec<f64> {
+        let d = c / heads;
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut out = vec![0.0; q.len()];
+        for s0 in (0..q.len() / c).step_by(l) {
+            for hd in 0..heads {
+                for i in 0..l {
+                    let qi = &q[(s0 + i) * c + hd * d..(s0 + i) * c + hd * d + d];
+                    let logits: Vec<f64> = (0..l)
+                        .map(|j| {
+                            qi.iter().zip(&k[(s0 + j) * c + hd * d..]).map(|(a, b)| a * b).sum::<f64>()
+                                * scale
+                        })
+                        .collect();
+                    let mx = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = logits.iter().map(|x| (x - mx).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for (j, ej) in e.iter().enumerate() {
+                        for t in 0..d {
+                            out[(s0 + i) * c + hd * d + t] += ej / sum * v[(s0 + j) * c + hd * d + t];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Clamped integer cells `(F, M)` of the sampled trajectories at this level, and their visibility.
+    pub fn cells(call: &Call) -> (Vec<(usize, usize)>, Vec<bool>) {
+        let (f, n, m) = (call.f, call.n, call.idx.len());
+        let (sx, sy) = (call.w as f64 / call.origin_w as f64, call.h as f64 / call.origin_h as f64);
+        let mut cell = Vec::with_capacity(f * m);
+        let mut valid = Vec::with_capacity(f * m);
+        for fr in 0..f {
+            for &i in call.idx {
+                let (x, y) = (call.traj[2 * (fr * n + i)] * sx, call.traj[2 * (fr * n + i) + 1] * sy);
+                let xi = (x.trunc() as i64).clamp(0, call.w as i64 - 1) as usize;
+                let yi = (y.trunc() as i64).clamp(0, call.h as i64 - 1) as usize;
+                cell.push((yi, xi));
+                valid.push(call.mask[fr * n + i]);
+            }
+        }
+        (cell, valid)
+    }
+
+    /// The released processor, step by step (spec §5): gather, project, attend, out-project, scatter-mean.
+    /// Returns `(B·S, F, C)`.
+    pub fn literal(call: &Call, wts: &Weights) -> Result<Vec<f64>> {
+        let l = check(call)?;
+        let Call { b, h, w, f, c, .. } = *call;
+        let (s, m) = (h * w, call.idx.len());
+        let (cell, valid) = cells(call);
+        // G (B, M, F, C), invalid tokens zero.
+        let mut g = vec![0.0; b * m * f * c];
+        for bi in 0..b {
+            for mi in 0..m {
+                for fr in 0..f {
+                    if !valid[fr * m + mi] {
+                        continue;
+                    }
+                    let (yi, xi) = cell[fr * m + mi];
+                    let src = ((bi * s + yi * w + xi) * f + fr) * c;
+                    let dst = ((bi * m + mi) * f + fr) * c;
+                    g[dst..dst + c].copy_from_slice(&call.hidden[src..src + c]);
+                }
+            }
+        }
+        let (q, k, v) = (project(&g, wts.wq, c), project(&g, wts.wk, c), project(&g, wts.wv, c));
+        let a = attend(&q, &k, &v, l, c, call.heads);
+        let mut o = project(&a, wts.wo, c);
+        for row in o.chunks_mut(c) {
+            for (x, bias) in row.iter_mut().zip(wts.bo) {
+                *x += bias;
+            }
+        }
+        let mut acc = vec![0.0; b * f * s * c];
+        let mut cnt = vec![0.0; b * f * s];
+        for bi in 0..b {
+            for fr in 0..f {
+                for mi in 0..m {
+                    if !valid[fr * m + mi] {
+                        continue;
+                    }
+                    let (yi, xi) = cell[fr * m + mi];
+                    let cidx = (bi * f + fr) * s + yi * w + xi;
+                    cnt[cidx] += 1.0;
+                    let src = ((bi * m + mi) * f + fr) * c;
+                    for t in 0..c {
+                        acc[cidx * c + t] += o[src + t];
+                    }
+                }
+            }
+        }
+        let mut out = vec![0.0; b * s * f * c];
+        for bi in 0..b {
+            for fr in 0..f {
+                for p in 0..s {
+                    let cidx = (bi * f + fr) * s + p;
+                    if cnt[cidx] > 0.0 {
+                        for t in 0..c {
+                            out[((bi * s + p) * f + fr) * c + t] = acc[cidx * c + t] / cnt[cidx];
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The efficient formulation (spec §8): dense Q/K/V of every grid token, rows gathered per sample (zero if
+    /// invisible), head outputs averaged onto the grid through a per-cell list of hits in increasing sample order,
+    /// then one output projection per reached cell. Equal to [`literal`] in exact arithmetic.
+    pub fn efficient(call: &Call, wts: &Weights) -> Result<Vec<f64>> {
+        let l = check(call)?;
+        let Call { b, h, w, f, c, .. } = *call;
+        let (s, m) = (h * w, call.idx.len());
+        let (cell, valid) = cells(call);
+        let (qd, kd, vd) = (
+            project(call.hidden, wts.wq, c),
+            project(call.hidden, wts.wk, c),
+            project(call.hidden, wts.wv, c),
+        );
+        let gather = |dense: &[f64]| {
+            let mut g = vec![0.0; b * m * f * c];
+            for bi in 0..b {
+                for mi in 0..m {
+                    for fr in 0..f {
+                        if valid[fr * m + mi] {
+                            let (yi, xi) = cell[fr * m + mi];
+                            let src = ((bi * s + yi * w + xi) * f + fr) * c;
+                            let dst = ((bi * m + mi) * f + fr) * c;
+                            g[dst..dst + c].copy_from_slice(&dense[src..src + c]);
+                        }
+                    }
+                }
+            }
+            g
+        };
+        let a = attend(&gather(&qd), &gather(&kd), &gather(&vd), l, c, call.heads);
+        // Inverse map: for each (f, cell), the samples that land there, in increasing m.
+        let mut hits: Vec<Vec<usize>> = vec![Vec::new(); f * s];
+        for fr in 0..f {
+            for mi in 0..m {
+                if valid[fr * m + mi] {
+                    let (yi, xi) = cell[fr * m + mi];
+                    hits[fr * s + yi * w + xi].push(mi);
+                }
+            }
+        }
+        let mut out = vec![0.0; b * s * f * c];
+        let mut mean = vec![0.0; c];
+        for bi in 0..b {
+            for fr in 0..f {
+                for p in 0..s {
+                    let list = &hits[fr * s + p];
+                    if list.is_empty() {
+                        continue;
+                    }
+                    mean.iter_mut().for_each(|x| *x = 0.0);
+                    for &mi in list {
+                        let src = ((bi * m + mi) * f + fr) * c;
+                        for t in 0..c {
+                            mean[t] += a[src + t];
+                        }
+                    }
+                    let dst = ((bi * s + p) * f + fr) * c;
+                    for o in 0..c {
+                        let dotv: f64 = (0..c).map(|i| mean[i] / list.len() as f64 * wts.wo[o * c + i]).sum();
+                        out[dst + o] = dotv + wts.bo[o];
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

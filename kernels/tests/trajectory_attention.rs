@@ -1,0 +1,167 @@
+//! Trajectory attention references against the spec's test vector (computed with the official processor in
+//! float64), the efficient formulation against the literal one on larger random cases, and the input checks.
+
+use serde_json::Value;
+use trajattn_kernels::ops::trajectory_attention::{
+    check, reference, samples_per_call, Call, Grouping, Weights,
+};
+use trajattn_kernels::testing::rand_vec;
+
+fn vector() -> Value {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/spec/trajectory_attention_vector.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn flat(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(flat).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap()],
+        _ => panic!("not numeric"),
+    }
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+#[test]
+fn spec_vector_both_groupings() {
+    let v = vector();
+    let u = |k: &str| v[k].as_u64().unwrap() as usize;
+    let (hidden, traj) = (flat(&v["hidden_states"]), flat(&v["trajectory"]));
+    let mask: Vec<bool> = flat(&v["mask"]).iter().map(|&x| x != 0.0).collect();
+    let idx: Vec<usize> = flat(&v["sampled_indices"]).iter().map(|&x| x as usize).collect();
+    let (wq, wk, wv, wo, bo) = (
+        flat(&v["to_q_weight"]),
+        flat(&v["to_k_weight"]),
+        flat(&v["to_v_weight"]),
+        flat(&v["to_out_weight"]),
+        flat(&v["to_out_bias"]),
+    );
+    let wts = Weights { wq: &wq, wk: &wk, wv: &wv, wo: &wo, bo: &bo };
+    assert_eq!(idx.len(), samples_per_call(u("N"), u("h"), u("w")));
+    for (grouping, key) in [
+        (Grouping::Pairs, "expected_output_faithful"),
+        (Grouping::PerTrajectory, "expected_output_per_trajectory"),
+    ] {
+        let call = Call {
+            hidden: &hidden,
+            b: u("B"),
+            h: u("h"),
+            w: u("w"),
+            f: u("F"),
+            c: u("C"),
+            heads: u("heads"),
+            traj: &traj,
+            mask: &mask,
+            n: u("N"),
+            origin_w: u("origin_width"),
+            origin_h: u("origin_height"),
+            idx: &idx,
+            grouping,
+        };
+        let want = flat(&v[key]);
+        let lit = reference::literal(&call, &wts).unwrap();
+        let eff = reference::efficient(&call, &wts).unwrap();
+        // Both are float64 ports of the same function: agreement to rounding.
+        assert!(max_diff(&lit, &want) < 1e-12, "{grouping:?} literal: {}", max_diff(&lit, &want));
+        assert!(max_diff(&eff, &want) < 1e-12, "{grouping:?} efficient: {}", max_diff(&eff, &want));
+    }
+}
+
+#[test]
+fn efficient_equals_literal_on_larger_cases() {
+    // B = 2, non-square levels, partly invisible tracks, points leaving the frame (clamped), many duplicates.
+    for (seed, (h, w), n) in [(1u64, (6usize, 10usize), 150usize), (2, (3, 5), 40), (3, (8, 4), 64)] {
+        let (b, f, c, heads) = (2, 5, 16, 2);
+        let (ow, oh) = (w * 8, h * 8);
+        let hidden: Vec<f64> = rand_vec(seed, b * h * w * f * c).iter().map(|&x| x as f64).collect();
+        let traj: Vec<f64> = rand_vec(seed + 10, f * n * 2)
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| {
+                if i % 2 == 0 {
+                    (r as f64 * 0.7 + 0.5) * ow as f64
+                } else {
+                    (r as f64 * 0.7 + 0.5) * oh as f64
+                }
+            })
+            .collect();
+        let mask: Vec<bool> = rand_vec(seed + 20, f * n).iter().map(|&r| r > -0.6).collect();
+        let m = samples_per_call(n, h, w);
+        let idx: Vec<usize> = (0..m).map(|i| (i * 7 + 3) % n).collect();
+        let ws: Vec<Vec<f64>> = (0..4)
+            .map(|k| rand_vec(seed + 30 + k, c * c).iter().map(|&x| x as f64 * 0.5).collect())
+            .collect();
+        let bo: Vec<f64> = rand_vec(seed + 40, c).iter().map(|&x| x as f64).collect();
+        let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo: &bo };
+        for grouping in [Grouping::Pairs, Grouping::PerTrajectory] {
+            let call = Call {
+                hidden: &hidden,
+                b,
+                h,
+                w,
+                f,
+                c,
+                heads,
+                traj: &traj,
+                mask: &mask,
+                n,
+                origin_w: ow,
+                origin_h: oh,
+                idx: &idx,
+                grouping,
+            };
+            if grouping == Grouping::Pairs && check(&call).is_err() {
+                continue;
+            }
+            let lit = reference::literal(&call, &wts).unwrap();
+            let eff = reference::efficient(&call, &wts).unwrap();
+            assert!(max_diff(&lit, &eff) < 1e-12, "seed {seed} {grouping:?}: {}", max_diff(&lit, &eff));
+            assert!(lit.iter().any(|&x| x != 0.0));
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_say_what_is_required() {
+    let (b, h, w, f, c, n) = (1, 4, 4, 3, 8, 10);
+    let hidden = vec![0.5; b * h * w * f * c];
+    let traj = vec![1.0; f * n * 2];
+    let mask = vec![true; f * n];
+    let idx: Vec<usize> = (0..samples_per_call(n, h, w)).collect();
+    let call = Call {
+        hidden: &hidden,
+        b,
+        h,
+        w,
+        f,
+        c,
+        heads: 2,
+        traj: &traj,
+        mask: &mask,
+        n,
+        origin_w: 16,
+        origin_h: 16,
+        idx: &idx,
+        grouping: Grouping::Pairs,
+    };
+    // 10 trajectories × 3 frames do not cut into 16 sequences.
+    let e = check(&call).unwrap_err().to_string();
+    assert!(e.contains("per-trajectory") && e.contains("32"), "{e}");
+    assert_eq!(check(&Call { grouping: Grouping::PerTrajectory, ..call }).unwrap(), 3);
+    let short_mask = vec![true; f * n - 1];
+    assert!(check(&Call { mask: &short_mask, grouping: Grouping::PerTrajectory, ..call })
+        .unwrap_err()
+        .to_string()
+        .contains("mask"));
+    let mut nan = traj.clone();
+    nan[7] = f64::NAN;
+    assert!(check(&Call { traj: &nan, grouping: Grouping::PerTrajectory, ..call })
+        .unwrap_err()
+        .to_string()
+        .contains("non-finite"));
+    let bad_idx = [0usize, 11];
+    assert!(check(&Call { idx: &bad_idx, grouping: Grouping::PerTrajectory, ..call }).is_err());
+}
