@@ -49,6 +49,7 @@ shader!(GROUP_NORM, "group_norm");
 shader!(LAYER_NORM, "layer_norm");
 shader!(SOFTMAX, "softmax");
 shader!(LAYOUT, "layout");
+shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -62,4 +63,5 @@ pub const ALL: &[Shader] = &[
     LAYER_NORM,
     SOFTMAX,
     LAYOUT,
+    TRAJECTORY_ATTENTION,
 ];

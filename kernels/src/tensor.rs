@@ -81,6 +81,16 @@ impl Tensor {
         Ok(t)
     }
 
+    /// Uploads raw 32-bit words (index tables read as `array<u32>` by shaders); stored with dtype F32.
+    pub fn from_u32(gpu: &Gpu, data: &[u32], shape: &[usize]) -> Result<Tensor> {
+        if data.len() != numel(shape) {
+            return Err(shape_err("upload", "data length vs shape", &[numel(shape)], &[data.len()]));
+        }
+        let t = Tensor::empty(gpu, shape, DType::F32)?;
+        t.write_bytes(gpu, bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
     /// Uploads f16 values as an f16 tensor.
     pub fn from_f16(gpu: &Gpu, data: &[f16], shape: &[usize]) -> Result<Tensor> {
         if data.len() != numel(shape) {

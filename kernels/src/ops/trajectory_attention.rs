@@ -2,7 +2,14 @@
 //! port of the released processor (§5) and the efficient formulation of §8 (dense projections, gathered rows,
 //! head outputs averaged onto the grid before the output projection). The GPU kernels are checked against these.
 
+use crate::dispatch::{grid, Recorder};
+use crate::dtype::DType;
 use crate::error::{invalid, Result};
+use crate::gpu::Gpu;
+use crate::ops::matmul::{self, Epilogue, WLayout};
+use crate::shaders::TRAJECTORY_ATTENTION;
+use crate::tensor::Tensor;
+use bytemuck::{Pod, Zeroable};
 
 /// How sampled tokens are grouped into attention sequences.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -321,4 +328,156 @@ pub mod reference {
         }
         Ok(out)
     }
+}
+
+/// Host-built index tables of one call, for the GPU kernels.
+#[derive(Clone, Debug)]
+pub struct Tables {
+    /// For token `t = m·F + f` of a batch element: its grid row `cell·F + f`, or `u32::MAX` if invisible.
+    pub table: Vec<u32>,
+    /// CSR offsets over `(f, cell)`: `F·S + 1` entries.
+    pub offsets: Vec<u32>,
+    /// Sample index `m` of every hit, grouped by `(f, cell)`, increasing `m` inside a group.
+    pub hits: Vec<u32>,
+    /// Sequence length `L`.
+    pub seq_len: usize,
+    /// Sampled trajectories `M`.
+    pub m: usize,
+}
+
+/// Builds the token table and the inverse (CSR) map of a call, deterministically.
+pub fn tables(call: &Call) -> Result<Tables> {
+    let seq_len = check(call)?;
+    let (f, s, m) = (call.f, call.h * call.w, call.idx.len());
+    let (cell, valid) = reference::cells(call);
+    let mut table = vec![u32::MAX; m * f];
+    let mut counts = vec![0u32; f * s + 1];
+    for fr in 0..f {
+        for mi in 0..m {
+            if valid[fr * m + mi] {
+                let (yi, xi) = cell[fr * m + mi];
+                let p = yi * call.w + xi;
+                table[mi * f + fr] = (p * f + fr) as u32;
+                counts[fr * s + p + 1] += 1;
+            }
+        }
+    }
+    let mut offsets = counts;
+    for i in 1..offsets.len() {
+        offsets[i] += offsets[i - 1];
+    }
+    let mut fill = offsets.clone();
+    let mut hits = vec![0u32; offsets[f * s] as usize];
+    for fr in 0..f {
+        for mi in 0..m {
+            if valid[fr * m + mi] {
+                let (yi, xi) = cell[fr * m + mi];
+                let k = fr * s + yi * call.w + xi;
+                hits[fill[k] as usize] = mi as u32;
+                fill[k] += 1;
+            }
+        }
+    }
+    Ok(Tables { table, offsets, hits, seq_len, m })
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    seq_len: u32,
+    tokens: u32,
+    rows_per_b: u32,
+    heads: u32,
+    d: u32,
+    ld: u32,
+    q_off: u32,
+    k_off: u32,
+    v_off: u32,
+    c: u32,
+    frames: u32,
+    cells: u32,
+    n_rows: u32,
+    scale: f32,
+    base_qkv: u32,
+    base_out: u32,
+}
+
+/// The trajectory branch on the GPU, efficient formulation, for one call given as host data (as the tests and
+/// benches use it): fused Q/K/V projection of the dense grid, gathered attention, CSR mean, output projection,
+/// bias on reached rows. Returns `(B·S, F, C)` as f32. Every operand must fit one storage binding (a clear
+/// error otherwise; the windowed version comes with the UNet's frame-major layout).
+pub fn efficient_gpu(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Vec<f32>> {
+    let t = tables(call)?;
+    let Call { b, h, w, f, c, heads, .. } = *call;
+    let s = h * w;
+    let d = c / heads;
+    if d > 128 {
+        return Err(invalid(OP, format!("head dim {d} exceeds the kernel's 128")));
+    }
+    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let hidden = Tensor::from_f32(gpu, &to32(call.hidden), &[b * s * f, c], dtype)?;
+    let mut wqkv = to32(wts.wq);
+    wqkv.extend(to32(wts.wk));
+    wqkv.extend(to32(wts.wv));
+    let wqkv = Tensor::from_f32(gpu, &wqkv, &[3 * c, c], dtype)?;
+    let wo = Tensor::from_f32(gpu, &to32(wts.wo), &[c, c], dtype)?;
+    let bo = Tensor::from_f32(gpu, &to32(wts.bo), &[c], dtype)?;
+    let table = Tensor::from_u32(gpu, &t.table, &[t.table.len()])?;
+    let offsets = Tensor::from_u32(gpu, &t.offsets, &[t.offsets.len()])?;
+    let hits = Tensor::from_u32(gpu, &t.hits, &[t.hits.len().max(1)])?;
+    let tokens = t.m * f;
+    let qkv = Tensor::empty(gpu, &[b * s * f, 3 * c], dtype)?;
+    let att = Tensor::empty(gpu, &[b * tokens, c], dtype)?;
+    let abar = Tensor::empty(gpu, &[b * s * f, c], dtype)?;
+    let out = Tensor::empty(gpu, &[b * s * f, c], dtype)?;
+    let mut rec = Recorder::new(gpu);
+    matmul::record(&mut rec, &hidden, &wqkv, WLayout::NK, None, Epilogue::None, &qkv, None)?;
+    let n_seq = b * tokens / t.seq_len;
+    let base = Params {
+        seq_len: t.seq_len as u32,
+        tokens: tokens as u32,
+        rows_per_b: (s * f) as u32,
+        heads: heads as u32,
+        d: d as u32,
+        ld: (3 * c) as u32,
+        q_off: 0,
+        k_off: c as u32,
+        v_off: (2 * c) as u32,
+        c: c as u32,
+        frames: f as u32,
+        cells: s as u32,
+        scale: 1.0 / (d as f32).sqrt(),
+        ..Default::default()
+    };
+    let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
+    let (qw, tw, aw) = (qkv.whole(gpu)?, table.whole(gpu)?, att.whole(gpu)?);
+    let prm = Params { n_rows: n_seq as u32, base_qkv: qw.base, ..base };
+    let groups = [n_seq.min(65535) as u32, n_seq.div_ceil(65535) as u32, heads as u32];
+    rec.dispatch_bound(
+        &pipe("traj_attend")?,
+        bytemuck::bytes_of(&prm),
+        vec![(1, qw), (2, tw), (3, aw.clone())],
+        groups,
+    )?;
+    let rows = b * s * f;
+    let (ow, hw, bw) = (offsets.whole(gpu)?, hits.whole(gpu)?, abar.whole(gpu)?);
+    let prm = Params { n_rows: rows as u32, base_out: bw.base, ..base };
+    let g = grid(gpu, ((rows * c) as u32).div_ceil(64));
+    rec.dispatch_bound(
+        &pipe("traj_mean")?,
+        bytemuck::bytes_of(&prm),
+        vec![(4, aw), (5, ow.clone()), (6, hw), (7, bw)],
+        g,
+    )?;
+    matmul::record(&mut rec, &abar, &wo, WLayout::NK, None, Epilogue::None, &out, None)?;
+    let outw = out.whole(gpu)?;
+    let prm = Params { n_rows: rows as u32, base_out: outw.base, ..base };
+    rec.dispatch_bound(
+        &pipe("traj_bias")?,
+        bytemuck::bytes_of(&prm),
+        vec![(5, ow), (7, outw), (8, bo.whole(gpu)?)],
+        g,
+    )?;
+    rec.run()?;
+    out.to_f32(gpu)
 }
