@@ -75,7 +75,7 @@ pub fn samples_per_call(n: usize, h: usize, w: usize) -> usize {
 pub fn check(call: &Call) -> Result<usize> {
     let Call { b, h, w, f, c, heads, n, .. } = *call;
     let s = h * w;
-    if b == 0 || s == 0 || f == 0 || c == 0 || heads == 0 || c % heads != 0 {
+    if b == 0 || s == 0 || f == 0 || c == 0 || heads == 0 || !c.is_multiple_of(heads) {
         return Err(invalid(OP, format!("bad geometry: B {b}, {h}×{w}, F {f}, C {c}, heads {heads}")));
     }
     if call.hidden.len() != b * s * f * c {
@@ -119,7 +119,7 @@ pub fn check(call: &Call) -> Result<usize> {
     match call.grouping {
         Grouping::PerTrajectory => Ok(f),
         Grouping::Pairs => {
-            if (m * f) % s != 0 {
+            if !(m * f).is_multiple_of(s) {
                 return Err(invalid(
                     OP,
                     format!(
