@@ -168,11 +168,10 @@ fn bad_inputs_say_what_is_required() {
 
 mod common;
 
-fn random_case(
-    seed: u64,
-    (h, w): (usize, usize),
-    n: usize,
-) -> (Vec<f64>, Vec<f64>, Vec<bool>, Vec<usize>, Vec<Vec<f64>>, Vec<f64>) {
+/// hidden, trajectories, mask, sampled indices, [Wq, Wk, Wv, Wo], output bias.
+type Case = (Vec<f64>, Vec<f64>, Vec<bool>, Vec<usize>, Vec<Vec<f64>>, Vec<f64>);
+
+fn random_case(seed: u64, (h, w): (usize, usize), n: usize) -> Case {
     let (b, f, c) = (2, 5, 16);
     let (ow, oh) = (w * 8, h * 8);
     let hidden: Vec<f64> = rand_vec(seed, b * h * w * f * c).iter().map(|&x| x as f64).collect();
