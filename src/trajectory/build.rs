@@ -188,7 +188,7 @@ pub fn sparse(t: &Trajectories, step: usize) -> Result<Trajectories, BuildError>
     let keep: Vec<usize> = (0..t.n)
         .filter(|&i| {
             let (x, y) = (t.coords[2 * i].round(), t.coords[2 * i + 1].round());
-            x >= 0.0 && y >= 0.0 && (x as usize) % step == 0 && (y as usize) % step == 0
+            x >= 0.0 && y >= 0.0 && (x as usize).is_multiple_of(step) && (y as usize).is_multiple_of(step)
         })
         .collect();
     if keep.is_empty() {
