@@ -402,11 +402,20 @@ struct Params {
     base_out: u32,
 }
 
-/// The trajectory branch on the GPU, efficient formulation, for one call given as host data (as the tests and
-/// benches use it): fused Q/K/V projection of the dense grid, gathered attention, CSR mean, output projection,
-/// bias on reached rows. Returns `(B·S, F, C)` as f32. Every operand must fit one storage binding (a clear
-/// error otherwise; the windowed version comes with the UNet's frame-major layout).
-pub fn efficient_gpu(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Vec<f32>> {
+/// A recorded run of the branch: the dispatches, the output tensor and everything they bind.
+pub struct Prepared {
+    /// The dispatches of one call (QKV projection → attention → CSR mean → out-projection → bias).
+    pub recording: crate::dispatch::Recording,
+    /// `(B·S·F, C)` output rows `(b·S + cell)·F + f`.
+    pub out: Tensor,
+    /// Inputs, tables and intermediates the recording binds.
+    pub keep: Vec<Tensor>,
+}
+
+/// Uploads one call and records the branch on the GPU, efficient formulation: fused Q/K/V projection of the
+/// dense grid, gathered attention, CSR mean, output projection, bias on reached rows. Every operand must fit one
+/// storage binding (a clear error otherwise; the windowed version comes with the UNet's frame-major layout).
+pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Prepared> {
     let t = tables(call)?;
     let Call { b, h, w, f, c, heads, .. } = *call;
     let s = h * w;
@@ -478,6 +487,79 @@ pub fn efficient_gpu(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Res
         vec![(5, ow), (7, outw), (8, bo.whole(gpu)?)],
         g,
     )?;
-    rec.run()?;
-    out.to_f32(gpu)
+    let keep = vec![hidden, wqkv, wo, bo, table, offsets, hits, qkv, att, abar];
+    Ok(Prepared { recording: rec.finish(), out, keep })
 }
+
+/// [`prepare_efficient`], run, and the output downloaded as `(B·S, F, C)` f32.
+pub fn efficient_gpu(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Vec<f32>> {
+    let p = prepare_efficient(gpu, call, wts, dtype)?;
+    p.recording.submit(gpu, true)?;
+    p.out.to_f32(gpu)
+}
+
+fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<crate::bench::BenchCase> {
+    let d = crate::bench::parse_shape("trajectory-attention", shape, 5)?;
+    let (b, f, h, w, c) = (d[0], d[1], d[2], d[3], d[4]);
+    if c % 64 != 0 {
+        return Err(invalid(OP, "C must be a multiple of 64 (heads of 64)"));
+    }
+    let (s, heads) = (h * w, c / 64);
+    let n = 2 * s;
+    let rnd = |seed, len| crate::testing::rand_vec(seed, len).iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let hidden = rnd(1, b * s * f * c);
+    let (ow, oh) = (w * 8, h * 8);
+    let traj: Vec<f64> = rnd(2, f * n * 2)
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| (r * 0.5 + 0.5) * if i % 2 == 0 { ow as f64 } else { oh as f64 })
+        .collect();
+    let mask = vec![true; f * n];
+    let idx: Vec<usize> = (0..samples_per_call(n, h, w)).map(|i| (i * 7919) % n).collect();
+    let ws: Vec<Vec<f64>> = (0..4).map(|k| rnd(10 + k, c * c)).collect();
+    let bo = rnd(20, c);
+    let call = Call {
+        hidden: &hidden,
+        b,
+        h,
+        w,
+        f,
+        c,
+        heads,
+        traj: &traj,
+        mask: &mask,
+        n,
+        origin_w: ow,
+        origin_h: oh,
+        idx: &idx,
+        grouping: Grouping::Pairs,
+    };
+    let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo: &bo };
+    let p = prepare_efficient(gpu, &call, &wts, dtype)?;
+    let m = idx.len();
+    let tokens = b * m * f;
+    let l = m * f / s;
+    // QKV and out projections + attention (QKᵀ and AV over L-token sequences).
+    let flops =
+        2.0 * (b * s * f) as f64 * (c * 3 * c + c * c) as f64 + 4.0 * tokens as f64 * l as f64 * c as f64;
+    let mut keep = p.keep;
+    keep.push(p.out);
+    Ok(crate::bench::BenchCase {
+        kernel: "trajectory-attention",
+        shape: shape.to_string(),
+        dtype,
+        flops,
+        bytes: dtype.size() as f64 * (b * s * f * c * 5 + tokens * c * 2) as f64,
+        recording: p.recording,
+        keep,
+    })
+}
+
+/// Benchmark: the whole branch (efficient formulation) at one UNet level, faithful pair grouping.
+pub const BENCH: crate::bench::BenchEntry = crate::bench::BenchEntry {
+    name: "trajectory-attention",
+    shape_help: "BxFxHxWxC: batch, frames, latent size and channels of one level (N = 2·h·w trajectories)",
+    default_shapes: &["2x25x9x16x1280"],
+    demo_shape: "2x14x9x16x320",
+    build: bench_build,
+};
