@@ -250,3 +250,17 @@ fn timestep_embedding_matches_reference() {
     let bad = Tensor::empty(&gpu, &[t.len(), dim + 1], DType::F32).unwrap();
     assert!(elementwise::record_timestep_embedding(&mut Recorder::new(&gpu), &tt, dim, &bad).is_err());
 }
+
+#[test]
+fn gelu_keeps_relative_accuracy_for_negative_inputs() {
+    // GELU(x) for x in [-6, -2] is tiny; a 1 + erf form loses it to cancellation. Checked per element.
+    let gpu = common::gpu();
+    let x: Vec<f32> = (0..400).map(|i| -6.0 + i as f32 * 0.01).collect();
+    let tx = Tensor::from_f32(&gpu, &x, &[400], DType::F32).unwrap();
+    let y = elementwise::unary(&gpu, Unary::Gelu, &tx).unwrap().to_f32(&gpu).unwrap();
+    let want = reference::unary(Unary::Gelu, &to_f64(&x));
+    for (i, (g, w)) in y.iter().zip(&want).enumerate() {
+        // erfc approximation (1.2e-7) and f32 exp/arithmetic: 2e-5 relative is ample.
+        assert!(((*g as f64) - w).abs() <= 2e-5 * w.abs(), "x = {}: {g} vs {w}", x[i]);
+    }
+}
