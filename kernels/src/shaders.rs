@@ -50,6 +50,7 @@ shader!(LAYER_NORM, "layer_norm");
 shader!(SOFTMAX, "softmax");
 shader!(LAYOUT, "layout");
 shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
+shader!(FLASH_ATTENTION, "flash_attention");
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -64,4 +65,5 @@ pub const ALL: &[Shader] = &[
     SOFTMAX,
     LAYOUT,
     TRAJECTORY_ATTENTION,
+    FLASH_ATTENTION,
 ];

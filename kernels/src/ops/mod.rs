@@ -2,6 +2,7 @@
 
 pub mod conv;
 pub mod elementwise;
+pub mod flash_attention;
 pub mod group_norm;
 pub mod layout;
 pub mod matmul;

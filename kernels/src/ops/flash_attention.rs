@@ -1,0 +1,375 @@
+//! Flash-style self-attention (`shaders/flash_attention.wgsl`): `o = softmax(scale · q kᵀ) v` per (batch,
+//! head) with an online softmax; the score matrix is never materialised.
+//!
+//! Q, K and V are read through [`Strided`] views, so the fused QKV projection output `[b, seq, 3·heads·d]`
+//! is read in place (no transposes). The output is dense `(b, seq_q, heads·d)`.
+//!
+//! Head dims that are multiples of 4 up to 128 (UNet 64, CLIP 80) use `attn_reg` (q and the accumulator in
+//! registers, one invocation per query). Others (the VAE's single 512-wide head) use `attn_wide`, which splits
+//! the output columns across invocations. Dispatches are split over batches so every binding stays within
+//! the adapter's binding limit; one batch's Q, K, V and output must each fit one binding.
+
+use crate::bench::{parse_shape, BenchCase, BenchEntry};
+use crate::dispatch::{grid, Recorder};
+use crate::dtype::DType;
+use crate::error::{invalid, shape_err, KernelError, Result};
+use crate::gpu::Gpu;
+use crate::shaders::FLASH_ATTENTION;
+use crate::tensor::{items_per_binding, Tensor};
+use bytemuck::{Pod, Zeroable};
+
+/// Queries (invocations) per workgroup.
+const QB: u32 = 64;
+/// Output columns per invocation of `attn_wide` (the shader's `DC`).
+const DC: usize = 64;
+/// Largest head dim of `attn_reg` (the shader's `4·MAXD4`).
+pub const MAX_REG_HEAD_DIM: usize = 128;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    seq_q: u32,
+    seq_kv: u32,
+    heads: u32,
+    groups: u32,
+    q_base: u32,
+    k_base: u32,
+    v_base: u32,
+    o_base: u32,
+    q_stride: u32,
+    k_stride: u32,
+    v_stride: u32,
+    o_stride: u32,
+    qblocks: u32,
+    scale: f32,
+    d: u32,
+    chunks: u32,
+}
+
+/// A strided row view of Q, K or V: element `(b, s, h, j)` is at
+/// `(b·seq + s)·row_stride + col + h·head_dim + j` of `tensor` (whose element count must be
+/// `batch·seq·row_stride`).
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a> {
+    /// The tensor holding the rows.
+    pub tensor: &'a Tensor,
+    /// Column (element) offset of head 0 inside a row.
+    pub col: usize,
+    /// Elements between consecutive rows.
+    pub row_stride: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// A dense `(.., heads·head_dim)` tensor: column 0, row stride = its last dim.
+    pub fn dense(tensor: &'a Tensor) -> Self {
+        let row_stride = tensor.shape().last().copied().unwrap_or(1);
+        Strided { tensor, col: 0, row_stride }
+    }
+    /// Part `which` (0 = Q, 1 = K, 2 = V) of a fused `[.., 3·width]` projection output (`width = heads·d`).
+    pub fn fused(tensor: &'a Tensor, which: usize, width: usize) -> Self {
+        Strided { tensor, col: which * width, row_stride: 3 * width }
+    }
+}
+
+/// Sizes of one attention call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnShape {
+    /// Independent batches (for temporal attention: sequences).
+    pub batch: usize,
+    /// Query rows per batch.
+    pub seq_q: usize,
+    /// Key/value rows per batch.
+    pub seq_kv: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Head dim.
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    /// Self-attention: `seq_q = seq_kv = seq`.
+    pub fn self_attn(batch: usize, seq: usize, heads: usize, head_dim: usize) -> Self {
+        AttnShape { batch, seq_q: seq, seq_kv: seq, heads, head_dim }
+    }
+    fn dims(&self) -> [usize; 5] {
+        [self.batch, self.seq_q, self.seq_kv, self.heads, self.head_dim]
+    }
+}
+
+/// Validates one strided operand; `rows` rows per batch.
+pub(crate) fn check_strided(
+    op: &'static str,
+    name: &str,
+    x: &Strided,
+    s: &AttnShape,
+    rows: usize,
+    dtype: DType,
+) -> Result<()> {
+    let width = s.heads * s.head_dim;
+    if x.col + width > x.row_stride {
+        return Err(invalid(
+            op,
+            format!(
+                "{name}: column offset {} + heads·head_dim {} ({}×{}) exceeds the row stride {} (tensor {:?})",
+                x.col,
+                width,
+                s.heads,
+                s.head_dim,
+                x.row_stride,
+                x.tensor.shape()
+            ),
+        ));
+    }
+    let want = s.batch * rows * x.row_stride;
+    if x.tensor.numel() != want {
+        return Err(shape_err(
+            op,
+            format!("{name} rows (batch {}, seq {rows}, row stride {})", s.batch, x.row_stride),
+            &[s.batch, rows, x.row_stride],
+            x.tensor.shape(),
+        ));
+    }
+    if x.tensor.dtype() != dtype {
+        return Err(KernelError::DType {
+            op,
+            found: x.tensor.dtype().to_string(),
+            why: format!("{name} must have the dtype of Q ({dtype})"),
+        });
+    }
+    Ok(())
+}
+
+/// Shared validation of an attention call; returns the dtype.
+pub(crate) fn check_call(
+    op: &'static str,
+    s: &AttnShape,
+    q: &Strided,
+    k: &Strided,
+    v: &Strided,
+    out: &Tensor,
+) -> Result<DType> {
+    if s.dims().contains(&0) {
+        return Err(invalid(
+            op,
+            format!("empty attention shape (batch, seq_q, seq_kv, heads, head_dim) = {:?}", s.dims()),
+        ));
+    }
+    let dtype = q.tensor.dtype();
+    check_strided(op, "Q", q, s, s.seq_q, dtype)?;
+    check_strided(op, "K", k, s, s.seq_kv, dtype)?;
+    check_strided(op, "V", v, s, s.seq_kv, dtype)?;
+    let want = [s.batch, s.seq_q, s.heads * s.head_dim];
+    if out.numel() != want.iter().product::<usize>() {
+        return Err(shape_err(op, "output (batch, seq_q, heads·head_dim)", &want, out.shape()));
+    }
+    if out.dtype() != dtype {
+        return Err(KernelError::DType {
+            op,
+            found: out.dtype().to_string(),
+            why: format!("output must have the dtype of Q ({dtype})"),
+        });
+    }
+    for (n, x) in [("Q", q), ("K", k), ("V", v)] {
+        if out.same_storage(x.tensor) {
+            return Err(invalid(op, format!("output shares its buffer with {n}; use a separate tensor")));
+        }
+    }
+    Ok(dtype)
+}
+
+/// How many batches of `rows_per_batch` rows (× row stride) fit one binding for every operand.
+pub(crate) fn batches_per_dispatch(
+    gpu: &Gpu,
+    op: &'static str,
+    operands: &[(&str, usize)],
+    dtype: DType,
+) -> Result<usize> {
+    let mut n = usize::MAX;
+    for &(name, elems) in operands {
+        let k = items_per_binding(gpu, elems, dtype).map_err(|e| match e {
+            KernelError::TooLarge { bytes, limit, limit_name, .. } => KernelError::TooLarge {
+                what: format!("{op}: {name} of one batch ({elems} elements)"),
+                bytes,
+                limit,
+                limit_name,
+            },
+            e => e,
+        })?;
+        n = n.min(k);
+    }
+    Ok(n)
+}
+
+/// Records `out = softmax(scale · q kᵀ) v` (scale defaults to `1/sqrt(head_dim)`).
+pub fn record_flash_attention(
+    rec: &mut Recorder,
+    s: AttnShape,
+    q: Strided,
+    k: Strided,
+    v: Strided,
+    out: &Tensor,
+    scale: Option<f32>,
+) -> Result<()> {
+    const NAME: &str = "flash attention";
+    let dtype = check_call(NAME, &s, &q, &k, &v, out)?;
+    let gpu = rec.gpu();
+    let d = s.head_dim;
+    let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
+    let reg = d.is_multiple_of(4) && d <= MAX_REG_HEAD_DIM;
+    let pipe = if reg {
+        gpu.pipelines().get(
+            &gpu.device,
+            &FLASH_ATTENTION,
+            "attn_reg",
+            dtype,
+            &[("D", d as f64), ("QB", QB as f64)],
+        )?
+    } else {
+        gpu.pipelines().get(&gpu.device, &FLASH_ATTENTION, "attn_wide", dtype, &[("QB", QB as f64)])?
+    };
+    let width = s.heads * d;
+    let per_batch = [
+        ("Q", s.seq_q * q.row_stride),
+        ("K", s.seq_kv * k.row_stride),
+        ("V", s.seq_kv * v.row_stride),
+        ("output", s.seq_q * width),
+    ];
+    let nb_max = batches_per_dispatch(gpu, NAME, &per_batch, dtype)?;
+    let qblocks = s.seq_q.div_ceil(QB as usize);
+    let chunks = if reg { 1 } else { d.div_ceil(DC) };
+    // Keep the workgroup count of one dispatch within a 2-D grid.
+    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let per_batch_groups = s.heads * qblocks * chunks;
+    let nb_max = nb_max.min((max_groups * max_groups / per_batch_groups).max(1));
+    let mut b0 = 0;
+    while b0 < s.batch {
+        let nb = nb_max.min(s.batch - b0);
+        let wq = q.tensor.window(gpu, b0 * per_batch[0].1, nb * per_batch[0].1)?;
+        let wk = k.tensor.window(gpu, b0 * per_batch[1].1, nb * per_batch[1].1)?;
+        let wv = v.tensor.window(gpu, b0 * per_batch[2].1, nb * per_batch[2].1)?;
+        let wo = out.window(gpu, b0 * per_batch[3].1, nb * per_batch[3].1)?;
+        let groups = nb * per_batch_groups;
+        let prm = Params {
+            seq_q: s.seq_q as u32,
+            seq_kv: s.seq_kv as u32,
+            heads: s.heads as u32,
+            groups: groups as u32,
+            q_base: wq.base + q.col as u32,
+            k_base: wk.base + k.col as u32,
+            v_base: wv.base + v.col as u32,
+            o_base: wo.base,
+            q_stride: q.row_stride as u32,
+            k_stride: k.row_stride as u32,
+            v_stride: v.row_stride as u32,
+            o_stride: width as u32,
+            qblocks: qblocks as u32,
+            scale,
+            d: d as u32,
+            chunks: chunks as u32,
+        };
+        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))?;
+        b0 += nb;
+    }
+    Ok(())
+}
+
+/// Attention into a new dense `(batch, seq_q, heads·head_dim)` tensor, run now.
+pub fn flash_attention(
+    gpu: &Gpu,
+    s: AttnShape,
+    q: Strided,
+    k: Strided,
+    v: Strided,
+    scale: Option<f32>,
+) -> Result<Tensor> {
+    let out = Tensor::empty(gpu, &[s.batch, s.seq_q, s.heads * s.head_dim], q.tensor.dtype())?;
+    let mut rec = Recorder::new(gpu);
+    record_flash_attention(&mut rec, s, q, k, v, &out, scale)?;
+    rec.run()?;
+    Ok(out)
+}
+
+/// Float64 CPU references.
+pub mod reference {
+    use super::AttnShape;
+
+    /// Plain softmax attention on host slices in the same strided convention:
+    /// `(data, col, row_stride)` for each of Q, K, V; returns dense `(batch, seq_q, heads·head_dim)`.
+    pub fn attention(
+        s: &AttnShape,
+        q: (&[f64], usize, usize),
+        k: (&[f64], usize, usize),
+        v: (&[f64], usize, usize),
+        scale: f64,
+    ) -> Vec<f64> {
+        let d = s.head_dim;
+        let w = s.heads * d;
+        let mut out = vec![0.0; s.batch * s.seq_q * w];
+        let mut sc = vec![0.0; s.seq_kv];
+        for b in 0..s.batch {
+            for h in 0..s.heads {
+                for i in 0..s.seq_q {
+                    let qr = (b * s.seq_q + i) * q.2 + q.1 + h * d;
+                    let mut m = f64::NEG_INFINITY;
+                    for (j, scj) in sc.iter_mut().enumerate() {
+                        let kr = (b * s.seq_kv + j) * k.2 + k.1 + h * d;
+                        let dot: f64 = (0..d).map(|t| q.0[qr + t] * k.0[kr + t]).sum();
+                        *scj = dot * scale;
+                        m = m.max(*scj);
+                    }
+                    let mut l = 0.0;
+                    for x in sc.iter_mut() {
+                        *x = (*x - m).exp();
+                        l += *x;
+                    }
+                    let or = (b * s.seq_q + i) * w + h * d;
+                    for (j, &pj) in sc.iter().enumerate() {
+                        let vr = (b * s.seq_kv + j) * v.2 + v.1 + h * d;
+                        for t in 0..d {
+                            out[or + t] += pj / l * v.0[vr + t];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
+    let dims = parse_shape("flash-attention", shape, 4)?;
+    let (b, h, seq, d) = (dims[0], dims[1], dims[2], dims[3]);
+    let width = h * d;
+    let n = b * seq * 3 * width;
+    let qkv = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, n), &[b, seq, 3 * width], dtype)?;
+    let out = Tensor::empty(gpu, &[b, seq, width], dtype)?;
+    let mut rec = Recorder::new(gpu);
+    record_flash_attention(
+        &mut rec,
+        AttnShape::self_attn(b, seq, h, d),
+        Strided::fused(&qkv, 0, width),
+        Strided::fused(&qkv, 1, width),
+        Strided::fused(&qkv, 2, width),
+        &out,
+        None,
+    )?;
+    Ok(BenchCase {
+        kernel: "flash-attention",
+        shape: shape.to_string(),
+        dtype,
+        flops: 4.0 * (b * h) as f64 * (seq * seq) as f64 * d as f64,
+        bytes: (n + b * seq * width) as f64 * dtype.size() as f64,
+        recording: rec.finish(),
+        keep: vec![qkv, out],
+    })
+}
+
+/// Benchmark: self-attention reading a fused QKV projection output.
+pub const BENCH: BenchEntry = BenchEntry {
+    name: "flash-attention",
+    shape_help:
+        "BxHEADSxSEQxHEAD_DIM, e.g. 1x5x9216x64 (one frame's level-0 UNet self-attention, fused QKV input)",
+    default_shapes: &["1x5x9216x64", "1x10x2304x64", "1x16x257x80", "1x1x2304x512"],
+    demo_shape: "1x5x2304x64",
+    build: bench_build,
+};

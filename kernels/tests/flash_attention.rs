@@ -1,0 +1,221 @@
+//! Flash attention against the float64 plain-softmax reference.
+
+mod common;
+
+use trajattn_kernels::ops::flash_attention::{self, reference, AttnShape, Strided};
+use trajattn_kernels::testing::{assert_close, rand_vec, round_f16, to_f64};
+use trajattn_kernels::{DType, Gpu, KernelError, Recorder, Tensor};
+
+// f32: each output is a softmax-weighted sum over up to ~1000 keys with f32 exp and accumulation (and an
+// online rescaling): a long reduction → 1e-4. f16: storage rounding of inputs (mirrored in the reference) and
+// of the output (2^-11 relative) → 3e-3.
+fn tol(d: DType) -> f64 {
+    match d {
+        DType::F32 => 1e-4,
+        DType::F16 => 3e-3,
+    }
+}
+
+fn data(seed: u64, n: usize, mul: f32, dtype: DType) -> Vec<f32> {
+    let v: Vec<f32> = rand_vec(seed, n).into_iter().map(|x| x * mul).collect();
+    if dtype == DType::F16 {
+        round_f16(&v)
+    } else {
+        v
+    }
+}
+
+/// Runs self-attention on a fused QKV tensor `[b, seq, 3·heads·d]` and checks it against the reference.
+fn check_fused(gpu: &Gpu, s: AttnShape, mul: f32, dtype: DType, seed: u64) {
+    let w = s.heads * s.head_dim;
+    let host = data(seed, s.batch * s.seq_q * 3 * w, mul, dtype);
+    let qkv = Tensor::from_f32(gpu, &host, &[s.batch, s.seq_q, 3 * w], dtype).unwrap();
+    let out = Tensor::empty(gpu, &[s.batch, s.seq_q, w], dtype).unwrap();
+    out.poison(gpu);
+    let mut rec = Recorder::new(gpu);
+    flash_attention::record_flash_attention(
+        &mut rec,
+        s,
+        Strided::fused(&qkv, 0, w),
+        Strided::fused(&qkv, 1, w),
+        Strided::fused(&qkv, 2, w),
+        &out,
+        None,
+    )
+    .unwrap();
+    rec.run().unwrap();
+    let h = to_f64(&host);
+    let scale = 1.0 / (s.head_dim as f64).sqrt();
+    let want = reference::attention(&s, (&h, 0, 3 * w), (&h, w, 3 * w), (&h, 2 * w, 3 * w), scale);
+    assert_close(&format!("fused {s:?} ×{mul} {dtype}"), &out.to_f32(gpu).unwrap(), &want, tol(dtype));
+}
+
+#[test]
+fn fused_qkv_odd_shapes_match_reference() {
+    let gpu = common::gpu();
+    for dtype in common::dtypes(&gpu) {
+        for (i, &(b, seq, heads, d)) in
+            [(3, 37, 2, 64), (1, 1, 3, 64), (2, 7, 5, 64), (1, 257, 4, 80), (3, 19, 2, 36)].iter().enumerate()
+        {
+            check_fused(&gpu, AttnShape::self_attn(b, seq, heads, d), 1.0, dtype, 100 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn long_sequence_and_large_logits() {
+    // Values ×8 give logits of tens: the running max changes many times and the rescaling must be exact.
+    let gpu = common::gpu();
+    check_fused(&gpu, AttnShape::self_attn(1, 1031, 2, 64), 1.0, DType::F32, 7);
+    check_fused(&gpu, AttnShape::self_attn(2, 129, 3, 64), 8.0, DType::F32, 8);
+    if gpu.caps.shader_f16 {
+        check_fused(&gpu, AttnShape::self_attn(1, 300, 2, 64), 4.0, DType::F16, 9);
+    }
+}
+
+#[test]
+fn wide_and_odd_head_dims() {
+    // 512 = the VAE mid-block head; 6 and 130 are not multiples of the 64-column chunk nor ≤ 128.
+    let gpu = common::gpu();
+    for dtype in common::dtypes(&gpu) {
+        check_fused(&gpu, AttnShape::self_attn(1, 23, 1, 512), 1.0, dtype, 11);
+        check_fused(&gpu, AttnShape::self_attn(2, 13, 3, 6), 1.0, dtype, 12);
+        check_fused(&gpu, AttnShape::self_attn(1, 17, 2, 130), 1.0, dtype, 13);
+    }
+}
+
+#[test]
+fn separate_strided_inputs_cross_lengths_and_explicit_scale() {
+    // Q dense; K and V from wider rows at odd column offsets; 11 queries against 23 keys; scale 0.3.
+    let gpu = common::gpu();
+    for dtype in common::dtypes(&gpu) {
+        let s = AttnShape { batch: 2, seq_q: 11, seq_kv: 23, heads: 3, head_dim: 64 };
+        let w = 3 * 64;
+        let (kst, kcol, vst, vcol) = (w + 9, 5, w + 2, 1);
+        let qh = data(21, 2 * 11 * w, 1.0, dtype);
+        let kh = data(22, 2 * 23 * kst, 1.0, dtype);
+        let vh = data(23, 2 * 23 * vst, 1.0, dtype);
+        let q = Tensor::from_f32(&gpu, &qh, &[2, 11, w], dtype).unwrap();
+        let k = Tensor::from_f32(&gpu, &kh, &[2, 23, kst], dtype).unwrap();
+        let v = Tensor::from_f32(&gpu, &vh, &[2 * 23 * vst], dtype).unwrap();
+        let out = Tensor::empty(&gpu, &[2, 11, w], dtype).unwrap();
+        out.poison(&gpu);
+        let mut rec = Recorder::new(&gpu);
+        flash_attention::record_flash_attention(
+            &mut rec,
+            s,
+            Strided::dense(&q),
+            Strided { tensor: &k, col: kcol, row_stride: kst },
+            Strided { tensor: &v, col: vcol, row_stride: vst },
+            &out,
+            Some(0.3),
+        )
+        .unwrap();
+        rec.run().unwrap();
+        let want = reference::attention(
+            &s,
+            (&to_f64(&qh), 0, w),
+            (&to_f64(&kh), kcol, kst),
+            (&to_f64(&vh), vcol, vst),
+            0.3,
+        );
+        assert_close(&format!("strided {dtype}"), &out.to_f32(&gpu).unwrap(), &want, tol(dtype));
+    }
+}
+
+#[test]
+fn input_above_binding_limit_is_split_over_batches() {
+    // A fused QKV tensor larger than one binding (lavapipe: 128 MiB) → several dispatches; check a few
+    // batches at the start, at the split points and at the end.
+    let gpu = common::gpu();
+    let (heads, d, seq) = (5, 64, 61);
+    let w = heads * d;
+    let per_batch_bytes = (seq * 3 * w * 4) as u64;
+    let b = (gpu.max_binding() / per_batch_bytes + 40) as usize;
+    if (b * seq * 3 * w * 4) as u64 > gpu.limits.max_buffer_size || b * seq * 3 * w > 200 << 20 {
+        eprintln!("skipped: binding limit {} too large for this test", gpu.max_binding());
+        return;
+    }
+    let host = rand_vec(31, b * seq * 3 * w);
+    let qkv = Tensor::from_f32(&gpu, &host, &[b, seq, 3 * w], DType::F32).unwrap();
+    let s = AttnShape::self_attn(b, seq, heads, d);
+    let out = Tensor::empty(&gpu, &[b, seq, w], DType::F32).unwrap();
+    out.poison(&gpu);
+    let mut rec = Recorder::new(&gpu);
+    flash_attention::record_flash_attention(
+        &mut rec,
+        s,
+        Strided::fused(&qkv, 0, w),
+        Strided::fused(&qkv, 1, w),
+        Strided::fused(&qkv, 2, w),
+        &out,
+        None,
+    )
+    .unwrap();
+    assert!(rec.len() >= 2, "expected a split into several dispatches, got {}", rec.len());
+    rec.run().unwrap();
+    let got = out.to_f32(&gpu).unwrap();
+    let one = AttnShape::self_attn(1, seq, heads, d);
+    let split = (gpu.max_binding() / per_batch_bytes) as usize;
+    for bi in [0, split.saturating_sub(2), split - 1, split, split + 1, b - 1] {
+        let hb = to_f64(&host[bi * seq * 3 * w..(bi + 1) * seq * 3 * w]);
+        let want = reference::attention(&one, (&hb, 0, 3 * w), (&hb, w, 3 * w), (&hb, 2 * w, 3 * w), 0.125);
+        // f32 long reduction → 1e-4.
+        assert_close(&format!("batch {bi} of {b}"), &got[bi * seq * w..(bi + 1) * seq * w], &want, 1e-4);
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors_naming_shapes() {
+    let gpu = common::gpu();
+    let qkv = Tensor::from_f32(&gpu, &rand_vec(1, 2 * 5 * 3 * 128), &[2, 5, 384], DType::F32).unwrap();
+    let s = AttnShape::self_attn(2, 5, 2, 64);
+    let f = |i| Strided::fused(&qkv, i, 128);
+    // Wrong sequence length: element count mismatch.
+    let e = flash_attention::flash_attention(&gpu, AttnShape::self_attn(2, 6, 2, 64), f(0), f(1), f(2), None)
+        .unwrap_err();
+    assert!(matches!(e, KernelError::Shape { .. }) && e.to_string().contains("[2, 5, 384]"), "{e}");
+    // Column offset past the row.
+    let e = flash_attention::flash_attention(
+        &gpu,
+        s,
+        f(0),
+        f(1),
+        Strided { tensor: &qkv, col: 300, row_stride: 384 },
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("exceeds the row stride"), "{e}");
+    // Output sharing the input buffer.
+    let mut rec = Recorder::new(&gpu);
+    let e = flash_attention::record_flash_attention(
+        &mut rec,
+        s,
+        f(0),
+        f(1),
+        f(2),
+        &qkv.narrow0(0, 1).unwrap(),
+        None,
+    )
+    .unwrap_err();
+    assert!(matches!(e, KernelError::Shape { .. } | KernelError::Invalid { .. }), "{e}");
+    let out = Tensor::empty(&gpu, &[2, 5, 100], DType::F32).unwrap();
+    let e = flash_attention::record_flash_attention(&mut rec, s, f(0), f(1), f(2), &out, None).unwrap_err();
+    assert!(e.to_string().contains("[2, 5, 128]") && e.to_string().contains("[2, 5, 100]"), "{e}");
+    // One batch whose K does not fit a binding → TooLarge (only where the binding limit is small enough).
+    let seq = (gpu.max_binding() / (384 * 4)) as usize + 8;
+    if (seq * 384 * 4) as u64 <= gpu.limits.max_buffer_size && seq * 384 < 64 << 20 {
+        let big = Tensor::empty(&gpu, &[1, seq, 384], DType::F32).unwrap();
+        let e = flash_attention::flash_attention(
+            &gpu,
+            AttnShape::self_attn(1, seq, 2, 64),
+            Strided::fused(&big, 0, 128),
+            Strided::fused(&big, 1, 128),
+            Strided::fused(&big, 2, 128),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, KernelError::TooLarge { .. }), "{e}");
+    }
+    assert_eq!(rec.len(), 0);
+}
