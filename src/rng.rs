@@ -94,15 +94,22 @@ impl Generator {
         f16::from_f32((self.next_u32() & 0x7ff) as f32 * (1.0 / 2048.0))
     }
 
-    /// `torch.randn(n)` in float32 (n ≥ 16).
-    pub fn randn_f32(&mut self, n: usize, path: RandnPath) -> Result<Vec<f32>, RngError> {
+    /// The structure of PyTorch's CPU `randn` (spec §4.1), for any element type: `n` uniforms, Box–Muller on
+    /// each block of 16 (slot j with slot j + 8), and if `n` is not a multiple of 16 the last 16 slots redrawn and
+    /// transformed once more.
+    fn randn_with<T: Copy>(
+        &mut self,
+        n: usize,
+        uniform: fn(&mut Self) -> T,
+        pair: impl Fn(T, T) -> (T, T),
+    ) -> Result<Vec<T>, RngError> {
         if n < 16 {
             return Err(RngError::TooSmall(n));
         }
-        let mut d: Vec<f32> = (0..n).map(|_| self.uniform_f32()).collect();
-        let transform = |d: &mut [f32], i: usize| {
+        let mut d: Vec<T> = (0..n).map(|_| uniform(self)).collect();
+        let transform = |d: &mut [T], i: usize| {
             for j in 0..8 {
-                let (a, b) = box_muller_f32(d[i + j], d[i + j + 8], path);
+                let (a, b) = pair(d[i + j], d[i + j + 8]);
                 d[i + j] = a;
                 d[i + j + 8] = b;
             }
@@ -114,38 +121,21 @@ impl Generator {
         }
         if !n.is_multiple_of(16) {
             for slot in d[n - 16..].iter_mut() {
-                *slot = self.uniform_f32();
+                *slot = uniform(self);
             }
             transform(&mut d, n - 16);
         }
         Ok(d)
     }
 
+    /// `torch.randn(n)` in float32 (n ≥ 16).
+    pub fn randn_f32(&mut self, n: usize, path: RandnPath) -> Result<Vec<f32>, RngError> {
+        self.randn_with(n, Self::uniform_f32, |u, u2| box_muller_f32(u, u2, path))
+    }
+
     /// `torch.randn(n, dtype=torch.float16)` (n ≥ 16).
     pub fn randn_f16(&mut self, n: usize) -> Result<Vec<f16>, RngError> {
-        if n < 16 {
-            return Err(RngError::TooSmall(n));
-        }
-        let mut d: Vec<f16> = (0..n).map(|_| self.uniform_f16()).collect();
-        let transform = |d: &mut [f16], i: usize| {
-            for j in 0..8 {
-                let (a, b) = box_muller_f16(d[i + j], d[i + j + 8]);
-                d[i + j] = a;
-                d[i + j + 8] = b;
-            }
-        };
-        let mut i = 0;
-        while i + 16 <= n {
-            transform(&mut d, i);
-            i += 16;
-        }
-        if !n.is_multiple_of(16) {
-            for slot in d[n - 16..].iter_mut() {
-                *slot = self.uniform_f16();
-            }
-            transform(&mut d, n - 16);
-        }
-        Ok(d)
+        self.randn_with(n, Self::uniform_f16, box_muller_f16)
     }
 
     /// `torch.randperm(n)`: Fisher–Yates with one 32-bit word per swap (`n − 1` words).
