@@ -2,7 +2,9 @@
 //! on any GPU through wgpu. The GPU runtime and kernels live in the `trajattn-kernels` crate; this crate holds
 //! everything about the model and the user.
 
+pub mod checkpoint;
 pub mod graph;
+pub mod models;
 pub mod nvs;
 pub mod rng;
 pub mod trajectory;

@@ -1,0 +1,4 @@
+//! Model descriptions: configurations and expected parameter lists.
+
+pub mod config;
+pub mod unet_keys;
