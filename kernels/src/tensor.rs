@@ -211,6 +211,21 @@ impl Tensor {
         Ok(Tensor { shape: shape.to_vec(), ..self.clone() })
     }
 
+    /// A tensor of another shape (same dtype) over this one's storage from the same offset, for reusing a
+    /// buffer of at least that size (graph arenas). Fails if the new shape does not fit the buffer.
+    pub fn fit(&self, shape: &[usize]) -> Result<Tensor> {
+        let bytes = numel(shape) as u64 * self.dtype.size();
+        if self.offset + bytes > self.storage.size() {
+            return Err(shape_err("fit", "a shape within the buffer", &self.shape, shape));
+        }
+        Ok(Tensor { shape: shape.to_vec(), ..self.clone() })
+    }
+
+    /// Bytes of the underlying buffer (its pool size class).
+    pub fn capacity_bytes(&self) -> u64 {
+        self.storage.size()
+    }
+
     /// A view of rows `start..start+len` along the first axis.
     pub fn narrow0(&self, start: usize, len: usize) -> Result<Tensor> {
         let rows = *self.shape.first().unwrap_or(&1);

@@ -139,7 +139,7 @@ pub fn record_conv2d(
     let budget = cols_budget(gpu, dtype)?;
     let pipe = gpu.pipelines().get(&gpu.device, &CONV_COLS, "im2col", dtype, &[])?;
     let pc_max = (budget / (cc_max * taps)).clamp(1, pout);
-    let cols = Tensor::empty(gpu, &[pc_max * cc_max * taps], dtype)?;
+    let cols = rec.scratch(&[pc_max * cc_max * taps], dtype)?;
     for img in 0..n {
         let mut c0 = 0;
         while c0 < cin {
@@ -254,7 +254,7 @@ pub fn record_conv3d_temporal(
     let budget = cols_budget(gpu, dtype)?;
     let pipe = gpu.pipelines().get(&gpu.device, &CONV_COLS, "temporal_cols", dtype, &[])?;
     let pc_max = (budget / (cc_max * taps)).clamp(1, plane);
-    let cols = Tensor::empty(gpu, &[pc_max * cc_max * taps], dtype)?;
+    let cols = rec.scratch(&[pc_max * cc_max * taps], dtype)?;
     for row in 0..rows {
         let f = row % frames;
         let mut c0 = 0;

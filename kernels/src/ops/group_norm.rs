@@ -103,8 +103,8 @@ pub fn record(
     let seg_len = c / g * hw;
     let segs = rows * g;
     let samples = rows / frames;
-    let part = Tensor::empty(gpu, &[segs * 2], DType::F32)?;
-    let stats = Tensor::empty(gpu, &[samples * g * 2], DType::F32)?;
+    let part = rec.scratch(&[segs * 2], DType::F32)?;
+    let stats = rec.scratch(&[samples * g * 2], DType::F32)?;
     let base = Params {
         seg_len: seg_len as u32,
         groups: g as u32,
