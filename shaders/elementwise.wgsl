@@ -101,13 +101,15 @@ fn add_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     y[p.base_y + i] = T(f32(y[p.base_y + i]) + f32(a[p.base_a + i]));
 }
 
-// y = a + b[((first + i) / div) % modn]: per-channel, per-(sample, channel), per-sample and row-vector adds
+// y = a + b[((first + i) / div) % modn · inner + (first + i) % inner]: per-channel, per-(sample, channel),
+// per-sample and row-vector adds (inner = 1), and tables of channel-last rows (inner = C)
 @compute @workgroup_size(WG)
 fn broadcast_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let i = linear_id(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let j = ((p.first + i) / p.div) % p.modn;
+    let g = p.first + i;
+    let j = (g / p.div) % p.modn * p.inner + g % max(p.inner, 1u);
     y[p.base_y + i] = T(f32(a[p.base_a + i]) + f32(b[p.base_b + j]));
 }
 

@@ -185,6 +185,20 @@ fn broadcasts_and_blends() {
                 .unwrap_err();
             assert!(e.to_string().contains("[4]"), "{e}");
         }
+        // A table of 4 channel-last rows over rows of 7 tokens (15 rows: the entry index wraps).
+        let c = shape[shape.len() - 1];
+        let b = inputs(86, 4 * c, dtype);
+        let tb = Tensor::from_f32(&gpu, &b, &[4, c], dtype).unwrap();
+        let y = Tensor::empty(&gpu, &shape, dtype).unwrap();
+        y.poison(&gpu);
+        let mut rec = Recorder::new(&gpu);
+        let kind = Bcast::Table { tokens: 7, entries: 4 };
+        elementwise::record_broadcast_add(&mut rec, kind, &ta, &tb, &y).unwrap();
+        rec.run().unwrap();
+        let want = reference::table_add(&to_f64(&a), &to_f64(&b), 7 * c, 4, c);
+        assert_close(&format!("table {dtype}"), &y.to_f32(&gpu).unwrap(), &want, tol(dtype));
+        let bad = Bcast::Table { tokens: 4, entries: 4 };
+        assert!(elementwise::record_broadcast_add(&mut Recorder::new(&gpu), bad, &ta, &tb, &y).is_err());
         let b = inputs(84, n, dtype);
         let tb = Tensor::from_f32(&gpu, &b, &shape, dtype).unwrap();
         let al = trajattn_kernels::testing::rand_range(85, 3, 0.0, 1.0);

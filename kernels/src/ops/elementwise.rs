@@ -160,15 +160,27 @@ pub enum Bcast {
     Sample,
     /// `a [.., C]` + `b [C]` (a row vector added to every row).
     Row,
+    /// `a` viewed as `[R, tokens, C]` + `b [entries, C]`, row `r` adding entry `r mod entries`
+    /// (per-frame or per-batch vectors over channel-last tokens).
+    Table { tokens: usize, entries: usize },
 }
 
-fn bcast_geometry(kind: Bcast, a: &[usize]) -> Option<(usize, usize, Vec<usize>)> {
+/// `(div, modn, inner, b shape)`: element `i` of `a` adds `b[((i / div) % modn)·inner + i % inner]`.
+fn bcast_geometry(kind: Bcast, a: &[usize]) -> Option<(usize, usize, usize, Vec<usize>)> {
     let rest = |from: usize| a.get(from..).map(|r| r.iter().product::<usize>());
     match kind {
-        Bcast::Channel if a.len() >= 2 => Some((rest(2)?, a[1], vec![a[1]])),
-        Bcast::SampleChannel if a.len() >= 2 => Some((rest(2)?, a[0] * a[1], vec![a[0], a[1]])),
-        Bcast::Sample if !a.is_empty() => Some((rest(1)?, a[0], vec![a[0]])),
-        Bcast::Row if !a.is_empty() => Some((1, a[a.len() - 1], vec![a[a.len() - 1]])),
+        Bcast::Channel if a.len() >= 2 => Some((rest(2)?, a[1], 1, vec![a[1]])),
+        Bcast::SampleChannel if a.len() >= 2 => Some((rest(2)?, a[0] * a[1], 1, vec![a[0], a[1]])),
+        Bcast::Sample if !a.is_empty() => Some((rest(1)?, a[0], 1, vec![a[0]])),
+        Bcast::Row if !a.is_empty() => Some((1, a[a.len() - 1], 1, vec![a[a.len() - 1]])),
+        Bcast::Table { tokens, entries } if !a.is_empty() && tokens > 0 && entries > 0 => {
+            let c = a[a.len() - 1];
+            let n: usize = a.iter().product();
+            if c == 0 || !n.is_multiple_of(tokens * c) {
+                return None;
+            }
+            Some((tokens * c, entries, c, vec![entries, c]))
+        }
         _ => None,
     }
 }
@@ -195,7 +207,7 @@ pub fn record_broadcast_add(
 ) -> Result<()> {
     const NAME: &str = "broadcast add";
     check_same(NAME, a, y, "output vs a")?;
-    let (div, modn, want_b) = bcast_geometry(kind, a.shape())
+    let (div, modn, inner, want_b) = bcast_geometry(kind, a.shape())
         .ok_or_else(|| shape_err(NAME, format!("{kind:?} input"), &[0, 0], a.shape()))?;
     if b.shape() != want_b.as_slice() {
         return Err(shape_err(NAME, format!("{kind:?} operand"), &want_b, b.shape()));
@@ -220,6 +232,7 @@ pub fn record_broadcast_add(
             div: div.max(1) as u32,
             modn: modn.max(1) as u32,
             first: s as u32,
+            inner: inner as u32,
             ..Default::default()
         };
         rec.dispatch(
@@ -423,6 +436,11 @@ pub mod reference {
     /// `a + b[(i / div) % modn]`.
     pub fn broadcast_add(a: &[f64], b: &[f64], div: usize, modn: usize) -> Vec<f64> {
         a.iter().enumerate().map(|(i, &x)| x + b[(i / div) % modn]).collect()
+    }
+
+    /// `a + b[((i / div) % modn)·inner + i % inner]` ([`super::Bcast::Table`] with `div = tokens·C`, `inner = C`).
+    pub fn table_add(a: &[f64], b: &[f64], div: usize, modn: usize, inner: usize) -> Vec<f64> {
+        a.iter().enumerate().map(|(i, &x)| x + b[(i / div) % modn * inner + i % inner]).collect()
     }
 
     /// `α·a + (1 − α)·b` with α per block of `div` elements (cycled over `alpha`).

@@ -73,16 +73,26 @@ pub fn samples_per_call(n: usize, h: usize, w: usize) -> usize {
 
 /// Checks a call; returns the sequence length `L`. Errors say what is required (spec §7.7, §11).
 pub fn check(call: &Call) -> Result<usize> {
+    let Call { b, h, w, f, c, .. } = *call;
+    if call.hidden.len() != b * h * w * f * c {
+        return Err(invalid(
+            OP,
+            format!(
+                "hidden states have {} values, expected B·S·F·C = {}",
+                call.hidden.len(),
+                b * h * w * f * c
+            ),
+        ));
+    }
+    check_tables(call)
+}
+
+/// [`check`] without the hidden states (what building the index tables needs).
+pub fn check_tables(call: &Call) -> Result<usize> {
     let Call { b, h, w, f, c, heads, n, .. } = *call;
     let s = h * w;
     if b == 0 || s == 0 || f == 0 || c == 0 || heads == 0 || !c.is_multiple_of(heads) {
         return Err(invalid(OP, format!("bad geometry: B {b}, {h}×{w}, F {f}, C {c}, heads {heads}")));
-    }
-    if call.hidden.len() != b * s * f * c {
-        return Err(invalid(
-            OP,
-            format!("hidden states have {} values, expected B·S·F·C = {}", call.hidden.len(), b * s * f * c),
-        ));
     }
     if call.traj.len() != f * n * 2 {
         return Err(invalid(
@@ -347,7 +357,7 @@ pub struct Tables {
 
 /// Builds the token table and the inverse (CSR) map of a call, deterministically.
 pub fn tables(call: &Call) -> Result<Tables> {
-    let seq_len = check(call)?;
+    let seq_len = check_tables(call)?;
     let (f, s, m) = (call.f, call.h * call.w, call.idx.len());
     let (cell, valid) = reference::cells(call);
     let mut table = vec![u32::MAX; m * f];
@@ -412,38 +422,85 @@ pub struct Prepared {
     pub keep: Vec<Tensor>,
 }
 
-/// Uploads one call and records the branch on the GPU, efficient formulation: fused Q/K/V projection of the
-/// dense grid, gathered attention, CSR mean, output projection, bias on reached rows. Every operand must fit one
-/// storage binding (a clear error otherwise; the windowed version comes with the UNet's frame-major layout).
-pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Prepared> {
-    let t = tables(call)?;
-    let Call { b, h, w, f, c, heads, .. } = *call;
+/// Sizes of one recorded branch call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub b: usize,
+    pub h: usize,
+    pub w: usize,
+    pub f: usize,
+    pub c: usize,
+    pub heads: usize,
+    /// Sampled trajectories per call.
+    pub m: usize,
+    /// Attention sequence length (from [`check`]).
+    pub seq_len: usize,
+}
+
+/// Device operands of [`record_efficient`]: the branch input, weights, the call's tables and scratch.
+pub struct Operands<'a> {
+    /// Normalised temporal sequences `(B·S·F, C)`, rows `(b·S + cell)·F + f`.
+    pub hidden: &'a Tensor,
+    /// Fused `[3C, C]` Q/K/V weight (Q rows first).
+    pub wqkv: &'a Tensor,
+    /// `to_out.0` weight `[C, C]` and bias `[C]`.
+    pub wo: &'a Tensor,
+    pub bo: &'a Tensor,
+    /// [`Tables::table`] (`M·F` u32), [`Tables::offsets`] (`F·S + 1`), [`Tables::hits`] (capacity ≥ 1).
+    pub table: &'a Tensor,
+    pub offsets: &'a Tensor,
+    pub hits: &'a Tensor,
+    /// Scratch: `(B·S·F, 3C)`, `(B·M·F, C)`, `(B·S·F, C)`.
+    pub qkv: &'a Tensor,
+    pub att: &'a Tensor,
+    pub abar: &'a Tensor,
+    /// Output `(B·S·F, C)`: the branch's contribution (0 on unreached rows).
+    pub out: &'a Tensor,
+}
+
+/// Records the branch, efficient formulation: fused Q/K/V projection of the dense grid, gathered attention,
+/// CSR mean, output projection, bias on reached rows. The tables may be rewritten between replays (same `m`).
+/// Every operand must fit one storage binding (a clear error otherwise).
+pub fn record_efficient(rec: &mut Recorder, g: &Geometry, o: &Operands) -> Result<()> {
+    let gpu = rec.gpu();
+    let Geometry { b, h, w, f, c, heads, m, seq_len } = *g;
     let s = h * w;
+    if heads == 0
+        || c == 0
+        || !c.is_multiple_of(heads)
+        || seq_len == 0
+        || !(b * m * f).is_multiple_of(seq_len)
+    {
+        return Err(invalid(OP, format!("bad geometry {g:?}")));
+    }
     let d = c / heads;
     if d > 128 {
         return Err(invalid(OP, format!("head dim {d} exceeds the kernel's 128")));
     }
-    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let hidden = Tensor::from_f32(gpu, &to32(call.hidden), &[b * s * f, c], dtype)?;
-    let mut wqkv = to32(wts.wq);
-    wqkv.extend(to32(wts.wk));
-    wqkv.extend(to32(wts.wv));
-    let wqkv = Tensor::from_f32(gpu, &wqkv, &[3 * c, c], dtype)?;
-    let wo = Tensor::from_f32(gpu, &to32(wts.wo), &[c, c], dtype)?;
-    let bo = Tensor::from_f32(gpu, &to32(wts.bo), &[c], dtype)?;
-    let table = Tensor::from_u32(gpu, &t.table, &[t.table.len()])?;
-    let offsets = Tensor::from_u32(gpu, &t.offsets, &[t.offsets.len()])?;
-    let hits = Tensor::from_u32(gpu, &t.hits, &[t.hits.len().max(1)])?;
-    let tokens = t.m * f;
-    let qkv = Tensor::empty(gpu, &[b * s * f, 3 * c], dtype)?;
-    let att = Tensor::empty(gpu, &[b * tokens, c], dtype)?;
-    let abar = Tensor::empty(gpu, &[b * s * f, c], dtype)?;
-    let out = Tensor::empty(gpu, &[b * s * f, c], dtype)?;
-    let mut rec = Recorder::new(gpu);
-    matmul::record(&mut rec, &hidden, &wqkv, WLayout::NK, None, Epilogue::None, &qkv, None)?;
-    let n_seq = b * tokens / t.seq_len;
+    let dtype = o.hidden.dtype();
+    let rows = b * s * f;
+    for (name, t, want) in [
+        ("hidden", o.hidden, vec![rows, c]),
+        ("qkv scratch", o.qkv, vec![rows, 3 * c]),
+        ("attention scratch", o.att, vec![b * m * f, c]),
+        ("mean scratch", o.abar, vec![rows, c]),
+        ("output", o.out, vec![rows, c]),
+        ("fused QKV weight", o.wqkv, vec![3 * c, c]),
+        ("out weight", o.wo, vec![c, c]),
+        ("out bias", o.bo, vec![c]),
+    ] {
+        if t.shape() != want.as_slice() {
+            return Err(crate::error::shape_err(OP, name, &want, t.shape()));
+        }
+    }
+    if o.table.numel() != m * f || o.offsets.numel() != f * s + 1 || o.hits.numel() == 0 {
+        return Err(invalid(OP, "table sizes do not match the geometry"));
+    }
+    matmul::record(rec, o.hidden, o.wqkv, WLayout::NK, None, Epilogue::None, o.qkv, None)?;
+    let tokens = m * f;
+    let n_seq = b * tokens / seq_len;
     let base = Params {
-        seq_len: t.seq_len as u32,
+        seq_len: seq_len as u32,
         tokens: tokens as u32,
         rows_per_b: (s * f) as u32,
         heads: heads as u32,
@@ -459,7 +516,7 @@ pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) ->
         ..Default::default()
     };
     let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
-    let (qw, tw, aw) = (qkv.whole(gpu)?, table.whole(gpu)?, att.whole(gpu)?);
+    let (qw, tw, aw) = (o.qkv.whole(gpu)?, o.table.whole(gpu)?, o.att.whole(gpu)?);
     let prm = Params { n_rows: n_seq as u32, base_qkv: qw.base, ..base };
     let groups = [n_seq.min(65535) as u32, n_seq.div_ceil(65535) as u32, heads as u32];
     rec.dispatch_bound(
@@ -468,25 +525,62 @@ pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) ->
         vec![(1, qw), (2, tw), (3, aw.clone())],
         groups,
     )?;
-    let rows = b * s * f;
-    let (ow, hw, bw) = (offsets.whole(gpu)?, hits.whole(gpu)?, abar.whole(gpu)?);
+    let (ow, hw, bw) = (o.offsets.whole(gpu)?, o.hits.whole(gpu)?, o.abar.whole(gpu)?);
     let prm = Params { n_rows: rows as u32, base_out: bw.base, ..base };
-    let g = grid(gpu, ((rows * c) as u32).div_ceil(64));
+    let grp = grid(gpu, ((rows * c) as u32).div_ceil(64));
     rec.dispatch_bound(
         &pipe("traj_mean")?,
         bytemuck::bytes_of(&prm),
         vec![(4, aw), (5, ow.clone()), (6, hw), (7, bw)],
-        g,
+        grp,
     )?;
-    matmul::record(&mut rec, &abar, &wo, WLayout::NK, None, Epilogue::None, &out, None)?;
-    let outw = out.whole(gpu)?;
+    matmul::record(rec, o.abar, o.wo, WLayout::NK, None, Epilogue::None, o.out, None)?;
+    let outw = o.out.whole(gpu)?;
     let prm = Params { n_rows: rows as u32, base_out: outw.base, ..base };
     rec.dispatch_bound(
         &pipe("traj_bias")?,
         bytemuck::bytes_of(&prm),
-        vec![(5, ow), (7, outw), (8, bo.whole(gpu)?)],
-        g,
-    )?;
+        vec![(5, ow), (7, outw), (8, o.bo.whole(gpu)?)],
+        grp,
+    )
+}
+
+/// Uploads one call and records the branch on the GPU ([`record_efficient`] with fresh buffers).
+pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Prepared> {
+    let t = tables(call)?;
+    let Call { b, h, w, f, c, heads, .. } = *call;
+    let s = h * w;
+    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let hidden = Tensor::from_f32(gpu, &to32(call.hidden), &[b * s * f, c], dtype)?;
+    let mut wqkv = to32(wts.wq);
+    wqkv.extend(to32(wts.wk));
+    wqkv.extend(to32(wts.wv));
+    let wqkv = Tensor::from_f32(gpu, &wqkv, &[3 * c, c], dtype)?;
+    let wo = Tensor::from_f32(gpu, &to32(wts.wo), &[c, c], dtype)?;
+    let bo = Tensor::from_f32(gpu, &to32(wts.bo), &[c], dtype)?;
+    let table = Tensor::from_u32(gpu, &t.table, &[t.table.len()])?;
+    let offsets = Tensor::from_u32(gpu, &t.offsets, &[t.offsets.len()])?;
+    let hits = Tensor::from_u32(gpu, &t.hits, &[t.hits.len().max(1)])?;
+    let qkv = Tensor::empty(gpu, &[b * s * f, 3 * c], dtype)?;
+    let att = Tensor::empty(gpu, &[b * t.m * f, c], dtype)?;
+    let abar = Tensor::empty(gpu, &[b * s * f, c], dtype)?;
+    let out = Tensor::empty(gpu, &[b * s * f, c], dtype)?;
+    let g = Geometry { b, h, w, f, c, heads, m: t.m, seq_len: t.seq_len };
+    let mut rec = Recorder::new(gpu);
+    let ops = Operands {
+        hidden: &hidden,
+        wqkv: &wqkv,
+        wo: &wo,
+        bo: &bo,
+        table: &table,
+        offsets: &offsets,
+        hits: &hits,
+        qkv: &qkv,
+        att: &att,
+        abar: &abar,
+        out: &out,
+    };
+    record_efficient(&mut rec, &g, &ops)?;
     let keep = vec![hidden, wqkv, wo, bo, table, offsets, hits, qkv, att, abar];
     Ok(Prepared { recording: rec.finish(), out, keep })
 }
