@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod graph;
 pub mod models;
+pub mod nn;
 pub mod nvs;
 pub mod rng;
 pub mod trajectory;

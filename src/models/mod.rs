@@ -1,4 +1,6 @@
 //! Model descriptions: configurations and expected parameter lists.
 
 pub mod config;
+pub mod unet;
+pub mod unet_io;
 pub mod unet_keys;

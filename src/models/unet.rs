@@ -1,0 +1,1075 @@
+//! `UNetSpatioTemporalConditionModel` (diffusers 0.27.0) with the official trajectory-attention branch,
+//! recorded once per (batch, frames, height, width) and replayed per denoising step.
+//!
+//! Module names mirror diffusers (`down_blocks.i.resnets.j`, `…attentions.j.temporal_transformer_blocks.0`),
+//! so this file reads side by side with `unet_spatio_temporal_condition.py` and `unet_3d_blocks.py`.
+//! Layouts: res-blocks work on `(B·F, C, h, w)`; transformer blocks on channel-last tokens `(B·F, h·w, C)`
+//! (spatial) and `(B, h·w, F, C)` (temporal, one sequence per pixel).
+//!
+//! Everything that depends only on the conditioning (the single-token cross-attention outputs
+//! `to_out(to_v(context))` of every block, and the frame position embeddings) is computed once by
+//! [`UNetGraph::set_conditioning`]; a step uploads the latents, the timestep embedding input and the
+//! trajectory tables, and replays the recorded dispatches.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use half::f16;
+use trajattn_kernels::ops::conv::Conv2dOpts;
+use trajattn_kernels::ops::elementwise::Bcast;
+use trajattn_kernels::ops::group_norm::GroupStats;
+use trajattn_kernels::ops::matmul::Epilogue;
+use trajattn_kernels::ops::trajectory_attention::{self as traj, Grouping};
+use trajattn_kernels::{DType, Gpu, KernelError, Recording, Tensor};
+
+use crate::checkpoint::{self, CheckpointError, HostTensor, SafetensorsFile};
+use crate::models::config::{ConfigError, DownBlockKind, UNetConfig, UpBlockKind};
+use crate::models::unet_keys::{expected_unet_keys, trajectory_keys};
+use crate::nn::weights::host_dtype;
+use crate::nn::{Act, Arena, ArenaStats, Builder, Weights, WeightsError};
+
+/// Errors of building or running the UNet.
+#[derive(Debug, thiserror::Error)]
+pub enum UNetError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("{0}")]
+    Input(String),
+}
+
+type Result<T, E = UNetError> = std::result::Result<T, E>;
+
+fn input_err(msg: impl Into<String>) -> UNetError {
+    UNetError::Input(msg.into())
+}
+
+/// Which context the temporal cross-attention reads (svd-architecture.md §3.11.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TimeContext {
+    /// diffusers 0.27.0 (the official code): sequence `r = b·S + s` reads batch element `r mod B`.
+    #[default]
+    Faithful,
+    /// diffusers ≥ 0.28: every pixel of batch element `b` reads `b`'s context.
+    PerBatch,
+}
+
+/// The UNet's weights on the device.
+pub struct UNet {
+    pub cfg: UNetConfig,
+    pub dtype: DType,
+    weights: Weights,
+    /// Whether the trajectory-branch weights are loaded.
+    pub has_trajectory: bool,
+}
+
+fn fused_qkv_name(p: &str) -> String {
+    format!("{p}.to_qkv.weight")
+}
+
+impl UNet {
+    /// Loads `diffusion_pytorch_model[.fp16].safetensors` (every key and shape checked against `cfg`) and,
+    /// if given, the trajectory branch (`trajattn_temp.pth` or safetensors with real names).
+    pub fn load(
+        gpu: &Gpu,
+        cfg: UNetConfig,
+        weights_file: &Path,
+        trajectory_file: Option<&Path>,
+        dtype: DType,
+    ) -> Result<UNet> {
+        let file = checkpoint::open_unet(weights_file, &cfg)?;
+        let mut w = Weights::new();
+        let host = host_dtype(dtype);
+        let mut pending: HashMap<String, HostTensor> = HashMap::new();
+        for (name, _) in expected_unet_keys(&cfg, false) {
+            if let Some(p) = name.strip_suffix(".to_q.weight").filter(|p| p.ends_with("attn1")) {
+                pending.insert(p.to_string(), file.read(&name, host)?);
+                continue;
+            }
+            if name.ends_with("attn1.to_k.weight") || name.ends_with("attn1.to_v.weight") {
+                continue;
+            }
+            // The single-token cross-attention never needs its query and key projections.
+            if name.ends_with("attn2.to_q.weight") || name.ends_with("attn2.to_k.weight") {
+                continue;
+            }
+            w.load(gpu, &file, &name, dtype)?;
+        }
+        for (p, q) in pending {
+            let k = file.read(&format!("{p}.to_k.weight"), host)?;
+            let v = file.read(&format!("{p}.to_v.weight"), host)?;
+            w.upload_concat(gpu, &fused_qkv_name(&p), &[q, k, v], dtype)?;
+        }
+        let mut unet = UNet { cfg, dtype, weights: w, has_trajectory: false };
+        if let Some(path) = trajectory_file {
+            let ts = checkpoint::load_trajectory_weights(path, &unet.cfg, host)?;
+            unet.add_trajectory_weights(gpu, &ts)?;
+        }
+        Ok(unet)
+    }
+
+    /// Installs trajectory-branch weights given with their real names (registration order not required).
+    pub fn add_trajectory_weights(&mut self, gpu: &Gpu, ts: &[HostTensor]) -> Result<()> {
+        let expected = trajectory_keys(&self.cfg);
+        let by_name: HashMap<&str, &HostTensor> = ts.iter().map(|t| (t.name.as_str(), t)).collect();
+        for (name, shape) in &expected {
+            let t = by_name
+                .get(name.as_str())
+                .ok_or_else(|| input_err(format!("missing trajectory weight `{name}`")))?;
+            if &t.shape != shape {
+                return Err(input_err(format!(
+                    "trajectory weight `{name}` has shape {:?}, expected {shape:?}",
+                    t.shape
+                )));
+            }
+        }
+        for (name, _) in &expected {
+            if let Some(p) = name.strip_suffix(".to_q.weight") {
+                let get = |s: &str| by_name[format!("{p}.{s}.weight").as_str()].clone();
+                self.weights.upload_concat(
+                    gpu,
+                    &fused_qkv_name(p),
+                    &[get("to_q"), get("to_k"), get("to_v")],
+                    self.dtype,
+                )?;
+            } else if name.ends_with(".to_out.0.weight") || name.ends_with(".to_out.0.bias") {
+                self.weights.upload(gpu, name, by_name[name.as_str()], self.dtype)?;
+            }
+        }
+        self.has_trajectory = true;
+        Ok(())
+    }
+
+    /// Reads a diffusers `unet/` folder: `config.json` and the weights (full precision preferred, else fp16).
+    pub fn load_dir(gpu: &Gpu, dir: &Path, trajectory_file: Option<&Path>, dtype: DType) -> Result<UNet> {
+        let cfg = UNetConfig::from_file(&dir.join("config.json"))?;
+        let full = dir.join("diffusion_pytorch_model.safetensors");
+        let half = dir.join("diffusion_pytorch_model.fp16.safetensors");
+        let file = if full.exists() || !half.exists() { full } else { half };
+        Self::load(gpu, cfg, &file, trajectory_file, dtype)
+    }
+
+    /// Device bytes of the weights.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.bytes
+    }
+
+    fn w(&self, name: &str) -> Result<&Tensor> {
+        Ok(self.weights.get(name)?)
+    }
+
+    /// `sigmoid(mix_factor)` of an AlphaBlender, in the parameter dtype as the reference computes it.
+    fn alpha(&self, name: &str) -> Result<f32> {
+        let m = self.weights.scalar(name)?;
+        Ok(match self.dtype {
+            DType::F32 => 1.0 / (1.0 + (-m).exp()),
+            DType::F16 => f16::from_f32(1.0 / (1.0 + (-f16::from_f32(m).to_f32()).exp())).to_f32(),
+        })
+    }
+}
+
+/// Sizes one graph is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UNetShape {
+    /// Batch (2 with classifier-free guidance).
+    pub batch: usize,
+    pub frames: usize,
+    /// Latent height and width.
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Trajectories bound to a graph (trajectory-attention.md §4).
+#[derive(Clone, Debug)]
+pub struct Trajectories {
+    /// `(F, N, 2)` pixel coordinates (x, y) of the `origin_w × origin_h` frame.
+    pub coords: Vec<f64>,
+    /// `(F, N)` visibility.
+    pub visible: Vec<bool>,
+    pub n: usize,
+    pub origin_w: usize,
+    pub origin_h: usize,
+    pub grouping: Grouping,
+}
+
+/// Options of a graph.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GraphOptions {
+    pub time_context: TimeContext,
+}
+
+/// One trajectory-branch call of the recorded graph (in execution order).
+pub struct TrajSlot {
+    /// Module path of the branch.
+    pub module: String,
+    /// Latent size at this level.
+    pub h: usize,
+    pub w: usize,
+    /// Trajectories sampled per call (`8·⌊h·w/4⌋`, at most N).
+    pub m: usize,
+    table: Tensor,
+    offsets: Tensor,
+    hits: Tensor,
+}
+
+/// The recorded UNet for one shape: inputs, prelude (conditioning), step recording and output.
+pub struct UNetGraph {
+    pub shape: UNetShape,
+    sample: Tensor,
+    t_sin: Tensor,
+    add_sin: Tensor,
+    context: Tensor,
+    prelude: Recording,
+    step: Recording,
+    out: Tensor,
+    /// Trajectory calls in execution order (empty without the branch).
+    pub traj_slots: Vec<TrajSlot>,
+    trajectories: Option<Trajectories>,
+    taps: HashMap<String, Tensor>,
+    _persist: Vec<Tensor>,
+    arena: Rc<Arena>,
+    _pre_arena: Rc<Arena>,
+    dtype: DType,
+    cfg: UNetConfig,
+}
+
+/// `Timesteps(dim, flip_sin_to_cos=True, shift=0)` of diffusers, in float32 as the reference computes it.
+pub fn sinusoid(t: &[f32], dim: usize) -> Vec<f32> {
+    let half = dim / 2;
+    let neg_ln = -(10000f64.ln()) as f32;
+    let freqs: Vec<f32> = (0..half).map(|k| ((k as f32) * neg_ln / half as f32).exp()).collect();
+    let mut out = Vec::with_capacity(t.len() * dim);
+    for &tv in t {
+        let args: Vec<f32> = freqs.iter().map(|&f| tv * f).collect();
+        out.extend(args.iter().map(|a| a.cos()));
+        out.extend(args.iter().map(|a| a.sin()));
+    }
+    out
+}
+
+fn upload(gpu: &Gpu, t: &Tensor, data: &[f32]) -> Result<()> {
+    if data.len() != t.numel() {
+        return Err(input_err(format!(
+            "expected {} values for {:?}, got {}",
+            t.numel(),
+            t.shape(),
+            data.len()
+        )));
+    }
+    match t.dtype() {
+        DType::F32 => gpu.queue.write_buffer(t.buffer(), t.byte_offset(), bytemuck::cast_slice(data)),
+        DType::F16 => {
+            let h: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
+            gpu.queue.write_buffer(t.buffer(), t.byte_offset(), bytemuck::cast_slice(&h))
+        }
+    }
+    Ok(())
+}
+
+fn upload_u32(gpu: &Gpu, t: &Tensor, data: &[u32]) {
+    gpu.queue.write_buffer(t.buffer(), t.byte_offset(), bytemuck::cast_slice(data));
+}
+
+/// Per-block constants computed by the prelude.
+struct Consts {
+    /// `to_out(to_v(context))` of spatial / temporal `attn2`, `[B, C]`, by module prefix.
+    cross: HashMap<String, Tensor>,
+    /// Frame position embeddings `[B·F, C]` by attention prefix.
+    pos: HashMap<String, Tensor>,
+}
+
+struct Ctx<'a, 'g> {
+    u: &'a UNet,
+    b: Builder<'g>,
+    shape: UNetShape,
+    consts: Consts,
+    emb_act: Act,
+    traj: Option<&'a Trajectories>,
+    slots: Vec<TrajSlot>,
+    persist: Vec<Tensor>,
+    taps: Option<HashMap<String, Tensor>>,
+    opts: GraphOptions,
+}
+
+impl Ctx<'_, '_> {
+    fn tap(&mut self, name: &str, x: &Tensor) -> Result<()> {
+        if let Some(taps) = self.taps.as_mut() {
+            let t = Tensor::empty(self.b.gpu, x.shape(), x.dtype())?;
+            trajattn_kernels::ops::elementwise::record_unary(
+                &mut self.b.rec,
+                trajattn_kernels::ops::elementwise::Unary::Scale { alpha: 1.0, beta: 0.0 },
+                x,
+                &t,
+            )?;
+            taps.insert(name.to_string(), t);
+        }
+        Ok(())
+    }
+
+    /// `ResnetBlock2D` (svd-architecture.md §3.3) on `(B·F, C, h, w)`.
+    fn resnet2d(&mut self, p: &str, x: &Tensor, eps: f32) -> Result<Act> {
+        let (u, emb) = (self.u, &self.emb_act);
+        let h = self.b.group_norm(
+            x,
+            u.w(&format!("{p}.norm1.weight"))?,
+            u.w(&format!("{p}.norm1.bias"))?,
+            eps,
+            GroupStats::PerFrame,
+            true,
+        )?;
+        let h = self.b.conv2d(
+            &h,
+            u.w(&format!("{p}.conv1.weight"))?,
+            Some(u.w(&format!("{p}.conv1.bias"))?),
+            Conv2dOpts::new(1, 1),
+        )?;
+        let tp = self.b.linear(
+            emb,
+            u.w(&format!("{p}.time_emb_proj.weight"))?,
+            Some(u.w(&format!("{p}.time_emb_proj.bias"))?),
+            Epilogue::None,
+        )?;
+        let h = self.b.bcast_add(Bcast::SampleChannel, &h, &tp)?;
+        drop(tp);
+        let h = self.b.group_norm(
+            &h,
+            u.w(&format!("{p}.norm2.weight"))?,
+            u.w(&format!("{p}.norm2.bias"))?,
+            eps,
+            GroupStats::PerFrame,
+            true,
+        )?;
+        let h = self.b.conv2d(
+            &h,
+            u.w(&format!("{p}.conv2.weight"))?,
+            Some(u.w(&format!("{p}.conv2.bias"))?),
+            Conv2dOpts::new(1, 1),
+        )?;
+        let sc = format!("{p}.conv_shortcut.weight");
+        if u.weights.contains(&sc) {
+            let s = self.b.conv2d(
+                x,
+                u.w(&sc)?,
+                Some(u.w(&format!("{p}.conv_shortcut.bias"))?),
+                Conv2dOpts::new(1, 0),
+            )?;
+            self.b.add_inplace(&h, &s)?;
+        } else {
+            self.b.add_inplace(&h, x)?;
+        }
+        Ok(h)
+    }
+
+    /// `TemporalResnetBlock` (§3.4): statistics and convolutions across the frames of each sample.
+    fn resnet_temporal(&mut self, p: &str, x: &Tensor, eps: f32) -> Result<Act> {
+        let (u, emb, f) = (self.u, &self.emb_act, self.shape.frames);
+        let st = GroupStats::AcrossFrames(f);
+        let h = self.b.group_norm(
+            x,
+            u.w(&format!("{p}.norm1.weight"))?,
+            u.w(&format!("{p}.norm1.bias"))?,
+            eps,
+            st,
+            true,
+        )?;
+        let h = self.b.conv3d_temporal(
+            &h,
+            f,
+            u.w(&format!("{p}.conv1.weight"))?,
+            Some(u.w(&format!("{p}.conv1.bias"))?),
+        )?;
+        let tp = self.b.linear(
+            emb,
+            u.w(&format!("{p}.time_emb_proj.weight"))?,
+            Some(u.w(&format!("{p}.time_emb_proj.bias"))?),
+            Epilogue::None,
+        )?;
+        let h = self.b.bcast_add(Bcast::SampleChannel, &h, &tp)?;
+        drop(tp);
+        let h = self.b.group_norm(
+            &h,
+            u.w(&format!("{p}.norm2.weight"))?,
+            u.w(&format!("{p}.norm2.bias"))?,
+            eps,
+            st,
+            true,
+        )?;
+        let h = self.b.conv3d_temporal(
+            &h,
+            f,
+            u.w(&format!("{p}.conv2.weight"))?,
+            Some(u.w(&format!("{p}.conv2.bias"))?),
+        )?;
+        self.b.add_inplace(&h, x)?;
+        Ok(h)
+    }
+
+    /// `SpatioTemporalResBlock` (§3.6).
+    fn resnet(&mut self, p: &str, x: &Tensor, eps: f32) -> Result<Act> {
+        let s = self.resnet2d(&format!("{p}.spatial_res_block"), x, eps)?;
+        let t = self.resnet_temporal(&format!("{p}.temporal_res_block"), &s, eps)?;
+        let alpha = self.u.alpha(&format!("{p}.time_mixer.mix_factor"))?;
+        Ok(self.b.blend(alpha, &s, &t)?)
+    }
+
+    /// `x += ff(LN(x))` with a GEGLU feed-forward.
+    fn feed_forward(&mut self, x: &Tensor, norm: &str, ff: &str) -> Result<()> {
+        let u = self.u;
+        let n = self.b.layer_norm(x, u.w(&format!("{norm}.weight"))?, u.w(&format!("{norm}.bias"))?, 1e-5)?;
+        let g = self.b.linear(
+            &n,
+            u.w(&format!("{ff}.net.0.proj.weight"))?,
+            Some(u.w(&format!("{ff}.net.0.proj.bias"))?),
+            Epilogue::None,
+        )?;
+        drop(n);
+        let a = self.b.geglu(&g)?;
+        drop(g);
+        Ok(self.b.linear_acc(
+            x,
+            &a,
+            u.w(&format!("{ff}.net.2.weight"))?,
+            Some(u.w(&format!("{ff}.net.2.bias"))?),
+        )?)
+    }
+
+    /// `BasicTransformerBlock` (§3.9) on `(B·F·S, C)` tokens, in place.
+    fn spatial_block(&mut self, p: &str, x: &Tensor, heads: usize, s: usize) -> Result<()> {
+        let u = self.u;
+        let bf = self.shape.batch * self.shape.frames;
+        let n = self.b.layer_norm(
+            x,
+            u.w(&format!("{p}.norm1.weight"))?,
+            u.w(&format!("{p}.norm1.bias"))?,
+            1e-5,
+        )?;
+        let qkv = self.b.linear(&n, u.w(&fused_qkv_name(&format!("{p}.attn1")))?, None, Epilogue::None)?;
+        drop(n);
+        let a = self.b.self_attention(&qkv, bf, s, heads)?;
+        drop(qkv);
+        self.b.linear_acc(
+            x,
+            &a,
+            u.w(&format!("{p}.attn1.to_out.0.weight"))?,
+            Some(u.w(&format!("{p}.attn1.to_out.0.bias"))?),
+        )?;
+        drop(a);
+        // Single-token cross-attention: a constant per batch element (rows of F·S tokens).
+        let k = &self.consts.cross[&format!("{p}.attn2")];
+        let f = self.shape.frames;
+        let y = self.b.bcast_add(Bcast::Table { tokens: f * s, entries: self.shape.batch }, x, k)?;
+        self.copy_into(x, &y)?;
+        drop(y);
+        self.feed_forward(x, &format!("{p}.norm3"), &format!("{p}.ff"))
+    }
+
+    fn copy_into(&mut self, dst: &Tensor, src: &Tensor) -> Result<()> {
+        trajattn_kernels::ops::elementwise::record_unary(
+            &mut self.b.rec,
+            trajattn_kernels::ops::elementwise::Unary::Scale { alpha: 1.0, beta: 0.0 },
+            src,
+            dst,
+        )?;
+        Ok(())
+    }
+
+    /// `TemporalBasicTransformerBlock` (§3.10) on `(B, S, F, C)` sequences, in place, with the trajectory
+    /// branch when trajectories are bound.
+    fn temporal_block(&mut self, p: &str, x: &Tensor, heads: usize, hw: (usize, usize)) -> Result<()> {
+        let u = self.u;
+        let UNetShape { batch: b, frames: f, .. } = self.shape;
+        let s = hw.0 * hw.1;
+        self.feed_forward(x, &format!("{p}.norm_in"), &format!("{p}.ff_in"))?;
+        let n = self.b.layer_norm(
+            x,
+            u.w(&format!("{p}.norm1.weight"))?,
+            u.w(&format!("{p}.norm1.bias"))?,
+            1e-5,
+        )?;
+        let qkv = self.b.linear(&n, u.w(&fused_qkv_name(&format!("{p}.attn1")))?, None, Epilogue::None)?;
+        let a = self.b.self_attention(&qkv, b * s, f, heads)?;
+        drop(qkv);
+        self.b.linear_acc(
+            x,
+            &a,
+            u.w(&format!("{p}.attn1.to_out.0.weight"))?,
+            Some(u.w(&format!("{p}.attn1.to_out.0.bias"))?),
+        )?;
+        drop(a);
+        if let Some(tr) = self.traj {
+            self.trajectory_branch(&format!("{p}.attn_trajectory"), x, &n, heads, hw, tr)?;
+        }
+        drop(n);
+        let k = &self.consts.cross[&format!("{p}.attn2")];
+        let kind = match self.opts.time_context {
+            TimeContext::Faithful => Bcast::Table { tokens: f, entries: b },
+            TimeContext::PerBatch => Bcast::Table { tokens: s * f, entries: b },
+        };
+        let y = self.b.bcast_add(kind, x, k)?;
+        self.copy_into(x, &y)?;
+        drop(y);
+        self.feed_forward(x, &format!("{p}.norm3"), &format!("{p}.ff"))
+    }
+
+    fn trajectory_branch(
+        &mut self,
+        p: &str,
+        x: &Tensor,
+        n: &Tensor,
+        heads: usize,
+        (h, w): (usize, usize),
+        tr: &Trajectories,
+    ) -> Result<()> {
+        let UNetShape { batch: b, frames: f, .. } = self.shape;
+        let s = h * w;
+        let c = n.shape()[1];
+        let m = traj::samples_per_call(tr.n, h, w);
+        let seq_len = match tr.grouping {
+            Grouping::PerTrajectory => f,
+            Grouping::Pairs => {
+                if !(m * f).is_multiple_of(s) {
+                    return Err(input_err(format!(
+                        "{p}: at latent {h}×{w} the paired grouping cuts {m}·{f} sampled tokens into {s} sequences, \
+                         which does not divide (the reference would fail here); use at least 2·h·w trajectories at the \
+                         finest level, a count N with N·F divisible by h·w at every level, or per-trajectory grouping"
+                    )));
+                }
+                m * f / s
+            }
+        };
+        let gpu = self.b.gpu;
+        let table = Tensor::from_u32(gpu, &vec![u32::MAX; m * f], &[m * f])?;
+        let mut off0 = vec![0u32; f * s + 1];
+        off0[f * s] = 0;
+        let offsets = Tensor::from_u32(gpu, &off0, &[f * s + 1])?;
+        let hits = Tensor::from_u32(gpu, &vec![0u32; (m * f).max(1)], &[(m * f).max(1)])?;
+        let qkv = self.b.empty(&[b * s * f, 3 * c])?;
+        let att = self.b.empty(&[b * m * f, c])?;
+        let abar = self.b.empty(&[b * s * f, c])?;
+        let out = self.b.empty(&[b * s * f, c])?;
+        let wqkv = self.u.w(&fused_qkv_name(p))?;
+        let ops = traj::Operands {
+            hidden: n,
+            wqkv,
+            wo: self.u.w(&format!("{p}.to_out.0.weight"))?,
+            bo: self.u.w(&format!("{p}.to_out.0.bias"))?,
+            table: &table,
+            offsets: &offsets,
+            hits: &hits,
+            qkv: &qkv,
+            att: &att,
+            abar: &abar,
+            out: &out,
+        };
+        let g = traj::Geometry { b, h, w, f, c, heads, m, seq_len };
+        traj::record_efficient(&mut self.b.rec, &g, &ops)?;
+        drop((qkv, att, abar));
+        self.tap(&format!("{p}.input"), n)?;
+        self.tap(&format!("{p}.output"), &out)?;
+        self.b.add_inplace(x, &out)?;
+        self.slots.push(TrajSlot { module: p.to_string(), h, w, m, table, offsets, hits });
+        Ok(())
+    }
+
+    /// `TransformerSpatioTemporalModel` (§3.11) on `(B·F, C, h, w)`.
+    fn transformer(&mut self, p: &str, x: &Tensor, heads: usize, layers: usize) -> Result<Act> {
+        let u = self.u;
+        let UNetShape { batch: b, frames: f, .. } = self.shape;
+        let xs = x.shape().to_vec();
+        let (bf, c, hh, ww) = (xs[0], xs[1], xs[2], xs[3]);
+        let s = hh * ww;
+        let n = self.b.group_norm(
+            x,
+            u.w(&format!("{p}.norm.weight"))?,
+            u.w(&format!("{p}.norm.bias"))?,
+            1e-6,
+            GroupStats::PerFrame,
+            false,
+        )?;
+        let t = self.b.swap12(&n, [bf, c, s, 1], &[bf * s, c])?;
+        drop(n);
+        let mut h = self.b.linear(
+            &t,
+            u.w(&format!("{p}.proj_in.weight"))?,
+            Some(u.w(&format!("{p}.proj_in.bias"))?),
+            Epilogue::None,
+        )?;
+        drop(t);
+        let alpha = u.alpha(&format!("{p}.time_mixer.mix_factor"))?;
+        for l in 0..layers {
+            self.spatial_block(&format!("{p}.transformer_blocks.{l}"), &h, heads, s)?;
+            let pos = self.consts.pos[p].clone();
+            let mix = self.b.bcast_add(Bcast::Table { tokens: s, entries: bf }, &h, &pos)?;
+            // (B, F, S, C) → (B, S, F, C): one temporal sequence per pixel.
+            let tm = self.b.swap12(&mix, [b, f, s, c], &[b * s * f, c])?;
+            drop(mix);
+            self.temporal_block(&format!("{p}.temporal_transformer_blocks.{l}"), &tm, heads, (hh, ww))?;
+            let back = self.b.swap12(&tm, [b, s, f, c], &[bf * s, c])?;
+            drop(tm);
+            h = self.b.blend(alpha, &h, &back)?;
+        }
+        let o = self.b.linear(
+            &h,
+            u.w(&format!("{p}.proj_out.weight"))?,
+            Some(u.w(&format!("{p}.proj_out.bias"))?),
+            Epilogue::None,
+        )?;
+        drop(h);
+        let y = self.b.swap12(&o, [bf, s, c, 1], &[bf, c, hh, ww])?;
+        drop(o);
+        self.b.add_inplace(&y, x)?;
+        Ok(y)
+    }
+
+    fn downsample(&mut self, p: &str, x: &Tensor) -> Result<Act> {
+        let u = self.u;
+        Ok(self.b.conv2d(
+            x,
+            u.w(&format!("{p}.conv.weight"))?,
+            Some(u.w(&format!("{p}.conv.bias"))?),
+            Conv2dOpts::new(2, 1),
+        )?)
+    }
+
+    fn upsample(&mut self, p: &str, x: &Tensor) -> Result<Act> {
+        let u = self.u;
+        let up = self.b.upsample2x(x)?;
+        Ok(self.b.conv2d(
+            &up,
+            u.w(&format!("{p}.conv.weight"))?,
+            Some(u.w(&format!("{p}.conv.bias"))?),
+            Conv2dOpts::new(1, 1),
+        )?)
+    }
+}
+
+/// Attention prefixes of the model (those whose constants the prelude computes) with their widths.
+fn attention_prefixes(cfg: &UNetConfig) -> Vec<(String, usize, usize)> {
+    let n = cfg.n_blocks();
+    let mut v = Vec::new();
+    for i in 0..n {
+        if cfg.down_block_types[i] == DownBlockKind::CrossAttn {
+            for j in 0..cfg.layers_per_block[i] {
+                v.push((
+                    format!("down_blocks.{i}.attentions.{j}"),
+                    cfg.block_out_channels[i],
+                    cfg.transformer_layers_per_block[i],
+                ));
+            }
+        }
+    }
+    v.push((
+        "mid_block.attentions.0".to_string(),
+        cfg.block_out_channels[n - 1],
+        cfg.transformer_layers_per_block[n - 1],
+    ));
+    for i in 0..n {
+        if cfg.up_block_types[i] == UpBlockKind::CrossAttn {
+            let r = n - 1 - i;
+            for j in 0..cfg.layers_per_block[r] + 1 {
+                v.push((
+                    format!("up_blocks.{i}.attentions.{j}"),
+                    cfg.block_out_channels[r],
+                    cfg.transformer_layers_per_block[r],
+                ));
+            }
+        }
+    }
+    v
+}
+
+impl UNetGraph {
+    /// Records the UNet for `shape`. With `trajectories`, every temporal block runs the trajectory branch
+    /// (the weights must be loaded). `taps` keeps copies of block outputs for debugging.
+    pub fn build(
+        gpu: &Gpu,
+        u: &UNet,
+        shape: UNetShape,
+        opts: GraphOptions,
+        trajectories: Option<Trajectories>,
+        taps: bool,
+    ) -> Result<UNetGraph> {
+        let cfg = &u.cfg;
+        let UNetShape { batch: b, frames: f, height: h0, width: w0 } = shape;
+        if b == 0 || f == 0 || h0 == 0 || w0 == 0 {
+            return Err(input_err(format!("empty UNet shape {shape:?}")));
+        }
+        let levels = cfg.n_blocks() - 1;
+        let unit = 1usize << levels;
+        if !h0.is_multiple_of(unit) || !w0.is_multiple_of(unit) {
+            return Err(input_err(format!(
+                "latent size {h0}×{w0} must be a multiple of {unit} (the UNet halves it {levels} times and doubles it back; \
+                 pixel sizes must be multiples of {})",
+                unit * 8
+            )));
+        }
+        if let Some(tr) = &trajectories {
+            if !u.has_trajectory {
+                return Err(input_err("trajectories given but no trajectory weights are loaded"));
+            }
+            if tr.coords.len() != f * tr.n * 2 || tr.visible.len() != f * tr.n {
+                return Err(input_err(format!(
+                    "trajectories hold {} coordinates and {} visibility flags; {f} frames × {} trajectories need {} and {}",
+                    tr.coords.len(),
+                    tr.visible.len(),
+                    tr.n,
+                    f * tr.n * 2,
+                    f * tr.n
+                )));
+            }
+            if tr.n == 0 {
+                return Err(input_err("no trajectories"));
+            }
+            if let Some(i) = tr.coords.iter().position(|v| !v.is_finite()) {
+                return Err(input_err(format!(
+                    "trajectory {} in frame {} has a non-finite coordinate",
+                    i / 2 % tr.n,
+                    i / 2 / tr.n
+                )));
+            }
+        }
+        let dtype = u.dtype;
+        let bf = b * f;
+        let ted = cfg.time_embed_dim();
+        let c0 = cfg.block_out_channels[0];
+        let adt = cfg.addition_time_embed_dim;
+        let sample = Tensor::empty(gpu, &[bf, cfg.in_channels, h0, w0], dtype)?;
+        let t_sin = Tensor::empty(gpu, &[bf, c0], dtype)?;
+        let add_sin = Tensor::empty(gpu, &[bf, 3 * adt], dtype)?;
+        let cross_dim = cfg.cross_attention_dim[0];
+        if cfg.cross_attention_dim.iter().any(|&d| d != cross_dim) {
+            return Err(input_err("per-block cross_attention_dim values that differ are not supported"));
+        }
+        let context = Tensor::empty(gpu, &[b, cross_dim], dtype)?;
+
+        // Prelude: conditioning constants.
+        let mut pre = Builder::new(gpu, dtype);
+        let mut consts = Consts { cross: HashMap::new(), pos: HashMap::new() };
+        let mut persist = Vec::new();
+        let frame_idx: Vec<f32> = (0..bf).map(|r| (r % f) as f32).collect();
+        for (p, c, layers) in attention_prefixes(cfg) {
+            let sin = sinusoid(&frame_idx, c);
+            let sin_t = Tensor::from_f32(gpu, &sin, &[bf, c], dtype)?;
+            let hid = pre.linear(
+                &sin_t,
+                u.w(&format!("{p}.time_pos_embed.linear_1.weight"))?,
+                Some(u.w(&format!("{p}.time_pos_embed.linear_1.bias"))?),
+                Epilogue::Silu,
+            )?;
+            let pos = Tensor::empty(gpu, &[bf, c], dtype)?;
+            trajattn_kernels::ops::matmul::record(
+                &mut pre.rec,
+                &hid,
+                u.w(&format!("{p}.time_pos_embed.linear_2.weight"))?,
+                trajattn_kernels::ops::matmul::WLayout::NK,
+                Some(u.w(&format!("{p}.time_pos_embed.linear_2.bias"))?),
+                Epilogue::None,
+                &pos,
+                None,
+            )?;
+            drop(hid);
+            persist.push(sin_t);
+            consts.pos.insert(p.clone(), pos);
+            for l in 0..layers {
+                for blk in [
+                    format!("{p}.transformer_blocks.{l}.attn2"),
+                    format!("{p}.temporal_transformer_blocks.{l}.attn2"),
+                ] {
+                    let v =
+                        pre.linear(&context, u.w(&format!("{blk}.to_v.weight"))?, None, Epilogue::None)?;
+                    let o = Tensor::empty(gpu, &[b, c], dtype)?;
+                    trajattn_kernels::ops::matmul::record(
+                        &mut pre.rec,
+                        &v,
+                        u.w(&format!("{blk}.to_out.0.weight"))?,
+                        trajattn_kernels::ops::matmul::WLayout::NK,
+                        Some(u.w(&format!("{blk}.to_out.0.bias"))?),
+                        Epilogue::None,
+                        &o,
+                        None,
+                    )?;
+                    consts.cross.insert(blk, o);
+                }
+            }
+        }
+        let pre_arena = pre.arena();
+        let prelude = pre.rec.finish();
+
+        // Step graph.
+        let mut bd = Builder::new(gpu, dtype);
+        let emb_act = {
+            let t1 = bd.linear(
+                &t_sin,
+                u.w("time_embedding.linear_1.weight")?,
+                Some(u.w("time_embedding.linear_1.bias")?),
+                Epilogue::Silu,
+            )?;
+            let temb = bd.linear(
+                &t1,
+                u.w("time_embedding.linear_2.weight")?,
+                Some(u.w("time_embedding.linear_2.bias")?),
+                Epilogue::None,
+            )?;
+            drop(t1);
+            let a1 = bd.linear(
+                &add_sin,
+                u.w("add_embedding.linear_1.weight")?,
+                Some(u.w("add_embedding.linear_1.bias")?),
+                Epilogue::Silu,
+            )?;
+            bd.linear_acc(
+                &temb,
+                &a1,
+                u.w("add_embedding.linear_2.weight")?,
+                Some(u.w("add_embedding.linear_2.bias")?),
+            )?;
+            drop(a1);
+            // Every res-block applies SiLU to the embedding before its projection: do it once.
+            let act = bd.empty(&[bf, ted])?;
+            trajattn_kernels::ops::elementwise::record_unary(
+                &mut bd.rec,
+                trajattn_kernels::ops::elementwise::Unary::Silu,
+                &temb,
+                &act,
+            )?;
+            act
+        };
+        let mut cx = Ctx {
+            u,
+            b: bd,
+            shape,
+            consts,
+            emb_act,
+            traj: trajectories.as_ref(),
+            slots: Vec::new(),
+            persist: Vec::new(),
+            taps: if taps { Some(HashMap::new()) } else { None },
+            opts,
+        };
+        let n = cfg.n_blocks();
+        // Activations are shared with the skip list: a buffer returns to the arena when its last holder drops.
+        let mut x: Rc<Act> = Rc::new(cx.b.conv2d(
+            &sample,
+            u.w("conv_in.weight")?,
+            Some(u.w("conv_in.bias")?),
+            Conv2dOpts::new(1, 1),
+        )?);
+        cx.tap("conv_in", &x)?;
+        let mut skips: Vec<Rc<Act>> = vec![x.clone()];
+        for i in 0..n {
+            let p = format!("down_blocks.{i}");
+            let eps = if cfg.down_block_types[i] == DownBlockKind::CrossAttn { 1e-6 } else { 1e-5 };
+            for j in 0..cfg.layers_per_block[i] {
+                x = Rc::new(cx.resnet(&format!("{p}.resnets.{j}"), &x, eps)?);
+                if cfg.down_block_types[i] == DownBlockKind::CrossAttn {
+                    x = Rc::new(cx.transformer(
+                        &format!("{p}.attentions.{j}"),
+                        &x,
+                        cfg.num_attention_heads[i],
+                        cfg.transformer_layers_per_block[i],
+                    )?);
+                }
+                skips.push(x.clone());
+            }
+            if i + 1 < n {
+                x = Rc::new(cx.downsample(&format!("{p}.downsamplers.0"), &x)?);
+                skips.push(x.clone());
+            }
+            cx.tap(&p, &x)?;
+        }
+        let mut x: Act = cx.resnet("mid_block.resnets.0", &x, 1e-5)?;
+        let tl = cfg.transformer_layers_per_block[n - 1];
+        x = cx.transformer("mid_block.attentions.0", &x, cfg.num_attention_heads[n - 1], tl)?;
+        x = cx.resnet("mid_block.resnets.1", &x, 1e-5)?;
+        cx.tap("mid_block", &x)?;
+        for i in 0..n {
+            let p = format!("up_blocks.{i}");
+            let r = n - 1 - i;
+            for j in 0..cfg.layers_per_block[r] + 1 {
+                let skip = skips.pop().ok_or_else(|| input_err("skip list exhausted"))?;
+                let cat = cx.b.concat_channels(&x, &skip)?;
+                drop(skip);
+                x = cx.resnet(&format!("{p}.resnets.{j}"), &cat, 1e-6)?;
+                drop(cat);
+                if cfg.up_block_types[i] == UpBlockKind::CrossAttn {
+                    x = cx.transformer(
+                        &format!("{p}.attentions.{j}"),
+                        &x,
+                        cfg.num_attention_heads[r],
+                        cfg.transformer_layers_per_block[r],
+                    )?;
+                }
+            }
+            if i + 1 < n {
+                x = cx.upsample(&format!("{p}.upsamplers.0"), &x)?;
+            }
+            cx.tap(&p, &x)?;
+        }
+        let u2 = cx.u;
+        let y = cx.b.group_norm(
+            &x,
+            u2.w("conv_norm_out.weight")?,
+            u2.w("conv_norm_out.bias")?,
+            1e-5,
+            GroupStats::PerFrame,
+            true,
+        )?;
+        drop(x);
+        let out = Tensor::empty(gpu, &[b, f, cfg.out_channels, h0, w0], dtype)?;
+        {
+            let o4 = out.reshape(&[bf, cfg.out_channels, h0, w0])?;
+            trajattn_kernels::ops::conv::record_conv2d(
+                &mut cx.b.rec,
+                &y,
+                u2.w("conv_out.weight")?,
+                Some(u2.w("conv_out.bias")?),
+                Conv2dOpts::new(1, 1),
+                &o4,
+            )?;
+        }
+        drop(y);
+        drop(skips);
+        let Ctx { b: bd, slots, persist: p2, taps, consts, emb_act, .. } = cx;
+        let arena = bd.arena();
+        drop(emb_act);
+        let step = bd.rec.finish();
+        persist.extend(p2);
+        persist.extend(consts.cross.into_values());
+        persist.extend(consts.pos.into_values());
+        Ok(UNetGraph {
+            shape,
+            sample,
+            t_sin,
+            add_sin,
+            context,
+            prelude,
+            step,
+            out,
+            traj_slots: slots,
+            trajectories,
+            taps: taps.unwrap_or_default(),
+            _persist: persist,
+            arena,
+            _pre_arena: pre_arena,
+            dtype,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Memory of the step graph's intermediates.
+    pub fn arena_stats(&self) -> ArenaStats {
+        self.arena.stats()
+    }
+
+    /// Dispatches per step.
+    pub fn dispatches(&self) -> usize {
+        self.step.len()
+    }
+
+    /// Sets the conditioning: `context [B, D]` (the CLIP embeddings, unconditional first) and
+    /// `added_time_ids [B, 3]` (fps − 1, motion bucket, noise augmentation). Runs the prelude.
+    pub fn set_conditioning(&self, gpu: &Gpu, context: &[f32], added_time_ids: &[f32]) -> Result<()> {
+        let b = self.shape.batch;
+        if added_time_ids.len() != 3 * b {
+            return Err(input_err(format!(
+                "added_time_ids: expected {} values, got {}",
+                3 * b,
+                added_time_ids.len()
+            )));
+        }
+        upload(gpu, &self.context, context)?;
+        // The reference casts the ids to the model dtype before embedding them (0.02 → 0.0200042724609375 in fp16).
+        let ids: Vec<f32> = match self.dtype {
+            DType::F16 => added_time_ids.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+            DType::F32 => added_time_ids.to_vec(),
+        };
+        let adt = self.cfg.addition_time_embed_dim;
+        let emb = sinusoid(&ids, adt); // (3B, adt) = (B, 3·adt)
+        let f = self.shape.frames;
+        let mut rep = Vec::with_capacity(b * f * 3 * adt);
+        for bi in 0..b {
+            for _ in 0..f {
+                rep.extend_from_slice(&emb[bi * 3 * adt..(bi + 1) * 3 * adt]);
+            }
+        }
+        upload(gpu, &self.add_sin, &rep)?;
+        self.prelude.submit(gpu, true)?;
+        Ok(())
+    }
+
+    /// Runs one UNet call: `sample [B, F, Cin, h, w]`, one `timestep` (c_noise) per batch element, and for
+    /// each trajectory call (execution order) its sampled indices. Output in [`UNetGraph::output`].
+    pub fn run(&self, gpu: &Gpu, sample: &[f32], timestep: &[f32], indices: &[Vec<usize>]) -> Result<()> {
+        let UNetShape { batch: b, frames: f, .. } = self.shape;
+        if timestep.len() != b {
+            return Err(input_err(format!("timestep: expected {b} values, got {}", timestep.len())));
+        }
+        upload(gpu, &self.sample, sample)?;
+        let t: Vec<f32> = (0..b * f).map(|r| timestep[r / f]).collect();
+        upload(gpu, &self.t_sin, &sinusoid(&t, self.cfg.block_out_channels[0]))?;
+        if let Some(tr) = &self.trajectories {
+            if indices.len() != self.traj_slots.len() {
+                return Err(input_err(format!(
+                    "{} trajectory index sets given; the graph makes {} trajectory calls",
+                    indices.len(),
+                    self.traj_slots.len()
+                )));
+            }
+            for (slot, idx) in self.traj_slots.iter().zip(indices) {
+                if idx.len() != slot.m {
+                    return Err(input_err(format!(
+                        "{}: {} sampled indices given, the call samples {}",
+                        slot.module,
+                        idx.len(),
+                        slot.m
+                    )));
+                }
+                let call = traj::Call {
+                    hidden: &[],
+                    b,
+                    h: slot.h,
+                    w: slot.w,
+                    f,
+                    c: 1,
+                    heads: 1,
+                    traj: &tr.coords,
+                    mask: &tr.visible,
+                    n: tr.n,
+                    origin_w: tr.origin_w,
+                    origin_h: tr.origin_h,
+                    idx,
+                    grouping: tr.grouping,
+                };
+                let t = traj::tables(&call)?;
+                upload_u32(gpu, &slot.table, &t.table);
+                upload_u32(gpu, &slot.offsets, &t.offsets);
+                if !t.hits.is_empty() {
+                    upload_u32(gpu, &slot.hits, &t.hits);
+                }
+            }
+        }
+        self.step.submit(gpu, true)?;
+        Ok(())
+    }
+
+    /// The last output `[B, F, out_channels, h, w]`.
+    pub fn output(&self) -> &Tensor {
+        &self.out
+    }
+
+    /// Debug copies of block outputs (when built with taps), by module name.
+    pub fn taps(&self) -> &HashMap<String, Tensor> {
+        &self.taps
+    }
+}
+
+/// Opens a UNet safetensors file just to list what it holds (for `trajattn plan`-style inspection).
+pub fn open_weights(path: &Path) -> Result<SafetensorsFile> {
+    Ok(SafetensorsFile::open(path)?)
+}

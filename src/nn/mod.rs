@@ -1,0 +1,310 @@
+//! Layers built from kernel ops, recorded into a graph: a [`Builder`] records dispatches and hands out
+//! intermediate tensors from an [`Arena`] that reuses a buffer as soon as the tensor it held is dropped.
+//!
+//! Lifetimes are Rust scopes: an intermediate ([`Act`]) returns its buffer to the arena when it goes out of
+//! scope, and the next allocation of a fitting size takes it (best fit). Dispatches run in recording order
+//! inside one compute pass, so reusing a buffer after its last reader is recorded is safe, and replaying the
+//! recording is too. The arena keeps every buffer it ever handed out, so nothing outside the graph can
+//! receive them while the graph lives (the graph's buffers are its own between replays).
+
+pub mod weights;
+
+use std::cell::RefCell;
+use std::ops::Deref;
+use std::rc::Rc;
+
+use trajattn_kernels::ops::conv::{self, Conv2dOpts};
+use trajattn_kernels::ops::elementwise::{self, Alpha, Bcast};
+use trajattn_kernels::ops::flash_attention::{self, AttnShape, Strided};
+use trajattn_kernels::ops::group_norm::{self, GroupNormOpts, GroupStats};
+use trajattn_kernels::ops::layout;
+use trajattn_kernels::ops::matmul::{self, BiasMode, Epilogue, Gemm, Operand, WLayout};
+use trajattn_kernels::ops::rows;
+use trajattn_kernels::{DType, Gpu, Recorder, Result, Tensor};
+
+pub use weights::{Weights, WeightsError};
+
+#[derive(Default)]
+struct ArenaState {
+    /// Whole buffers not holding a live intermediate.
+    free: Vec<Tensor>,
+    /// Every buffer handed out (kept so they stay the graph's own).
+    all: Vec<Tensor>,
+    live_bytes: u64,
+    peak_live_bytes: u64,
+}
+
+/// Buffers of one graph, reused by lifetime.
+pub struct Arena {
+    state: RefCell<ArenaState>,
+}
+
+/// Memory figures of an arena.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArenaStats {
+    /// Bytes of all buffers the arena holds.
+    pub allocated_bytes: u64,
+    /// Largest sum of live intermediates at one point of the recording.
+    pub peak_live_bytes: u64,
+    /// Number of buffers.
+    pub buffers: usize,
+}
+
+impl Arena {
+    fn new() -> Rc<Arena> {
+        Rc::new(Arena { state: RefCell::new(ArenaState::default()) })
+    }
+
+    fn alloc(self: &Rc<Self>, gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Act> {
+        let bytes = (shape.iter().product::<usize>() as u64 * dtype.size()).max(4);
+        let mut st = self.state.borrow_mut();
+        // Best fit among free buffers of the same dtype; a buffer more than twice the request is left for
+        // bigger tensors.
+        let pick = st
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.dtype() == dtype && t.capacity_bytes() >= bytes && t.capacity_bytes() <= 2 * bytes
+            })
+            .min_by_key(|(_, t)| t.capacity_bytes())
+            .map(|(i, _)| i);
+        let base = match pick {
+            Some(i) => st.free.swap_remove(i),
+            None => {
+                let t = Tensor::empty(gpu, shape, dtype)?;
+                st.all.push(t.clone());
+                t
+            }
+        };
+        st.live_bytes += base.capacity_bytes();
+        st.peak_live_bytes = st.peak_live_bytes.max(st.live_bytes);
+        let t = base.fit(shape)?;
+        Ok(Act { t, base: Some(base), arena: self.clone() })
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> ArenaStats {
+        let st = self.state.borrow();
+        ArenaStats {
+            allocated_bytes: st.all.iter().map(|t| t.capacity_bytes()).sum(),
+            peak_live_bytes: st.peak_live_bytes,
+            buffers: st.all.len(),
+        }
+    }
+}
+
+/// An intermediate tensor on loan from an [`Arena`]; its buffer returns to the arena on drop.
+pub struct Act {
+    t: Tensor,
+    base: Option<Tensor>,
+    arena: Rc<Arena>,
+}
+
+impl Act {
+    /// The same buffer under another shape with the same element count.
+    pub fn reshaped(mut self, shape: &[usize]) -> Result<Act> {
+        self.t = self.t.reshape(shape)?;
+        Ok(self)
+    }
+}
+
+impl Deref for Act {
+    type Target = Tensor;
+    fn deref(&self) -> &Tensor {
+        &self.t
+    }
+}
+
+impl Drop for Act {
+    fn drop(&mut self) {
+        if let Some(base) = self.base.take() {
+            let mut st = self.arena.state.borrow_mut();
+            st.live_bytes -= base.capacity_bytes();
+            st.free.push(base);
+        }
+    }
+}
+
+/// Records layers into one dispatch list, allocating intermediates from its arena.
+pub struct Builder<'g> {
+    pub gpu: &'g Gpu,
+    pub rec: Recorder<'g>,
+    pub dtype: DType,
+    arena: Rc<Arena>,
+}
+
+impl<'g> Builder<'g> {
+    /// A builder with a fresh arena.
+    pub fn new(gpu: &'g Gpu, dtype: DType) -> Self {
+        Builder { gpu, rec: Recorder::new(gpu), dtype, arena: Arena::new() }
+    }
+
+    /// The arena (to keep its buffers alive with the finished recording).
+    pub fn arena(&self) -> Rc<Arena> {
+        self.arena.clone()
+    }
+
+    /// An uninitialised intermediate.
+    pub fn empty(&self, shape: &[usize]) -> Result<Act> {
+        self.arena.alloc(self.gpu, shape, self.dtype)
+    }
+
+    /// `act(x · wᵀ + b)` over the last dim (`w [N, K]`, PyTorch Linear).
+    pub fn linear(&mut self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, act: Epilogue) -> Result<Act> {
+        let mut shape = x.shape().to_vec();
+        if let (Some(l), Some(&n)) = (shape.last_mut(), w.shape().first()) {
+            *l = n;
+        }
+        let y = self.empty(&shape)?;
+        matmul::record(&mut self.rec, x, w, WLayout::NK, b, act, &y, None)?;
+        Ok(y)
+    }
+
+    /// `y += x · wᵀ + b` (a projection added onto a residual stream in place).
+    pub fn linear_acc(&mut self, y: &Tensor, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<()> {
+        let (n, k) = (w.shape()[0], w.shape()[1]);
+        let m = x.numel() / k.max(1);
+        if x.numel() != m * k || y.numel() != m * n {
+            return Err(trajattn_kernels::error::shape_err(
+                "linear_acc",
+                "x [M, K], y [M, N]",
+                &[m, n],
+                y.shape(),
+            ));
+        }
+        let g = Gemm {
+            batch: 1,
+            m,
+            n,
+            k,
+            x: Operand { t: x, offset: 0, ld: k, sb: 0 },
+            w: Operand { t: w, offset: 0, ld: k, sb: 0 },
+            layout: WLayout::NK,
+            bias: b.map(|b| (b, BiasMode::PerColumn)),
+            act: Epilogue::None,
+            y: Operand { t: y, offset: 0, ld: n, sb: 0 },
+            accumulate: true,
+        };
+        matmul::record_gemm(&mut self.rec, &g, None)
+    }
+
+    /// 2-D convolution.
+    pub fn conv2d(&mut self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: Conv2dOpts) -> Result<Act> {
+        let (xs, ws) = (x.shape(), w.shape());
+        let (ho, wo) = opts.out_size(xs[2], xs[3], ws[2], ws[3]).ok_or_else(|| {
+            trajattn_kernels::error::shape_err("conv2d", "input larger than the kernel", ws, xs)
+        })?;
+        let y = self.empty(&[xs[0], ws[0], ho, wo])?;
+        conv::record_conv2d(&mut self.rec, x, w, b, opts, &y)?;
+        Ok(y)
+    }
+
+    /// Temporal (3, 1, 1) convolution over clips of `frames` rows.
+    pub fn conv3d_temporal(
+        &mut self,
+        x: &Tensor,
+        frames: usize,
+        w: &Tensor,
+        b: Option<&Tensor>,
+    ) -> Result<Act> {
+        let xs = x.shape();
+        let y = self.empty(&[xs[0], w.shape()[0], xs[2], xs[3]])?;
+        conv::record_conv3d_temporal(&mut self.rec, x, frames, w, b, &y)?;
+        Ok(y)
+    }
+
+    /// GroupNorm (optionally followed by SiLU).
+    pub fn group_norm(
+        &mut self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f32,
+        stats: GroupStats,
+        silu: bool,
+    ) -> Result<Act> {
+        let y = self.empty(x.shape())?;
+        let o = GroupNormOpts { groups: 32, eps, stats, silu };
+        group_norm::record(&mut self.rec, x, gamma, beta, o, &y)?;
+        Ok(y)
+    }
+
+    /// LayerNorm over the last dim.
+    pub fn layer_norm(&mut self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Act> {
+        let y = self.empty(x.shape())?;
+        rows::record_layer_norm(&mut self.rec, x, Some((gamma, beta)), eps, &y)?;
+        Ok(y)
+    }
+
+    /// `y += a` in place.
+    pub fn add_inplace(&mut self, y: &Tensor, a: &Tensor) -> Result<()> {
+        elementwise::record_add_inplace(&mut self.rec, y, a)
+    }
+
+    /// `a + b` broadcast along `kind`.
+    pub fn bcast_add(&mut self, kind: Bcast, a: &Tensor, b: &Tensor) -> Result<Act> {
+        let y = self.empty(a.shape())?;
+        elementwise::record_broadcast_add(&mut self.rec, kind, a, b, &y)?;
+        Ok(y)
+    }
+
+    /// `α·a + (1 − α)·b`.
+    pub fn blend(&mut self, alpha: f32, a: &Tensor, b: &Tensor) -> Result<Act> {
+        let y = self.empty(a.shape())?;
+        elementwise::record_blend(&mut self.rec, Alpha::Scalar(alpha), a, b, &y)?;
+        Ok(y)
+    }
+
+    /// GEGLU of the last dim.
+    pub fn geglu(&mut self, x: &Tensor) -> Result<Act> {
+        let mut shape = x.shape().to_vec();
+        if let Some(l) = shape.last_mut() {
+            *l /= 2;
+        }
+        let y = self.empty(&shape)?;
+        elementwise::record_geglu(&mut self.rec, x, &y)?;
+        Ok(y)
+    }
+
+    /// Swaps axes 1 and 2 of `x` viewed as `dims = [A, B, C, D]`; the result has shape `out`.
+    pub fn swap12(&mut self, x: &Tensor, dims: [usize; 4], out: &[usize]) -> Result<Act> {
+        let y = self.empty(out)?;
+        layout::record_swap12(&mut self.rec, x, dims, &y)?;
+        Ok(y)
+    }
+
+    /// Nearest-neighbour 2× upsampling of `[N, C, H, W]`.
+    pub fn upsample2x(&mut self, x: &Tensor) -> Result<Act> {
+        let s = x.shape();
+        let y = self.empty(&[s[0], s[1], 2 * s[2], 2 * s[3]])?;
+        layout::record_upsample2x(&mut self.rec, x, &y)?;
+        Ok(y)
+    }
+
+    /// Channel concatenation `[a, b]`.
+    pub fn concat_channels(&mut self, a: &Tensor, b: &Tensor) -> Result<Act> {
+        let mut shape = a.shape().to_vec();
+        shape[1] += b.shape()[1];
+        let y = self.empty(&shape)?;
+        layout::record_concat_channels(&mut self.rec, a, b, &y)?;
+        Ok(y)
+    }
+
+    /// Multi-head self-attention over `batch` sequences of `seq` tokens from a fused `[.., 3·C]` QKV tensor.
+    pub fn self_attention(&mut self, qkv: &Tensor, batch: usize, seq: usize, heads: usize) -> Result<Act> {
+        let c = qkv.shape().last().copied().unwrap_or(0) / 3;
+        let y = self.empty(&[batch * seq, c])?;
+        let s = AttnShape::self_attn(batch, seq, heads, c / heads.max(1));
+        flash_attention::record_flash_attention(
+            &mut self.rec,
+            s,
+            Strided::fused(qkv, 0, c),
+            Strided::fused(qkv, 1, c),
+            Strided::fused(qkv, 2, c),
+            &y,
+            None,
+        )?;
+        Ok(y)
+    }
+}
