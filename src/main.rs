@@ -1,5 +1,7 @@
 //! The `trajattn` command line.
 
+mod cli;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use trajattn_kernels::bench::{self, BenchResult};
@@ -91,6 +93,9 @@ enum Command {
     /// Camera-path trajectories for one image from its depth map (the official `cameractrl`): writes
     /// `trans_coordinates.npy` + `trans_valid.npy` (the official folder format) and previews (PNG, GIF).
     Camera(CameraArgs),
+    /// Convert the official trajectory checkpoint (`trajattn_temp.pth`, read without executing any pickle code)
+    /// to safetensors with the UNet's real parameter names.
+    Convert(cli::convert::ConvertArgs),
     /// Show the chosen adapter and run every kernel once on small random data, checked against the
     /// float64 CPU reference, then time each at one real SVD shape.
     Demo {
@@ -279,6 +284,7 @@ fn run(cli: Cli) -> Result<()> {
             edit_cmd(&edited_frame, &tracks, frames, &out, model)
         }
         Command::Drag { spec, out, image } => drag_cmd(&spec, &out, image.as_deref()),
+        Command::Convert(a) => cli::convert::run(&a),
     }
 }
 

@@ -50,7 +50,9 @@ fn run(gpu: &Gpu, case: &str, dtype: DType, with_traj: bool) -> (Vec<f32>, Case)
     let s = &c.inputs.sample_shape;
     let shape = UNetShape { batch: s[0], frames: s[1], height: s[3], width: s[4] };
     let traj = if with_traj { c.inputs.trajectories.clone() } else { None };
-    let g = UNetGraph::build(gpu, &unet, shape, GraphOptions::default(), traj, false).unwrap();
+    // Case a runs with a tiny chunk budget so the chunked feed-forward and attention paths are exercised.
+    let opts = GraphOptions { chunk_elems: (case == "a").then_some(3000), ..Default::default() };
+    let g = UNetGraph::build(gpu, &unet, shape, opts, traj, false).unwrap();
     g.set_conditioning(gpu, &c.inputs.context, &c.inputs.added_time_ids).unwrap();
     let idx = if with_traj { c.inputs.indices.clone() } else { vec![] };
     g.run(gpu, &c.inputs.sample, &c.inputs.timestep, &idx).unwrap();

@@ -50,6 +50,10 @@ fn input_err(msg: impl Into<String>) -> UNetError {
     UNetError::Input(msg.into())
 }
 
+/// Elements of the widest per-chunk intermediate (the feed-forward's 8·C projection, the fused QKV): bounds
+/// the activation memory of the finest level independently of the frame count.
+const CHUNK_ELEMS: usize = 1 << 24;
+
 /// Which context the temporal cross-attention reads (svd-architecture.md §3.11.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TimeContext {
@@ -202,6 +206,8 @@ pub struct Trajectories {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GraphOptions {
     pub time_context: TimeContext,
+    /// Override of the per-chunk element budget (tests use tiny values to exercise the chunked paths).
+    pub chunk_elems: Option<usize>,
 }
 
 /// One trajectory-branch call of the recorded graph (in execution order).
@@ -298,6 +304,10 @@ struct Ctx<'a, 'g> {
 }
 
 impl Ctx<'_, '_> {
+    fn chunk(&self) -> usize {
+        self.opts.chunk_elems.unwrap_or(CHUNK_ELEMS).max(1)
+    }
+
     fn tap(&mut self, name: &str, x: &Tensor) -> Result<()> {
         if let Some(taps) = self.taps.as_mut() {
             let t = Tensor::empty(self.b.gpu, x.shape(), x.dtype())?;
@@ -315,7 +325,7 @@ impl Ctx<'_, '_> {
     /// `ResnetBlock2D` (svd-architecture.md §3.3) on `(B·F, C, h, w)`.
     fn resnet2d(&mut self, p: &str, x: &Tensor, eps: f32) -> Result<Act> {
         let (u, emb) = (self.u, &self.emb_act);
-        let h = self.b.group_norm(
+        let mut h = self.b.group_norm(
             x,
             u.w(&format!("{p}.norm1.weight"))?,
             u.w(&format!("{p}.norm1.bias"))?,
@@ -323,7 +333,7 @@ impl Ctx<'_, '_> {
             GroupStats::PerFrame,
             true,
         )?;
-        let h = self.b.conv2d(
+        h = self.b.conv2d(
             &h,
             u.w(&format!("{p}.conv1.weight"))?,
             Some(u.w(&format!("{p}.conv1.bias"))?),
@@ -335,9 +345,9 @@ impl Ctx<'_, '_> {
             Some(u.w(&format!("{p}.time_emb_proj.bias"))?),
             Epilogue::None,
         )?;
-        let h = self.b.bcast_add(Bcast::SampleChannel, &h, &tp)?;
+        h = self.b.bcast_add(Bcast::SampleChannel, &h, &tp)?;
         drop(tp);
-        let h = self.b.group_norm(
+        h = self.b.group_norm(
             &h,
             u.w(&format!("{p}.norm2.weight"))?,
             u.w(&format!("{p}.norm2.bias"))?,
@@ -345,7 +355,7 @@ impl Ctx<'_, '_> {
             GroupStats::PerFrame,
             true,
         )?;
-        let h = self.b.conv2d(
+        h = self.b.conv2d(
             &h,
             u.w(&format!("{p}.conv2.weight"))?,
             Some(u.w(&format!("{p}.conv2.bias"))?),
@@ -370,7 +380,7 @@ impl Ctx<'_, '_> {
     fn resnet_temporal(&mut self, p: &str, x: &Tensor, eps: f32) -> Result<Act> {
         let (u, emb, f) = (self.u, &self.emb_act, self.shape.frames);
         let st = GroupStats::AcrossFrames(f);
-        let h = self.b.group_norm(
+        let mut h = self.b.group_norm(
             x,
             u.w(&format!("{p}.norm1.weight"))?,
             u.w(&format!("{p}.norm1.bias"))?,
@@ -378,7 +388,7 @@ impl Ctx<'_, '_> {
             st,
             true,
         )?;
-        let h = self.b.conv3d_temporal(
+        h = self.b.conv3d_temporal(
             &h,
             f,
             u.w(&format!("{p}.conv1.weight"))?,
@@ -390,9 +400,9 @@ impl Ctx<'_, '_> {
             Some(u.w(&format!("{p}.time_emb_proj.bias"))?),
             Epilogue::None,
         )?;
-        let h = self.b.bcast_add(Bcast::SampleChannel, &h, &tp)?;
+        h = self.b.bcast_add(Bcast::SampleChannel, &h, &tp)?;
         drop(tp);
-        let h = self.b.group_norm(
+        h = self.b.group_norm(
             &h,
             u.w(&format!("{p}.norm2.weight"))?,
             u.w(&format!("{p}.norm2.bias"))?,
@@ -400,7 +410,7 @@ impl Ctx<'_, '_> {
             st,
             true,
         )?;
-        let h = self.b.conv3d_temporal(
+        h = self.b.conv3d_temporal(
             &h,
             f,
             u.w(&format!("{p}.conv2.weight"))?,
@@ -418,25 +428,74 @@ impl Ctx<'_, '_> {
         Ok(self.b.blend(alpha, &s, &t)?)
     }
 
-    /// `x += ff(LN(x))` with a GEGLU feed-forward.
+    /// `x += ff(LN(x))` with a GEGLU feed-forward, over row chunks so the 8·C-wide projection stays small.
     fn feed_forward(&mut self, x: &Tensor, norm: &str, ff: &str) -> Result<()> {
         let u = self.u;
-        let n = self.b.layer_norm(x, u.w(&format!("{norm}.weight"))?, u.w(&format!("{norm}.bias"))?, 1e-5)?;
-        let g = self.b.linear(
-            &n,
-            u.w(&format!("{ff}.net.0.proj.weight"))?,
-            Some(u.w(&format!("{ff}.net.0.proj.bias"))?),
-            Epilogue::None,
-        )?;
-        drop(n);
-        let a = self.b.geglu(&g)?;
-        drop(g);
-        Ok(self.b.linear_acc(
-            x,
-            &a,
-            u.w(&format!("{ff}.net.2.weight"))?,
-            Some(u.w(&format!("{ff}.net.2.bias"))?),
-        )?)
+        let c = *x.shape().last().unwrap_or(&1);
+        let rows = x.numel() / c.max(1);
+        let chunk = (self.chunk() / (8 * c)).clamp(1, rows.max(1));
+        let x2 = x.reshape(&[rows, c])?;
+        let mut r0 = 0;
+        while r0 < rows {
+            let nr = chunk.min(rows - r0);
+            let xs = x2.narrow0(r0, nr)?;
+            let n = self.b.layer_norm(
+                &xs,
+                u.w(&format!("{norm}.weight"))?,
+                u.w(&format!("{norm}.bias"))?,
+                1e-5,
+            )?;
+            let g = self.b.linear(
+                &n,
+                u.w(&format!("{ff}.net.0.proj.weight"))?,
+                Some(u.w(&format!("{ff}.net.0.proj.bias"))?),
+                Epilogue::None,
+            )?;
+            drop(n);
+            let a = self.b.geglu(&g)?;
+            drop(g);
+            self.b.linear_acc(
+                &xs,
+                &a,
+                u.w(&format!("{ff}.net.2.weight"))?,
+                Some(u.w(&format!("{ff}.net.2.bias"))?),
+            )?;
+            r0 += nr;
+        }
+        Ok(())
+    }
+
+    /// `x += to_out(attention(to_qkv(n)))` over `seqs` independent sequences of `len` tokens, in chunks of
+    /// sequences so the fused QKV tensor stays small.
+    fn self_attention_acc(
+        &mut self,
+        x: &Tensor,
+        n: &Tensor,
+        p: &str,
+        seqs: usize,
+        len: usize,
+        heads: usize,
+    ) -> Result<()> {
+        let u = self.u;
+        let c = *x.shape().last().unwrap_or(&1);
+        let chunk = (self.chunk() / (3 * c * len).max(1)).clamp(1, seqs.max(1));
+        let (x2, n2) = (x.reshape(&[seqs * len, c])?, n.reshape(&[seqs * len, c])?);
+        let mut s0 = 0;
+        while s0 < seqs {
+            let ns = chunk.min(seqs - s0);
+            let (xs, nsub) = (x2.narrow0(s0 * len, ns * len)?, n2.narrow0(s0 * len, ns * len)?);
+            let qkv = self.b.linear(&nsub, u.w(&fused_qkv_name(p))?, None, Epilogue::None)?;
+            let a = self.b.self_attention(&qkv, ns, len, heads)?;
+            drop(qkv);
+            self.b.linear_acc(
+                &xs,
+                &a,
+                u.w(&format!("{p}.to_out.0.weight"))?,
+                Some(u.w(&format!("{p}.to_out.0.bias"))?),
+            )?;
+            s0 += ns;
+        }
+        Ok(())
     }
 
     /// `BasicTransformerBlock` (§3.9) on `(B·F·S, C)` tokens, in place.
@@ -449,17 +508,8 @@ impl Ctx<'_, '_> {
             u.w(&format!("{p}.norm1.bias"))?,
             1e-5,
         )?;
-        let qkv = self.b.linear(&n, u.w(&fused_qkv_name(&format!("{p}.attn1")))?, None, Epilogue::None)?;
+        self.self_attention_acc(x, &n, &format!("{p}.attn1"), bf, s, heads)?;
         drop(n);
-        let a = self.b.self_attention(&qkv, bf, s, heads)?;
-        drop(qkv);
-        self.b.linear_acc(
-            x,
-            &a,
-            u.w(&format!("{p}.attn1.to_out.0.weight"))?,
-            Some(u.w(&format!("{p}.attn1.to_out.0.bias"))?),
-        )?;
-        drop(a);
         // Single-token cross-attention: a constant per batch element (rows of F·S tokens).
         let k = &self.consts.cross[&format!("{p}.attn2")];
         let f = self.shape.frames;
@@ -492,16 +542,7 @@ impl Ctx<'_, '_> {
             u.w(&format!("{p}.norm1.bias"))?,
             1e-5,
         )?;
-        let qkv = self.b.linear(&n, u.w(&fused_qkv_name(&format!("{p}.attn1")))?, None, Epilogue::None)?;
-        let a = self.b.self_attention(&qkv, b * s, f, heads)?;
-        drop(qkv);
-        self.b.linear_acc(
-            x,
-            &a,
-            u.w(&format!("{p}.attn1.to_out.0.weight"))?,
-            Some(u.w(&format!("{p}.attn1.to_out.0.bias"))?),
-        )?;
-        drop(a);
+        self.self_attention_acc(x, &n, &format!("{p}.attn1"), b * s, f, heads)?;
         if let Some(tr) = self.traj {
             self.trajectory_branch(&format!("{p}.attn_trajectory"), x, &n, heads, hw, tr)?;
         }

@@ -1,0 +1,3 @@
+//! CLI subcommands that drive the model (the binary's own modules; the library knows nothing of them).
+
+pub mod convert;
