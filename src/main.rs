@@ -96,6 +96,8 @@ enum Command {
     /// Convert the official trajectory checkpoint (`trajattn_temp.pth`, read without executing any pickle code)
     /// to safetensors with the UNet's real parameter names.
     Convert(cli::convert::ConvertArgs),
+    /// Memory plan of one UNet step (parameters, peak activations, largest tensors) without loading weights.
+    Plan(cli::plan::PlanArgs),
     /// Show the chosen adapter and run every kernel once on small random data, checked against the
     /// float64 CPU reference, then time each at one real SVD shape.
     Demo {
@@ -285,6 +287,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Drag { spec, out, image } => drag_cmd(&spec, &out, image.as_deref()),
         Command::Convert(a) => cli::convert::run(&a),
+        Command::Plan(a) => cli::plan::run(&a),
     }
 }
 

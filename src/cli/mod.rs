@@ -1,3 +1,4 @@
 //! CLI subcommands that drive the model (the binary's own modules; the library knows nothing of them).
 
 pub mod convert;
+pub mod plan;

@@ -1,3 +1,4 @@
 //! Graph building and execution support: memory planning by tensor lifetime.
 
 pub mod plan;
+pub mod unet_plan;

@@ -924,7 +924,9 @@ impl UNetGraph {
             }
             cx.tap(&p, &x)?;
         }
-        let mut x: Act = cx.resnet("mid_block.resnets.0", &x, 1e-5)?;
+        let y: Act = cx.resnet("mid_block.resnets.0", &x, 1e-5)?;
+        drop(x);
+        let mut x = y;
         let tl = cfg.transformer_layers_per_block[n - 1];
         x = cx.transformer("mid_block.attentions.0", &x, cfg.num_attention_heads[n - 1], tl)?;
         x = cx.resnet("mid_block.resnets.1", &x, 1e-5)?;
