@@ -74,7 +74,6 @@ impl Sim {
 struct Walk<'a> {
     sim: Sim,
     cfg: &'a UNetConfig,
-    bf: usize,
     b: usize,
     f: usize,
     trajectories: Option<usize>,
@@ -203,7 +202,7 @@ pub fn plan_unet(
     let st = Rc::new(RefCell::new(SimState { step: 0, lifetimes: Vec::new(), named: Vec::new() }));
     let sim = Sim { st: st.clone(), elem };
     let bf = b * f;
-    let walk = Walk { sim: sim.clone(), cfg, bf, b, f, trajectories };
+    let walk = Walk { sim: sim.clone(), cfg, b, f, trajectories };
     let n = cfg.n_blocks();
     let ted = cfg.time_embed_dim();
     {
