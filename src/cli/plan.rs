@@ -47,7 +47,7 @@ pub fn run(a: &PlanArgs) -> Result<()> {
     let cfg = unet_config(&a.unet_config)?;
     let frames = a.frames.unwrap_or(cfg.num_frames);
     let unit = a.vae_factor << (cfg.n_blocks() - 1);
-    if a.height == 0 || a.width == 0 || a.height % unit != 0 || a.width % unit != 0 {
+    if a.height == 0 || a.width == 0 || !a.height.is_multiple_of(unit) || !a.width.is_multiple_of(unit) {
         bail!(
             "height and width must be positive multiples of {unit} pixels for this UNet (got {}×{})",
             a.width,
