@@ -7,5 +7,6 @@ pub mod graph;
 pub mod models;
 pub mod nn;
 pub mod nvs;
+pub mod pipeline;
 pub mod rng;
 pub mod trajectory;

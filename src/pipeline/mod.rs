@@ -1,0 +1,358 @@
+//! Image (+ trajectories) → latents → frames: `StableVideoDiffusionPipeline.__call__` of diffusers 0.27.0 as
+//! the official code runs it (spec svd-pipeline.md), on our UNet, VAE and CLIP.
+//!
+//! Random draws come from the reference stream in the reference's order: the noise-augmentation noise, the
+//! initial latents, then per step the trajectory subsets (one `randperm` per trajectory layer, execution order)
+//! and, when emulating a CPU reference run, the Euler step's unused noise.
+
+pub mod resize;
+pub mod schedule;
+
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use trajattn_kernels::{DType, Gpu};
+
+use crate::models::clip::ClipVision;
+use crate::models::config::ConfigError;
+use crate::models::unet::{GraphOptions, TimeContext, Trajectories, UNet, UNetError, UNetGraph, UNetShape};
+use crate::models::vae::Vae;
+use crate::rng::{Generator, RandnPath};
+use schedule::Schedule;
+
+/// Errors of a generation.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Model(#[from] UNetError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Kernel(#[from] trajattn_kernels::KernelError),
+    #[error("{0}")]
+    Input(String),
+}
+
+type Result<T> = std::result::Result<T, PipelineError>;
+
+fn input_err(msg: impl Into<String>) -> PipelineError {
+    PipelineError::Input(msg.into())
+}
+
+/// What a generation is asked to do (defaults: the official run's values).
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub frames: usize,
+    pub steps: usize,
+    pub seed: u64,
+    /// Output size in pixels (the image is resized to it).
+    pub width: usize,
+    pub height: usize,
+    pub fps: usize,
+    pub motion_bucket_id: usize,
+    pub noise_aug_strength: f32,
+    pub min_guidance: f32,
+    pub max_guidance: f32,
+    pub decode_chunk: usize,
+    /// Device precision of the UNet, CLIP and VAE decoder (the VAE encoder always runs in f32, as the reference).
+    pub dtype: DType,
+    pub time_context: TimeContext,
+    /// Draw the Euler step's unused noise from the stream, as the reference does when run on the CPU (changes
+    /// the trajectory subsets of later steps; the GPU reference draws it elsewhere).
+    pub cpu_reference_stream: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            frames: 25,
+            steps: 25,
+            seed: 12345,
+            width: 1024,
+            height: 576,
+            fps: 7,
+            motion_bucket_id: 127,
+            noise_aug_strength: 0.02,
+            min_guidance: 1.0,
+            max_guidance: 3.0,
+            decode_chunk: 8,
+            dtype: DType::F32,
+            time_context: TimeContext::Faithful,
+            cpu_reference_stream: false,
+        }
+    }
+}
+
+/// The loaded models of a diffusers SVD folder.
+pub struct Svd {
+    pub unet: UNet,
+    /// The VAE in f32 for encoding (force_upcast) and in the model dtype for decoding.
+    pub vae_encoder: Vae,
+    pub vae_decoder: Option<Vae>,
+    pub clip: ClipVision,
+    pub dir: PathBuf,
+}
+
+impl Svd {
+    /// Loads `unet/`, `vae/`, `image_encoder/` of a diffusers folder and checks that they fit together.
+    pub fn load(gpu: &Gpu, dir: &Path, trajectory_weights: Option<&Path>, dtype: DType) -> Result<Svd> {
+        for sub in ["unet", "vae", "image_encoder"] {
+            if !dir.join(sub).join("config.json").exists() {
+                return Err(input_err(format!(
+                    "{} is not a diffusers SVD folder: {sub}/config.json is missing (expected model_index.json, unet/, \
+                     vae/, image_encoder/, feature_extractor/, scheduler/)",
+                    dir.display()
+                )));
+            }
+        }
+        let unet = UNet::load_dir(gpu, &dir.join("unet"), trajectory_weights, dtype)?;
+        let vae_encoder = Vae::load_dir(gpu, &dir.join("vae"), DType::F32)?;
+        let vae_decoder =
+            if dtype == DType::F32 { None } else { Some(Vae::load_dir(gpu, &dir.join("vae"), dtype)?) };
+        let clip = ClipVision::load_dir(gpu, &dir.join("image_encoder"), dtype)?;
+        let lc = vae_encoder.cfg.latent_channels;
+        if unet.cfg.in_channels != 2 * lc {
+            return Err(input_err(format!(
+                "the UNet takes {} input channels but the VAE's latents have {lc} (the UNet needs 2 × latent channels: \
+                 noisy latents and image latents)",
+                unet.cfg.in_channels
+            )));
+        }
+        if unet.cfg.out_channels != lc {
+            return Err(input_err(format!(
+                "the UNet predicts {} channels but the VAE's latents have {lc}",
+                unet.cfg.out_channels
+            )));
+        }
+        if unet.cfg.cross_attention_dim[0] != clip.cfg.projection_dim {
+            return Err(input_err(format!(
+                "the UNet's cross_attention_dim is {} but the image encoder projects to {}",
+                unet.cfg.cross_attention_dim[0], clip.cfg.projection_dim
+            )));
+        }
+        Ok(Svd { unet, vae_encoder, vae_decoder, clip, dir: dir.to_path_buf() })
+    }
+
+    /// Pixel size rule: multiples of VAE factor × 2^(UNet levels − 1).
+    pub fn size_unit(&self) -> usize {
+        self.vae_encoder.scale_factor() << (self.unet.cfg.n_blocks() - 1)
+    }
+}
+
+/// The result of a generation.
+pub struct Generated {
+    /// Final latents `[F, C, h, w]` (before decoding).
+    pub latents: Vec<f32>,
+    /// Decoded frames `[F, 3, H, W]` in about [-1, 1].
+    pub decoded: Vec<f32>,
+    /// Frames as RGB bytes, `[F, H, W, 3]`.
+    pub frames_u8: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+    pub frames: usize,
+}
+
+/// Progress callbacks (the CLI draws bars).
+pub trait Progress {
+    fn stage(&mut self, _name: &str, _total: usize) {}
+    fn advance(&mut self, _done: usize) {}
+}
+
+/// No progress output.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+fn round_to(dtype: DType, v: f32) -> f32 {
+    match dtype {
+        DType::F32 => v,
+        DType::F16 => f16::from_f32(v).to_f32(),
+    }
+}
+
+/// `clamp(x/2 + 0.5, 0, 1)·255` rounded half to even (NumPy), `[F, 3, H, W]` → `[F, H, W, 3]`.
+pub fn to_uint8(decoded: &[f32], frames: usize, h: usize, w: usize) -> Vec<u8> {
+    let mut out = vec![0u8; frames * h * w * 3];
+    for f in 0..frames {
+        for c in 0..3 {
+            for p in 0..h * w {
+                let x = decoded[(f * 3 + c) * h * w + p];
+                let v = ((x / 2.0 + 0.5).clamp(0.0, 1.0) * 255.0).round_ties_even();
+                out[(f * h * w + p) * 3 + c] = v as u8;
+            }
+        }
+    }
+    out
+}
+
+/// The CLIP input of svd-pipeline.md §3 from `image [3, H, W]` in [0, 1]: `2x − 1`, antialiased resize to
+/// `size × size`, `(x + 1)/2`, CLIP normalisation.
+pub fn clip_pixels(image: &[f32], h: usize, w: usize, size: usize) -> Vec<f32> {
+    const MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
+    // The preprocessor config's values as written (f32 rounds the last digit).
+    #[allow(clippy::excessive_precision)]
+    const STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
+    let x: Vec<f32> = image.iter().map(|v| 2.0 * v - 1.0).collect();
+    let r = resize::antialias_resize(&x, 3, h, w, size, size);
+    let mut out = Vec::with_capacity(r.len());
+    for c in 0..3 {
+        for p in 0..size * size {
+            let v = (r[c * size * size + p] + 1.0) / 2.0;
+            out.push((v - MEAN[c]) / STD[c]);
+        }
+    }
+    out
+}
+
+/// Runs the whole pipeline on `image` (RGB bytes `[H, W, 3]` already at the output size).
+pub fn generate(
+    gpu: &Gpu,
+    svd: &Svd,
+    image: &[u8],
+    trajectories: Option<Trajectories>,
+    o: &GenerateOptions,
+    progress: &mut dyn Progress,
+) -> Result<Generated> {
+    let (hh, ww, f) = (o.height, o.width, o.frames);
+    let unit = svd.size_unit();
+    if hh == 0 || ww == 0 || !hh.is_multiple_of(unit) || !ww.is_multiple_of(unit) {
+        return Err(input_err(format!(
+            "width and height must be positive multiples of {unit} pixels (got {ww}×{hh})"
+        )));
+    }
+    if image.len() != hh * ww * 3 {
+        return Err(input_err(format!(
+            "image has {} bytes; {ww}×{hh} RGB needs {}",
+            image.len(),
+            hh * ww * 3
+        )));
+    }
+    if f == 0 || o.steps == 0 || o.decode_chunk == 0 {
+        return Err(input_err("frames, steps and decode chunk must be at least 1"));
+    }
+    if o.fps == 0 {
+        return Err(input_err("fps must be at least 1 (the model is conditioned on fps − 1)"));
+    }
+    if !(o.min_guidance.is_finite() && o.max_guidance.is_finite() && o.noise_aug_strength.is_finite()) {
+        return Err(input_err("guidance scales and noise augmentation must be finite numbers"));
+    }
+    let dtype = o.dtype;
+    let mut rng = Generator::new(o.seed);
+    let path = RandnPath::default();
+    let rn = |e: crate::rng::RngError| input_err(e.to_string());
+
+    // 1. Image in [0, 1], planar.
+    let mut planar = vec![0f32; 3 * hh * ww];
+    for p in 0..hh * ww {
+        for c in 0..3 {
+            planar[c * hh * ww + p] = image[p * 3 + c] as f32 / 255.0;
+        }
+    }
+    // 2. CLIP conditioning.
+    progress.stage("encoding", 2);
+    let side = svd.clip.cfg.image_size;
+    let pixels = clip_pixels(&planar, hh, ww, side);
+    let embeds = svd.clip.encode(gpu, &pixels, 1)?;
+    let d = embeds.len();
+    let mut context = vec![0f32; d];
+    context.extend(embeds.iter().map(|&v| round_to(dtype, v)));
+    progress.advance(1);
+    // 3. VAE conditioning latents: noise augmentation (first draw), f32 encoder, posterior mean.
+    let noise = rng.randn_f32(3 * hh * ww, path).map_err(rn)?;
+    let vae_in: Vec<f32> =
+        planar.iter().zip(&noise).map(|(&x, &n)| (2.0 * x - 1.0) + o.noise_aug_strength * n).collect();
+    let z = svd.vae_encoder.encode(gpu, &vae_in, 1, hh, ww)?;
+    let z: Vec<f32> = z.iter().map(|&v| round_to(dtype, v)).collect();
+    progress.advance(2);
+    let lc = svd.vae_encoder.cfg.latent_channels;
+    let f8 = svd.vae_encoder.scale_factor();
+    let (h, w) = (hh / f8, ww / f8);
+    let plane = lc * h * w;
+    // 4. Added time ids, schedule, initial latents (second draw), guidance scales.
+    let ids = [(o.fps - 1) as f32, o.motion_bucket_id as f32, o.noise_aug_strength];
+    let added: Vec<f32> = ids.iter().chain(ids.iter()).copied().collect();
+    let sched = Schedule::svd(o.steps);
+    let init = sched.init_noise_sigma;
+    let mut latents: Vec<f32> = match dtype {
+        DType::F32 => rng.randn_f32(f * plane, path).map_err(rn)?.iter().map(|&v| v * init).collect(),
+        DType::F16 => {
+            rng.randn_f16(f * plane).map_err(rn)?.iter().map(|v| round_to(dtype, v.to_f32() * init)).collect()
+        }
+    };
+    let guidance: Vec<f32> = (0..f)
+        .map(|i| {
+            let t = if f > 1 { i as f64 / (f - 1) as f64 } else { 0.0 };
+            round_to(
+                dtype,
+                (o.min_guidance as f64 + t * (o.max_guidance as f64 - o.min_guidance as f64)) as f32,
+            )
+        })
+        .collect();
+    let cfg_on = o.max_guidance > 1.0;
+    let batch = if cfg_on { 2 } else { 1 };
+    let shape = UNetShape { batch, frames: f, height: h, width: w };
+    let opts = GraphOptions { time_context: o.time_context, chunk_elems: None };
+    let n_traj = trajectories.as_ref().map(|t| t.n);
+    let graph = UNetGraph::build(gpu, &svd.unet, shape, opts, trajectories, false)?;
+    let ctx = if cfg_on { context } else { context[d..].to_vec() };
+    let added = if cfg_on { added } else { added[..3].to_vec() };
+    graph.set_conditioning(gpu, &ctx, &added)?;
+
+    // 5. Denoising.
+    progress.stage("denoising", o.steps);
+    let cin = svd.unet.cfg.in_channels;
+    let mut sample = vec![0f32; batch * f * cin * h * w];
+    for i in 0..o.steps {
+        let sigma = sched.sigmas[i];
+        let div = (sigma * sigma + 1.0).sqrt();
+        for b in 0..batch {
+            for fr in 0..f {
+                let dst = &mut sample[(b * f + fr) * cin * h * w..(b * f + fr + 1) * cin * h * w];
+                for (k, v) in dst[..plane].iter_mut().enumerate() {
+                    *v = round_to(dtype, latents[fr * plane + k] / div);
+                }
+                // Image latents: zeros for the unconditional half.
+                let cond = !cfg_on || b == 1;
+                for (k, v) in dst[plane..].iter_mut().enumerate() {
+                    *v = if cond { z[k] } else { 0.0 };
+                }
+            }
+        }
+        let idx: Vec<Vec<usize>> = graph
+            .traj_slots
+            .iter()
+            .map(|s| rng.randperm(n_traj.unwrap_or(0)).into_iter().take(s.m).map(|v| v as usize).collect())
+            .collect();
+        graph.run(gpu, &sample, &vec![sched.timesteps[i]; batch], &idx)?;
+        let v = graph.output().to_f32(gpu)?;
+        // Per-frame guidance, then the v-prediction Euler step.
+        let guided: Vec<f32> = if cfg_on {
+            (0..f * plane)
+                .map(|k| {
+                    let (u, c) = (v[k], v[f * plane + k]);
+                    round_to(dtype, u + guidance[k / plane] * (c - u))
+                })
+                .collect()
+        } else {
+            v
+        };
+        latents = sched.step(i, &guided, &latents, dtype);
+        if o.cpu_reference_stream {
+            // The CPU reference's Euler step draws (and ignores) noise of the model output's shape.
+            match dtype {
+                DType::F32 => drop(rng.randn_f32(f * plane, path).map_err(rn)?),
+                DType::F16 => drop(rng.randn_f16(f * plane).map_err(rn)?),
+            }
+        }
+        progress.advance(i + 1);
+    }
+    drop(graph);
+
+    // 6. Decoding in chunks.
+    progress.stage("decoding", f);
+    let sf = svd.vae_encoder.cfg.scaling_factor;
+    let scaled: Vec<f32> = latents.iter().map(|&v| round_to(dtype, (v as f64 * (1.0 / sf)) as f32)).collect();
+    let dec = svd.vae_decoder.as_ref().unwrap_or(&svd.vae_encoder);
+    let decoded = dec.decode(gpu, &scaled, f, h, w, o.decode_chunk, |done| progress.advance(done))?;
+    let frames_u8 = to_uint8(&decoded, f, hh, ww);
+    Ok(Generated { latents, decoded, frames_u8, width: ww, height: hh, frames: f })
+}

@@ -1,0 +1,161 @@
+//! The whole SVD pipeline against diffusers 0.27.0's StableVideoDiffusionPipeline on tiny random models
+//! (tests/reference/pipeline_fixtures.py): preprocessing, schedule, random stream, denoising, decoding.
+
+use std::path::{Path, PathBuf};
+
+use safetensors::SafeTensors;
+use trajattn::models::unet::Trajectories;
+use trajattn::models::unet_io::tensor_f32;
+use trajattn::pipeline::schedule::Schedule;
+use trajattn::pipeline::{clip_pixels, generate, resize, GenerateOptions, Quiet, Svd};
+use trajattn_kernels::ops::trajectory_attention::Grouping;
+use trajattn_kernels::{DType, Gpu};
+
+fn fixture(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(p)
+}
+
+struct Io(Vec<u8>);
+
+impl Io {
+    fn open(p: &str) -> Io {
+        Io(std::fs::read(fixture(p)).unwrap())
+    }
+    fn f32(&self, name: &str) -> (Vec<usize>, Vec<f32>) {
+        let st = SafeTensors::deserialize(&self.0).unwrap();
+        tensor_f32(&st, Path::new("io"), name).unwrap()
+    }
+    fn u8(&self, name: &str) -> (Vec<usize>, Vec<u8>) {
+        let st = SafeTensors::deserialize(&self.0).unwrap();
+        let t = st.tensor(name).unwrap();
+        (t.shape().to_vec(), t.data().to_vec())
+    }
+}
+
+fn rel(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let (mut n, mut d) = (0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        assert!(x.is_finite());
+        n += (x as f64 - y as f64).powi(2);
+        d += (y as f64).powi(2);
+    }
+    (n / d.max(1e-30)).sqrt()
+}
+
+#[test]
+fn input_resize_matches_pillow_bicubic_exactly() {
+    let io = Io::open("pipeline/svd/svd_io.safetensors");
+    let (s, input) = io.u8("input_uint8");
+    let (r, want) = io.u8("image_resized_uint8");
+    let ours = resize::pillow_bicubic_u8(&input, s[1], s[0], 3, r[1], r[0]);
+    assert_eq!(ours, want);
+}
+
+#[test]
+fn clip_preprocessing_matches_the_pipeline() {
+    let io = Io::open("pipeline/svd/svd_io.safetensors");
+    let (r, img) = io.u8("image_resized_uint8");
+    let (h, w) = (r[0], r[1]);
+    let mut planar = vec![0f32; 3 * h * w];
+    for p in 0..h * w {
+        for c in 0..3 {
+            planar[c * h * w + p] = img[p * 3 + c] as f32 / 255.0;
+        }
+    }
+    let (_, want) = io.f32("clip_pixel_values");
+    let ours = clip_pixels(&planar, h, w, 224);
+    let max = ours.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    // float32 blur and bicubic in a different summation order: a few ulp of values of magnitude ~2.
+    assert!(max < 2e-5, "max abs error {max}");
+}
+
+#[test]
+fn schedule_reproduces_the_spec_tables() {
+    for steps in [14, 25, 50, 100] {
+        let text = std::fs::read_to_string(fixture(&format!("spec/scheduler_{steps}_steps.tsv"))).unwrap();
+        let s = Schedule::svd(steps);
+        assert_eq!(s.sigmas.len(), steps + 1);
+        assert_eq!(s.init_noise_sigma, 700.000732421875);
+        for (i, line) in text.lines().skip(1).enumerate() {
+            let c: Vec<f64> = line.split('\t').map(|v| v.parse().unwrap()).collect();
+            assert_eq!(s.sigmas[i] as f64, c[1], "{steps} steps, sigma {i}");
+            assert_eq!(s.sigmas[i + 1] as f64, c[2], "{steps} steps, next sigma {i}");
+            // c_noise: the spec's table used NumPy's float32 log; diffusers uses torch's (1 ulp apart at times).
+            let t = s.timesteps[i];
+            let ulp = (t.abs() * f32::EPSILON) as f64;
+            assert!((t as f64 - c[3]).abs() <= ulp, "{steps} steps, c_noise {i}: {t} vs {}", c[3]);
+            let (c_in, c_skip, c_out, _) = s.precondition(i);
+            for (ours, theirs, name) in [(c_in, c[4], "c_in"), (c_skip, c[5], "c_skip"), (c_out, c[6], "c_out")] {
+                let tol = (theirs.abs() * 2.0 * f32::EPSILON as f64).max(1e-30);
+                assert!((ours as f64 - theirs).abs() <= tol, "{steps} steps, {name} {i}: {ours} vs {theirs}");
+            }
+        }
+    }
+}
+
+fn opts(io: &Io) -> GenerateOptions {
+    let st = SafeTensors::deserialize(&io.0).unwrap();
+    let _ = st;
+    GenerateOptions {
+        frames: 4,
+        steps: 3,
+        seed: 12345,
+        width: 48,
+        height: 32,
+        decode_chunk: 2,
+        dtype: DType::F32,
+        ..Default::default()
+    }
+}
+
+fn check_outputs(io: &Io, g: &trajattn::pipeline::Generated, what: &str) {
+    let (_, latents) = io.f32("latents");
+    let e = rel(&g.latents, &latents);
+    eprintln!("{what}: latents relative error {e:.3e}");
+    // f32 everywhere: GPU accumulation order vs PyTorch's CPU kernels.
+    assert!(e < 1e-4, "{what}: latents {e:.3e}");
+    let (_, frames) = io.u8("frames_uint8");
+    let worst = g.frames_u8.iter().zip(&frames).map(|(&a, &b)| (a as i32 - b as i32).abs()).max().unwrap();
+    eprintln!("{what}: frames worst difference {worst} levels");
+    assert!(worst <= 1, "{what}: frames differ by {worst} uint8 levels");
+}
+
+#[test]
+fn svd_generation_matches_diffusers() {
+    let gpu = Gpu::shared().unwrap();
+    let io = Io::open("pipeline/svd/svd_io.safetensors");
+    let svd = Svd::load(&gpu, &fixture("pipeline/svd"), None, DType::F32).unwrap();
+    let (_, img) = io.u8("image_resized_uint8");
+    let mut o = opts(&io);
+    // The fixture ran on the CPU: its Euler steps drew noise from the stream (after everything else here).
+    o.cpu_reference_stream = true;
+    let g = generate(&gpu, &svd, &img, None, &o, &mut Quiet).unwrap();
+    check_outputs(&io, &g, "svd");
+}
+
+#[test]
+fn svd_generation_with_trajectories_matches_the_reference() {
+    let gpu = Gpu::shared().unwrap();
+    let io = Io::open("pipeline/svd_traj/svd_traj_io.safetensors");
+    let base = Io::open("pipeline/svd/svd_io.safetensors");
+    let svd = Svd::load(
+        &gpu,
+        &fixture("pipeline/svd"),
+        Some(&fixture("pipeline/svd_traj/trajattn_temp.pth")),
+        DType::F32,
+    )
+    .unwrap();
+    let t = trajattn::trajectory::folder::read(&fixture("pipeline/svd_traj/trajectories"), 4).unwrap();
+    let traj = Trajectories {
+        coords: t.coords,
+        visible: t.valid,
+        n: t.n,
+        origin_w: 48,
+        origin_h: 32,
+        grouping: Grouping::Pairs,
+    };
+    let (_, img) = base.u8("image_resized_uint8");
+    let g = generate(&gpu, &svd, &img, Some(traj), &opts(&io), &mut Quiet).unwrap();
+    check_outputs(&io, &g, "svd with trajectories");
+}
