@@ -10,3 +10,4 @@ pub mod nvs;
 pub mod pipeline;
 pub mod rng;
 pub mod trajectory;
+pub mod video;

@@ -96,6 +96,9 @@ enum Command {
     /// Convert the official trajectory checkpoint (`trajattn_temp.pth`, read without executing any pickle code)
     /// to safetensors with the UNet's real parameter names.
     Convert(cli::convert::ConvertArgs),
+    /// Image (+ trajectories) to video with Stable Video Diffusion and trajectory attention. Without --model it
+    /// runs the whole pipeline on a bundled tiny random model (for a quick check; its output is noise-like).
+    Generate(Box<cli::generate::GenerateArgs>),
     /// Memory plan of one UNet step (parameters, peak activations, largest tensors) without loading weights.
     Plan(cli::plan::PlanArgs),
     /// Show the chosen adapter and run every kernel once on small random data, checked against the
@@ -287,6 +290,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Drag { spec, out, image } => drag_cmd(&spec, &out, image.as_deref()),
         Command::Convert(a) => cli::convert::run(&a),
+        Command::Generate(a) => cli::generate::run(&cli.gpu.open()?, &a),
         Command::Plan(a) => cli::plan::run(&a),
     }
 }

@@ -190,3 +190,87 @@ fn video_camera_merges_tracks_and_checks_counts() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("one depth map per frame"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn generate_with_the_bundled_model_writes_a_video() {
+    let out = std::env::temp_dir().join(format!("trajattn-gen-{}", std::process::id()));
+    let latents = out.join("latents.safetensors");
+    let o = trajattn(&[
+        "generate",
+        "--steps",
+        "1",
+        "--width",
+        "48",
+        "--height",
+        "32",
+        "--dtype",
+        "f32",
+        "--out",
+        out.to_str().unwrap(),
+        "--save-latents",
+        latents.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("BUNDLED TINY RANDOM MODEL"), "the bundled model must be labelled: {err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[bundled tiny random model]"));
+    assert!(out.join("video.gif").exists() && out.join("frames/frame_003.png").exists());
+    let bytes = std::fs::read(&latents).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("latents").unwrap().shape(), &[4, 4, 16, 24]);
+}
+
+#[test]
+fn generate_and_plan_refuse_bad_input_clearly() {
+    let img = std::env::temp_dir().join(format!("trajattn-notimage-{}.png", std::process::id()));
+    std::fs::write(&img, b"definitely not a PNG").unwrap();
+    let model = std::env::temp_dir().join(format!("trajattn-emptymodel-{}", std::process::id()));
+    std::fs::create_dir_all(&model).unwrap();
+    for (args, needle) in [
+        (vec!["generate", "--width", "50", "--height", "32", "--steps", "1"], "multiples of"),
+        (vec!["generate", "--image", img.to_str().unwrap(), "--steps", "1"], "notimage"),
+        (vec!["generate", "--model", model.to_str().unwrap()], "unet/config.json is missing"),
+        (
+            vec![
+                "generate",
+                "--trajectories",
+                "/nonexistent-dir",
+                "--trajectory-weights",
+                "/nonexistent.pth",
+            ],
+            "nonexistent",
+        ),
+        (vec!["plan", "--height", "100"], "multiples of 64"),
+        (vec!["plan", "--unet-config", "/nonexistent/config.json"], "nonexistent"),
+        (vec!["convert", "--input", img.to_str().unwrap(), "--output", "/tmp/x.safetensors"], "notimage"),
+    ] {
+        let out = trajattn(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
+
+#[test]
+fn plan_json_reports_the_documented_fields() {
+    let out = trajattn(&[
+        "plan",
+        "--unet-config",
+        "svd",
+        "--frames",
+        "14",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["param_bytes", "peak_activation_bytes", "peak_total_bytes"] {
+        assert!(v[key].as_u64().unwrap() > 0, "{key}");
+    }
+    // f16 weights of the SVD UNet with the branch, attn2's unused Q/K projections excluded.
+    assert!(v["param_bytes"].as_u64().unwrap() < 1_574_197_162 * 2);
+}

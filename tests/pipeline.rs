@@ -86,7 +86,9 @@ fn schedule_reproduces_the_spec_tables() {
             let ulp = (t.abs() * f32::EPSILON) as f64;
             assert!((t as f64 - c[3]).abs() <= ulp, "{steps} steps, c_noise {i}: {t} vs {}", c[3]);
             let (c_in, c_skip, c_out, _) = s.precondition(i);
-            for (ours, theirs, name) in [(c_in, c[4], "c_in"), (c_skip, c[5], "c_skip"), (c_out, c[6], "c_out")] {
+            for (ours, theirs, name) in
+                [(c_in, c[4], "c_in"), (c_skip, c[5], "c_skip"), (c_out, c[6], "c_out")]
+            {
                 let tol = (theirs.abs() * 2.0 * f32::EPSILON as f64).max(1e-30);
                 assert!((ours as f64 - theirs).abs() <= tol, "{steps} steps, {name} {i}: {ours} vs {theirs}");
             }

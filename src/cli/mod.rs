@@ -1,4 +1,5 @@
 //! CLI subcommands that drive the model (the binary's own modules; the library knows nothing of them).
 
 pub mod convert;
+pub mod generate;
 pub mod plan;

@@ -126,12 +126,5 @@ pub fn write_warp_gif(
     warped: &[&RgbImage],
     path: &std::path::Path,
 ) -> Result<(), image::ImageError> {
-    let file = std::fs::File::create(path).map_err(image::ImageError::IoError)?;
-    let mut enc = image::codecs::gif::GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
-    enc.set_repeat(image::codecs::gif::Repeat::Infinite)?;
-    for img in std::iter::once(first).chain(warped.iter().copied()) {
-        let rgba = image::DynamicImage::ImageRgb8(img.clone()).to_rgba8();
-        enc.encode_frame(image::Frame::from_parts(rgba, 0, 0, image::Delay::from_numer_denom_ms(100, 1)))?;
-    }
-    Ok(())
+    crate::video::write_gif(std::iter::once(first).chain(warped.iter().copied()), path, 100)
 }

@@ -1,0 +1,247 @@
+//! `trajattn generate`: image (+ trajectories) → video with SVD, from a diffusers folder or the bundled tiny model.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use trajattn::models::unet::{TimeContext, Trajectories};
+use trajattn::pipeline::{generate, resize, GenerateOptions, Progress, Svd};
+use trajattn_kernels::ops::trajectory_attention::Grouping;
+use trajattn_kernels::{DType, Gpu};
+
+/// The tiny random model and image the tests use, bundled with the source tree.
+const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pipeline/svd");
+const BUNDLED_TRAJ_WEIGHTS: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pipeline/svd_traj/trajattn_temp.pth");
+
+/// Arguments of `trajattn generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// A diffusers-format SVD folder (stabilityai/stable-video-diffusion-img2vid[-xt]; see weights/README.md).
+    /// Without it, a tiny RANDOM model bundled for tests runs the whole pipeline (its output is noise-like).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Input image (PNG/JPEG); resized to the output size with Pillow's bicubic filter, as the reference.
+    /// Default with the bundled model: its test image.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Trajectory folder in the official format (trans_coordinates.npy + trans_valid.npy), in pixels of the
+    /// output size, one entry per frame.
+    #[arg(long)]
+    pub trajectories: Option<PathBuf>,
+    /// Trajectory weights (`trajattn_temp.pth` or converted safetensors). Default: `trajattn_temp.pth` in the
+    /// model folder (or the bundled tiny model's).
+    #[arg(long)]
+    pub trajectory_weights: Option<PathBuf>,
+    /// Frames (default: the UNet config's num_frames: 25 for -xt, 14 for img2vid).
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 25)]
+    pub steps: usize,
+    /// Seed of the reference random stream (`torch.manual_seed`).
+    #[arg(long, default_value_t = 12345)]
+    pub seed: u64,
+    /// Output width in pixels (default 1024; 64 with the bundled model).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Output height in pixels (default 576; 48 with the bundled model).
+    #[arg(long)]
+    pub height: Option<usize>,
+    /// Frames per second the model is conditioned on (it sees fps − 1) and the GIF/MP4 rate.
+    #[arg(long, default_value_t = 7)]
+    pub fps: usize,
+    /// Motion bucket id (more motion when higher).
+    #[arg(long, default_value_t = 127)]
+    pub motion_bucket: usize,
+    /// Noise added to the conditioning image.
+    #[arg(long, default_value_t = 0.02)]
+    pub noise_aug: f32,
+    /// Guidance of the first frame (linearly up to --max-guidance at the last).
+    #[arg(long, default_value_t = 1.0)]
+    pub min_guidance: f32,
+    /// Guidance of the last frame.
+    #[arg(long, default_value_t = 3.0)]
+    pub max_guidance: f32,
+    /// Frames decoded together by the temporal VAE decoder (more = smoother, more memory).
+    #[arg(long, default_value_t = 8)]
+    pub decode_chunk: usize,
+    /// Device precision of UNet, CLIP and VAE decoder (the VAE encoder always runs in f32). Default: f16 when
+    /// the adapter supports it (as the reference), else f32.
+    #[arg(long, value_parser = ["f32", "f16"])]
+    pub dtype: Option<String>,
+    /// Attention grouping of the trajectory branch: `pairs` (the released code) or `per-trajectory` (the paper).
+    #[arg(long, default_value = "pairs", value_parser = ["pairs", "per-trajectory"])]
+    pub grouping: String,
+    /// Use the per-batch temporal context of diffusers ≥ 0.28 instead of 0.27.0's (the official code's).
+    #[arg(long)]
+    pub per_batch_time_context: bool,
+    /// Also store the final latents ([F, 4, h, w], tensor `latents`) before decoding.
+    #[arg(long)]
+    pub save_latents: Option<PathBuf>,
+    /// Output folder: video.gif, frames/frame_NNN.png, video.mp4 (when ffmpeg is installed).
+    #[arg(long, default_value = "out/generate")]
+    pub out: PathBuf,
+}
+
+struct Bars {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress for Bars {
+    fn stage(&mut self, name: &str, total: usize) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+        let b = ProgressBar::new(total as u64);
+        b.set_style(
+            ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        b.set_message(name.to_string());
+        self.bar = Some(b);
+    }
+    fn advance(&mut self, done: usize) {
+        if let Some(b) = &self.bar {
+            b.set_position(done as u64);
+        }
+    }
+}
+
+/// Loads an image as RGB bytes, applying its EXIF orientation.
+pub fn load_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
+    use image::ImageDecoder;
+    let reader = image::ImageReader::open(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut dec =
+        reader.into_decoder().with_context(|| format!("{} is not a readable image", path.display()))?;
+    let orientation = dec.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img =
+        image::DynamicImage::from_decoder(dec).with_context(|| format!("decoding {}", path.display()))?;
+    img.apply_orientation(orientation);
+    let rgb = img.to_rgb8();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    Ok((rgb.into_raw(), w, h))
+}
+
+/// Runs a generation.
+pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
+    let bundled = a.model.is_none();
+    let model = a.model.clone().unwrap_or_else(|| PathBuf::from(BUNDLED_MODEL));
+    if bundled {
+        eprintln!(
+            "NOTE: no --model given: running the whole pipeline on the BUNDLED TINY RANDOM MODEL ({}).\n      \
+             Its weights are random, so the video is noise-like; pass --model with a diffusers SVD folder for real \
+             output (weights/README.md).",
+            model.display()
+        );
+        if !model.exists() {
+            bail!(
+                "the bundled model is missing at {} (run from a source checkout, or pass --model)",
+                model.display()
+            );
+        }
+    }
+    let dtype = match a.dtype.as_deref() {
+        Some("f16") => DType::F16,
+        Some(_) => DType::F32,
+        None if gpu.caps.shader_f16 => DType::F16,
+        None => DType::F32,
+    };
+    let traj_weights = a.trajectory_weights.clone().or_else(|| {
+        let p = if bundled { PathBuf::from(BUNDLED_TRAJ_WEIGHTS) } else { model.join("trajattn_temp.pth") };
+        (a.trajectories.is_some() && p.exists()).then_some(p)
+    });
+    if a.trajectories.is_some() && traj_weights.is_none() {
+        bail!("--trajectories needs the trajectory weights: pass --trajectory-weights trajattn_temp.pth");
+    }
+    let t0 = std::time::Instant::now();
+    let svd = Svd::load(gpu, &model, traj_weights.as_deref(), dtype)
+        .with_context(|| format!("loading the model from {}", model.display()))?;
+    eprintln!("loaded {} in {:.1} s ({dtype})", model.display(), t0.elapsed().as_secs_f64());
+    let (dw, dh) = if bundled { (64, 48) } else { (1024, 576) };
+    let (width, height) = (a.width.unwrap_or(dw), a.height.unwrap_or(dh));
+    let unit = svd.size_unit();
+    if width == 0 || height == 0 || width % unit != 0 || height % unit != 0 {
+        bail!("--width and --height must be positive multiples of {unit} pixels for this model (got {width}×{height})");
+    }
+    let frames = a.frames.unwrap_or(svd.unet.cfg.num_frames);
+    let image_path = a.image.clone().unwrap_or_else(|| model.join("input.png"));
+    let (rgb, iw, ih) = load_rgb(&image_path)?;
+    let image = if (iw, ih) == (width, height) {
+        rgb
+    } else {
+        resize::pillow_bicubic_u8(&rgb, iw, ih, 3, width, height)
+    };
+    let trajectories = match &a.trajectories {
+        None => None,
+        Some(dir) => {
+            let t = trajattn::trajectory::folder::read(dir, frames)
+                .with_context(|| format!("reading trajectories from {}", dir.display()))?;
+            Some(Trajectories {
+                coords: t.coords,
+                visible: t.valid,
+                n: t.n,
+                origin_w: width,
+                origin_h: height,
+                grouping: if a.grouping == "pairs" { Grouping::Pairs } else { Grouping::PerTrajectory },
+            })
+        }
+    };
+    let o = GenerateOptions {
+        frames,
+        steps: a.steps,
+        seed: a.seed,
+        width,
+        height,
+        fps: a.fps,
+        motion_bucket_id: a.motion_bucket,
+        noise_aug_strength: a.noise_aug,
+        min_guidance: a.min_guidance,
+        max_guidance: a.max_guidance,
+        decode_chunk: a.decode_chunk,
+        dtype,
+        time_context: if a.per_batch_time_context { TimeContext::PerBatch } else { TimeContext::Faithful },
+        cpu_reference_stream: false,
+    };
+    let mut bars = Bars { bar: None };
+    let t1 = std::time::Instant::now();
+    let g = generate(gpu, &svd, &image, trajectories, &o, &mut bars)?;
+    if let Some(b) = bars.bar.take() {
+        b.finish();
+    }
+    let secs = t1.elapsed().as_secs_f64();
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let imgs = trajattn::video::frames_from_rgb(&g.frames_u8, g.frames, g.width, g.height);
+    let pngs = trajattn::video::write_pngs(&imgs, &a.out.join("frames"))?;
+    let gif = a.out.join("video.gif");
+    trajattn::video::write_gif(&imgs, &gif, 100)?;
+    let mp4 = a.out.join("video.mp4");
+    let wrote_mp4 =
+        trajattn::video::write_mp4_if_ffmpeg(&a.out.join("frames"), a.fps as u32, &mp4).unwrap_or(false);
+    if let Some(p) = &a.save_latents {
+        let lc = svd.vae_encoder.cfg.latent_channels;
+        let f8 = svd.vae_encoder.scale_factor();
+        let shape = vec![g.frames, lc, g.height / f8, g.width / f8];
+        let bytes: Vec<u8> = g.latents.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)?;
+        safetensors::serialize_to_file([("latents", view)], None, p)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    println!(
+        "{}{} frames {}×{} in {secs:.1} s ({:.2} s per step incl. encode/decode): {} ({} PNGs{})",
+        if bundled { "[bundled tiny random model] " } else { "" },
+        g.frames,
+        g.width,
+        g.height,
+        secs / a.steps as f64,
+        gif.display(),
+        pngs.len(),
+        if wrote_mp4 { format!(", {}", mp4.display()) } else { String::new() }
+    );
+    Ok(())
+}
