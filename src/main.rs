@@ -364,12 +364,21 @@ fn bench_cmd(g: &GpuArgs, args: BenchArgs) -> Result<()> {
             println!("  {:<22} shape: {}", e.name, e.shape_help);
             println!("  {:<22} default: {}", "", e.default_shapes.join(", "));
         }
+        println!("  {:<22} shape: {}", "unet-step", cli::bench_unet::SHAPE_HELP);
+        println!("  {:<22} default: 64x64x14", "");
         if args.kernel.is_none() && !args.list {
             bail!("name a kernel to benchmark");
         }
         return Ok(());
     }
-    let name = args.kernel.unwrap_or_default();
+    let name = args.kernel.clone().unwrap_or_default();
+    if name == "unet-step" {
+        let gpu = g.open()?;
+        if args.dtype == DType::F16 && !gpu.caps.shader_f16 {
+            bail!("--dtype f16 needs SHADER_F16, which {} does not offer", gpu.describe());
+        }
+        return cli::bench_unet::run(&gpu, &args.shape, args.dtype, args.warmup, args.runs, args.json);
+    }
     let entry = bench::find(&name).with_context(|| {
         let names: Vec<&str> = bench::entries().iter().map(|e| e.name).collect();
         format!("unknown kernel '{name}'; known: {}", names.join(", "))

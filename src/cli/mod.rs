@@ -1,5 +1,6 @@
 //! CLI subcommands that drive the model (the binary's own modules; the library knows nothing of them).
 
+pub mod bench_unet;
 pub mod convert;
 pub mod generate;
 pub mod plan;

@@ -83,6 +83,10 @@ pub fn run(a: &PlanArgs) -> Result<()> {
     );
     println!("  persistent        {}", gib(p.persistent_bytes));
     println!("  peak total        {}", gib(p.peak_total_bytes));
+    println!("  alive at the peak:");
+    for (name, shape, bytes) in &p.alive_at_peak {
+        println!("    {name:<28} {shape:?}  {}", gib(*bytes));
+    }
     println!("  largest intermediates:");
     for (name, shape, bytes) in &p.largest {
         println!("    {name:<28} {shape:?}  {}", gib(*bytes));

@@ -51,7 +51,7 @@ pub fn peak_live_bytes(ts: &[Lifetime]) -> u64 {
     peak as u64
 }
 
-/// Greedy-by-size slot assignment (deterministic: ties broken by input order).
+/// Greedy-by-size slot assignment with best fit (deterministic: ties broken by input order).
 pub fn plan(ts: &[Lifetime]) -> Plan {
     let mut order: Vec<usize> = (0..ts.len()).collect();
     order.sort_by(|&a, &b| ts[b].bytes.cmp(&ts[a].bytes).then(a.cmp(&b)));
@@ -62,7 +62,10 @@ pub fn plan(ts: &[Lifetime]) -> Plan {
         let t = ts[i];
         let fits =
             |members: &Vec<usize>| members.iter().all(|&j| ts[j].last < t.first || ts[j].first > t.last);
-        match slots.iter().position(fits) {
+        // Best fit: the smallest slot free for this lifetime (all slots are at least this large, tensors come
+        // largest first), so small tensors do not block the big slots that later big tensors need.
+        let best = (0..slots.len()).filter(|&k| fits(&slots[k])).min_by_key(|&k| (slot_bytes[k], k));
+        match best {
             Some(s) => {
                 slots[s].push(i);
                 slot_bytes[s] = slot_bytes[s].max(t.bytes);

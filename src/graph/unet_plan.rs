@@ -29,6 +29,8 @@ pub struct UNetPlan {
     pub peak_total_bytes: u64,
     /// The largest intermediates: (name, shape, bytes).
     pub largest: Vec<(String, Vec<usize>, u64)>,
+    /// What is alive at the live peak, largest first: (name, shape, bytes).
+    pub alive_at_peak: Vec<(String, Vec<usize>, u64)>,
 }
 
 struct SimState {
@@ -151,13 +153,13 @@ impl Walk<'_> {
         self.feed_forward(rows, c);
         let n = s.t("temporal.norm1", &[rows, c]);
         self.attention(self.b * hw, self.f, c);
-        if let Some(nt) = self.trajectories {
-            let m = (8 * (hw / 4)).min(nt);
+        if let Some(m) = self.trajectories.map(|nt| (8 * (hw / 4)).min(nt)).filter(|&m| m > 0) {
             let qkv = s.t("trajectory.qkv", &[rows, 3 * c]);
             let att = s.t("trajectory.attention", &[self.b * m * self.f, c]);
+            drop(qkv);
             let abar = s.t("trajectory.mean", &[rows, c]);
             let out = s.t("trajectory.out", &[rows, c]);
-            drop((qkv, att, abar));
+            drop((att, abar));
             drop(out);
         }
         drop(n);
@@ -268,6 +270,28 @@ pub fn plan_unet(
     }
     let state = st.borrow();
     let p = plan::plan(&state.lifetimes);
+    let mut events: Vec<(usize, i64)> = Vec::new();
+    for t in &state.lifetimes {
+        events.push((t.first, t.bytes as i64));
+        events.push((t.last + 1, -(t.bytes as i64)));
+    }
+    events.sort();
+    let (mut live, mut best, mut at) = (0i64, 0i64, 0usize);
+    for (step, d) in events {
+        live += d;
+        if live > best {
+            best = live;
+            at = step;
+        }
+    }
+    let mut alive_at_peak: Vec<(String, Vec<usize>, u64)> = state
+        .lifetimes
+        .iter()
+        .zip(&state.named)
+        .filter(|(t, _)| t.first <= at && at <= t.last)
+        .map(|(_, n)| n.clone())
+        .collect();
+    alive_at_peak.sort_by_key(|b| std::cmp::Reverse(b.2));
     let mut largest = state.named.clone();
     largest.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
     largest.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
@@ -293,5 +317,6 @@ pub fn plan_unet(
         persistent_bytes: persistent,
         peak_total_bytes: param + p.total_bytes() + persistent,
         largest,
+        alive_at_peak,
     }
 }

@@ -88,12 +88,27 @@ impl UNet {
         dtype: DType,
     ) -> Result<UNet> {
         let file = checkpoint::open_unet(weights_file, &cfg)?;
-        let mut w = Weights::new();
         let host = host_dtype(dtype);
-        let mut pending: HashMap<String, HostTensor> = HashMap::new();
+        let mut unet = Self::from_source(gpu, cfg, dtype, |name| Ok(file.read(name, host)?))?;
+        if let Some(path) = trajectory_file {
+            let ts = checkpoint::load_trajectory_weights(path, &unet.cfg, host)?;
+            unet.add_trajectory_weights(gpu, &ts)?;
+        }
+        Ok(unet)
+    }
+
+    /// Builds the device weights from a source of host tensors by name (base keys only).
+    fn from_source(
+        gpu: &Gpu,
+        cfg: UNetConfig,
+        dtype: DType,
+        mut read: impl FnMut(&str) -> Result<HostTensor>,
+    ) -> Result<UNet> {
+        let mut w = Weights::new();
+        let mut pending: Vec<(String, HostTensor)> = Vec::new();
         for (name, _) in expected_unet_keys(&cfg, false) {
             if let Some(p) = name.strip_suffix(".to_q.weight").filter(|p| p.ends_with("attn1")) {
-                pending.insert(p.to_string(), file.read(&name, host)?);
+                pending.push((p.to_string(), read(&name)?));
                 continue;
             }
             if name.ends_with("attn1.to_k.weight") || name.ends_with("attn1.to_v.weight") {
@@ -103,16 +118,53 @@ impl UNet {
             if name.ends_with("attn2.to_q.weight") || name.ends_with("attn2.to_k.weight") {
                 continue;
             }
-            w.load(gpu, &file, &name, dtype)?;
+            let t = read(&name)?;
+            w.upload(gpu, &name, &t, dtype)?;
         }
         for (p, q) in pending {
-            let k = file.read(&format!("{p}.to_k.weight"), host)?;
-            let v = file.read(&format!("{p}.to_v.weight"), host)?;
+            let k = read(&format!("{p}.to_k.weight"))?;
+            let v = read(&format!("{p}.to_v.weight"))?;
             w.upload_concat(gpu, &fused_qkv_name(&p), &[q, k, v], dtype)?;
         }
-        let mut unet = UNet { cfg, dtype, weights: w, has_trajectory: false };
-        if let Some(path) = trajectory_file {
-            let ts = checkpoint::load_trajectory_weights(path, &unet.cfg, host)?;
+        Ok(UNet { cfg, dtype, weights: w, has_trajectory: false })
+    }
+
+    /// A UNet of configuration `cfg` with seeded random weights (benchmarks and memory measurements): weights
+    /// uniform in ±1/sqrt(fan-in), norm scales 1, biases and shifts 0.1-scale, mix factors 0.
+    pub fn random(gpu: &Gpu, cfg: UNetConfig, dtype: DType, seed: u64, trajectory: bool) -> Result<UNet> {
+        let shapes: HashMap<String, Vec<usize>> = expected_unet_keys(&cfg, true).into_iter().collect();
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut make = |name: &str| -> Result<HostTensor> {
+            let shape =
+                shapes.get(name).cloned().ok_or_else(|| input_err(format!("no parameter `{name}`")))?;
+            let n: usize = shape.iter().product();
+            let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+            let norm = name.contains("norm");
+            let (scale, base) = if name.ends_with("mix_factor") {
+                (0.0, 0.0)
+            } else if norm && name.ends_with(".weight") {
+                (0.0, 1.0)
+            } else if name.ends_with(".bias") || norm {
+                (0.1, 0.0)
+            } else {
+                (1.0 / (fan_in as f32).sqrt(), 0.0)
+            };
+            let data = (0..n)
+                .map(|_| {
+                    // xorshift64*: fast and reproducible; quality is irrelevant for weights of a benchmark.
+                    state ^= state >> 12;
+                    state ^= state << 25;
+                    state ^= state >> 27;
+                    let u = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
+                    base + scale * (2.0 * u - 1.0)
+                })
+                .collect();
+            Ok(HostTensor { name: name.to_string(), shape, data: crate::checkpoint::HostData::F32(data) })
+        };
+        let mut unet = Self::from_source(gpu, cfg.clone(), dtype, &mut make)?;
+        if trajectory {
+            let ts: Vec<HostTensor> =
+                trajectory_keys(&cfg).iter().map(|(k, _)| make(k)).collect::<Result<_>>()?;
             unet.add_trajectory_weights(gpu, &ts)?;
         }
         Ok(unet)
@@ -242,6 +294,10 @@ pub struct UNetGraph {
     arena: Rc<Arena>,
     _pre_arena: Rc<Arena>,
     dtype: DType,
+    /// FLOPs of one step (matmuls, convolutions, attentions).
+    pub flops: f64,
+    /// FLOPs the reference implementation spends on the same step.
+    pub reference_flops: f64,
     cfg: UNetConfig,
 }
 
@@ -301,6 +357,8 @@ struct Ctx<'a, 'g> {
     persist: Vec<Tensor>,
     taps: Option<HashMap<String, Tensor>>,
     opts: GraphOptions,
+    /// FLOPs the reference spends beyond ours (full cross-attention, trajectory projections of gathered tokens).
+    ref_extra: f64,
 }
 
 impl Ctx<'_, '_> {
@@ -513,6 +571,9 @@ impl Ctx<'_, '_> {
         // Single-token cross-attention: a constant per batch element (rows of F·S tokens).
         let k = &self.consts.cross[&format!("{p}.attn2")];
         let f = self.shape.frames;
+        let (rows, c) = (x.numel() / k.shape()[1], k.shape()[1] as f64);
+        // The reference projects every token through to_q and to_out and attends to the single key.
+        self.ref_extra += 4.0 * rows as f64 * c * c + 4.0 * rows as f64 * c;
         let y = self.b.bcast_add(Bcast::Table { tokens: f * s, entries: self.shape.batch }, x, k)?;
         self.copy_into(x, &y)?;
         drop(y);
@@ -548,6 +609,8 @@ impl Ctx<'_, '_> {
         }
         drop(n);
         let k = &self.consts.cross[&format!("{p}.attn2")];
+        let (rows, c) = (x.numel() / k.shape()[1], k.shape()[1] as f64);
+        self.ref_extra += 4.0 * rows as f64 * c * c + 4.0 * rows as f64 * c;
         let kind = match self.opts.time_context {
             TimeContext::Faithful => Bcast::Table { tokens: f, entries: b },
             TimeContext::PerBatch => Bcast::Table { tokens: s * f, entries: b },
@@ -571,6 +634,22 @@ impl Ctx<'_, '_> {
         let s = h * w;
         let c = n.shape()[1];
         let m = traj::samples_per_call(tr.n, h, w);
+        let gpu = self.b.gpu;
+        if m == 0 {
+            // Below 4 latent cells the reference samples no trajectory (8·⌊h·w/4⌋ = 0): the branch adds nothing,
+            // but its randperm is still drawn, so the call keeps its slot.
+            let empty = || Tensor::from_u32(gpu, &[0], &[1]);
+            self.slots.push(TrajSlot {
+                module: p.to_string(),
+                h,
+                w,
+                m,
+                table: empty()?,
+                offsets: empty()?,
+                hits: empty()?,
+            });
+            return Ok(());
+        }
         let seq_len = match tr.grouping {
             Grouping::PerTrajectory => f,
             Grouping::Pairs => {
@@ -584,33 +663,30 @@ impl Ctx<'_, '_> {
                 m * f / s
             }
         };
-        let gpu = self.b.gpu;
         let table = Tensor::from_u32(gpu, &vec![u32::MAX; m * f], &[m * f])?;
         let mut off0 = vec![0u32; f * s + 1];
         off0[f * s] = 0;
         let offsets = Tensor::from_u32(gpu, &off0, &[f * s + 1])?;
         let hits = Tensor::from_u32(gpu, &vec![0u32; (m * f).max(1)], &[(m * f).max(1)])?;
+        let g = traj::Geometry { b, h, w, f, c, heads, m, seq_len };
+        let wqkv = self.u.w(&fused_qkv_name(p))?;
+        // Stages with their own lifetimes: the QKV projection dies after the attention, the attention outputs
+        // after the mean.
         let qkv = self.b.empty(&[b * s * f, 3 * c])?;
         let att = self.b.empty(&[b * m * f, c])?;
+        traj::record_attend(&mut self.b.rec, &g, n, wqkv, &table, &qkv, &att)?;
+        drop(qkv);
         let abar = self.b.empty(&[b * s * f, c])?;
         let out = self.b.empty(&[b * s * f, c])?;
-        let wqkv = self.u.w(&fused_qkv_name(p))?;
-        let ops = traj::Operands {
-            hidden: n,
-            wqkv,
-            wo: self.u.w(&format!("{p}.to_out.0.weight"))?,
-            bo: self.u.w(&format!("{p}.to_out.0.bias"))?,
-            table: &table,
-            offsets: &offsets,
-            hits: &hits,
-            qkv: &qkv,
-            att: &att,
-            abar: &abar,
-            out: &out,
-        };
-        let g = traj::Geometry { b, h, w, f, c, heads, m, seq_len };
-        traj::record_efficient(&mut self.b.rec, &g, &ops)?;
-        drop((qkv, att, abar));
+        let (wo, bo) = (self.u.w(&format!("{p}.to_out.0.weight"))?, self.u.w(&format!("{p}.to_out.0.bias"))?);
+        traj::record_mean_project(&mut self.b.rec, &g, &att, &offsets, &hits, &abar, wo, bo, &out)?;
+        drop((att, abar));
+        // Ours: Q/K/V and output projections of the dense grid; the reference projects the B·M·F gathered
+        // tokens instead (twice the grid at the standard sizes). Same attention.
+        let (rows, gathered, cf) = ((b * s * f) as f64, (b * m * f) as f64, c as f64);
+        self.b.flops +=
+            8.0 * rows * cf * cf + 4.0 * (b * m * f / seq_len) as f64 * (seq_len * seq_len) as f64 * cf;
+        self.ref_extra += 8.0 * (gathered - rows) * cf * cf;
         self.tap(&format!("{p}.input"), n)?;
         self.tap(&format!("{p}.output"), &out)?;
         self.b.add_inplace(x, &out)?;
@@ -892,6 +968,7 @@ impl UNetGraph {
             persist: Vec::new(),
             taps: if taps { Some(HashMap::new()) } else { None },
             opts,
+            ref_extra: 0.0,
         };
         let n = cfg.n_blocks();
         // Activations are shared with the skip list: a buffer returns to the arena when its last holder drops.
@@ -978,7 +1055,9 @@ impl UNetGraph {
         }
         drop(y);
         drop(skips);
-        let Ctx { b: bd, slots, persist: p2, taps, consts, emb_act, .. } = cx;
+        cx.b.flops += 2.0 * (bf * cfg.out_channels * h0 * w0 * 9 * cfg.block_out_channels[0]) as f64;
+        let Ctx { b: bd, slots, persist: p2, taps, consts, emb_act, ref_extra, .. } = cx;
+        let flops = bd.flops;
         let arena = bd.arena();
         drop(emb_act);
         let step = bd.rec.finish();
@@ -1001,6 +1080,8 @@ impl UNetGraph {
             arena,
             _pre_arena: pre_arena,
             dtype,
+            flops,
+            reference_flops: flops + ref_extra,
             cfg: cfg.clone(),
         })
     }
@@ -1065,6 +1146,9 @@ impl UNetGraph {
                 )));
             }
             for (slot, idx) in self.traj_slots.iter().zip(indices) {
+                if slot.m == 0 && idx.is_empty() {
+                    continue;
+                }
                 if idx.len() != slot.m {
                     return Err(input_err(format!(
                         "{}: {} sampled indices given, the call samples {}",

@@ -132,12 +132,14 @@ pub struct Builder<'g> {
     pub rec: Recorder<'g>,
     pub dtype: DType,
     arena: Rc<Arena>,
+    /// Multiply-add FLOPs (2 per MAC) of the matmuls, convolutions and attentions recorded so far.
+    pub flops: f64,
 }
 
 impl<'g> Builder<'g> {
     /// A builder with a fresh arena.
     pub fn new(gpu: &'g Gpu, dtype: DType) -> Self {
-        Builder { gpu, rec: Recorder::new(gpu), dtype, arena: Arena::new() }
+        Builder { gpu, rec: Recorder::new(gpu), dtype, arena: Arena::new(), flops: 0.0 }
     }
 
     /// The arena (to keep its buffers alive with the finished recording).
@@ -158,6 +160,7 @@ impl<'g> Builder<'g> {
         }
         let y = self.empty(&shape)?;
         matmul::record(&mut self.rec, x, w, WLayout::NK, b, act, &y, None)?;
+        self.flops += 2.0 * y.numel() as f64 * x.shape().last().copied().unwrap_or(0) as f64;
         Ok(y)
     }
 
@@ -186,7 +189,9 @@ impl<'g> Builder<'g> {
             y: Operand { t: y, offset: 0, ld: n, sb: 0 },
             accumulate: true,
         };
-        matmul::record_gemm(&mut self.rec, &g, None)
+        matmul::record_gemm(&mut self.rec, &g, None)?;
+        self.flops += 2.0 * (m * n * k) as f64;
+        Ok(())
     }
 
     /// 2-D convolution.
@@ -197,6 +202,7 @@ impl<'g> Builder<'g> {
         })?;
         let y = self.empty(&[xs[0], ws[0], ho, wo])?;
         conv::record_conv2d(&mut self.rec, x, w, b, opts, &y)?;
+        self.flops += 2.0 * y.numel() as f64 * (ws[1] * ws[2] * ws[3]) as f64;
         Ok(y)
     }
 
@@ -211,6 +217,7 @@ impl<'g> Builder<'g> {
         let xs = x.shape();
         let y = self.empty(&[xs[0], w.shape()[0], xs[2], xs[3]])?;
         conv::record_conv3d_temporal(&mut self.rec, x, frames, w, b, &y)?;
+        self.flops += 2.0 * y.numel() as f64 * (xs[1] * 3) as f64;
         Ok(y)
     }
 
@@ -305,6 +312,7 @@ impl<'g> Builder<'g> {
             &y,
             None,
         )?;
+        self.flops += 4.0 * (batch * seq * seq * c) as f64;
         Ok(y)
     }
 }

@@ -462,9 +462,12 @@ pub struct Operands<'a> {
 /// CSR mean, output projection, bias on reached rows. The tables may be rewritten between replays (same `m`).
 /// Every operand must fit one storage binding (a clear error otherwise).
 pub fn record_efficient(rec: &mut Recorder, g: &Geometry, o: &Operands) -> Result<()> {
-    let gpu = rec.gpu();
-    let Geometry { b, h, w, f, c, heads, m, seq_len } = *g;
-    let s = h * w;
+    record_attend(rec, g, o.hidden, o.wqkv, o.table, o.qkv, o.att)?;
+    record_mean_project(rec, g, o.att, o.offsets, o.hits, o.abar, o.wo, o.bo, o.out)
+}
+
+fn check_geometry(g: &Geometry) -> Result<usize> {
+    let Geometry { b, f, c, heads, m, seq_len, .. } = *g;
     if heads == 0
         || c == 0
         || !c.is_multiple_of(heads)
@@ -477,32 +480,24 @@ pub fn record_efficient(rec: &mut Recorder, g: &Geometry, o: &Operands) -> Resul
     if d > 128 {
         return Err(invalid(OP, format!("head dim {d} exceeds the kernel's 128")));
     }
-    let dtype = o.hidden.dtype();
-    let rows = b * s * f;
-    for (name, t, want) in [
-        ("hidden", o.hidden, vec![rows, c]),
-        ("qkv scratch", o.qkv, vec![rows, 3 * c]),
-        ("attention scratch", o.att, vec![b * m * f, c]),
-        ("mean scratch", o.abar, vec![rows, c]),
-        ("output", o.out, vec![rows, c]),
-        ("fused QKV weight", o.wqkv, vec![3 * c, c]),
-        ("out weight", o.wo, vec![c, c]),
-        ("out bias", o.bo, vec![c]),
-    ] {
+    Ok(d)
+}
+
+fn check_shapes(list: &[(&str, &Tensor, Vec<usize>)]) -> Result<()> {
+    for (name, t, want) in list {
         if t.shape() != want.as_slice() {
-            return Err(crate::error::shape_err(OP, name, &want, t.shape()));
+            return Err(crate::error::shape_err(OP, name.to_string(), want, t.shape()));
         }
     }
-    if o.table.numel() != m * f || o.offsets.numel() != f * s + 1 || o.hits.numel() == 0 {
-        return Err(invalid(OP, "table sizes do not match the geometry"));
-    }
-    matmul::record(rec, o.hidden, o.wqkv, WLayout::NK, None, Epilogue::None, o.qkv, None)?;
-    let tokens = m * f;
-    let n_seq = b * tokens / seq_len;
-    let base = Params {
+    Ok(())
+}
+
+fn base_params(g: &Geometry, d: usize) -> Params {
+    let Geometry { h, w, f, c, heads, m, seq_len, .. } = *g;
+    Params {
         seq_len: seq_len as u32,
-        tokens: tokens as u32,
-        rows_per_b: (s * f) as u32,
+        tokens: (m * f) as u32,
+        rows_per_b: (h * w * f) as u32,
         heads: heads as u32,
         d: d as u32,
         ld: (3 * c) as u32,
@@ -511,21 +506,77 @@ pub fn record_efficient(rec: &mut Recorder, g: &Geometry, o: &Operands) -> Resul
         v_off: (2 * c) as u32,
         c: c as u32,
         frames: f as u32,
-        cells: s as u32,
+        cells: (h * w) as u32,
         scale: 1.0 / (d as f32).sqrt(),
         ..Default::default()
-    };
-    let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
-    let (qw, tw, aw) = (o.qkv.whole(gpu)?, o.table.whole(gpu)?, o.att.whole(gpu)?);
-    let prm = Params { n_rows: n_seq as u32, base_qkv: qw.base, ..base };
+    }
+}
+
+/// First half of the branch: `qkv = hidden · wqkvᵀ` over the dense grid, then the gathered attention into
+/// `att (B·M·F, C)`. After it, `qkv` is dead (the caller may reuse its memory).
+pub fn record_attend(
+    rec: &mut Recorder,
+    g: &Geometry,
+    hidden: &Tensor,
+    wqkv: &Tensor,
+    table: &Tensor,
+    qkv: &Tensor,
+    att: &Tensor,
+) -> Result<()> {
+    let gpu = rec.gpu();
+    let d = check_geometry(g)?;
+    let Geometry { b, h, w, f, c, heads, m, seq_len } = *g;
+    let rows = b * h * w * f;
+    check_shapes(&[
+        ("hidden", hidden, vec![rows, c]),
+        ("qkv scratch", qkv, vec![rows, 3 * c]),
+        ("attention scratch", att, vec![b * m * f, c]),
+        ("fused QKV weight", wqkv, vec![3 * c, c]),
+    ])?;
+    if table.numel() != m * f {
+        return Err(invalid(OP, "token table size does not match the geometry"));
+    }
+    matmul::record(rec, hidden, wqkv, WLayout::NK, None, Epilogue::None, qkv, None)?;
+    let n_seq = b * m * f / seq_len;
+    let pipe = gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, "traj_attend", hidden.dtype(), &[])?;
+    let (qw, tw, aw) = (qkv.whole(gpu)?, table.whole(gpu)?, att.whole(gpu)?);
+    let prm = Params { n_rows: n_seq as u32, base_qkv: qw.base, ..base_params(g, d) };
     let groups = [n_seq.min(65535) as u32, n_seq.div_ceil(65535) as u32, heads as u32];
-    rec.dispatch_bound(
-        &pipe("traj_attend")?,
-        bytemuck::bytes_of(&prm),
-        vec![(1, qw), (2, tw), (3, aw.clone())],
-        groups,
-    )?;
-    let (ow, hw, bw) = (o.offsets.whole(gpu)?, o.hits.whole(gpu)?, o.abar.whole(gpu)?);
+    rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), vec![(1, qw), (2, tw), (3, aw)], groups)
+}
+
+/// Second half: the CSR mean of `att` onto the grid (`abar`), the output projection into `out` and the bias
+/// on reached rows. After the mean, `att` is dead.
+#[allow(clippy::too_many_arguments)]
+pub fn record_mean_project(
+    rec: &mut Recorder,
+    g: &Geometry,
+    att: &Tensor,
+    offsets: &Tensor,
+    hits: &Tensor,
+    abar: &Tensor,
+    wo: &Tensor,
+    bo: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    let gpu = rec.gpu();
+    let d = check_geometry(g)?;
+    let Geometry { b, h, w, f, c, m, .. } = *g;
+    let rows = b * h * w * f;
+    check_shapes(&[
+        ("attention scratch", att, vec![b * m * f, c]),
+        ("mean scratch", abar, vec![rows, c]),
+        ("output", out, vec![rows, c]),
+        ("out weight", wo, vec![c, c]),
+        ("out bias", bo, vec![c]),
+    ])?;
+    if offsets.numel() != f * h * w + 1 || hits.numel() == 0 {
+        return Err(invalid(OP, "CSR table sizes do not match the geometry"));
+    }
+    let dtype = att.dtype();
+    let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
+    let base = base_params(g, d);
+    let (aw, ow, hw, bw) = (att.whole(gpu)?, offsets.whole(gpu)?, hits.whole(gpu)?, abar.whole(gpu)?);
     let prm = Params { n_rows: rows as u32, base_out: bw.base, ..base };
     let grp = grid(gpu, ((rows * c) as u32).div_ceil(64));
     rec.dispatch_bound(
@@ -534,13 +585,13 @@ pub fn record_efficient(rec: &mut Recorder, g: &Geometry, o: &Operands) -> Resul
         vec![(4, aw), (5, ow.clone()), (6, hw), (7, bw)],
         grp,
     )?;
-    matmul::record(rec, o.abar, o.wo, WLayout::NK, None, Epilogue::None, o.out, None)?;
-    let outw = o.out.whole(gpu)?;
+    matmul::record(rec, abar, wo, WLayout::NK, None, Epilogue::None, out, None)?;
+    let outw = out.whole(gpu)?;
     let prm = Params { n_rows: rows as u32, base_out: outw.base, ..base };
     rec.dispatch_bound(
         &pipe("traj_bias")?,
         bytemuck::bytes_of(&prm),
-        vec![(5, ow), (7, outw), (8, o.bo.whole(gpu)?)],
+        vec![(5, ow), (7, outw), (8, bo.whole(gpu)?)],
         grp,
     )
 }
