@@ -161,3 +161,65 @@ fn svd_generation_with_trajectories_matches_the_reference() {
     let g = generate(&gpu, &svd, &img, Some(traj), &opts(&io), &mut Quiet).unwrap();
     check_outputs(&io, &g, "svd with trajectories");
 }
+
+#[test]
+fn clip_preprocessing_matches_the_spec_vector() {
+    let text = std::fs::read_to_string(fixture("spec/clip_preprocess_vector.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Kernels: bit-exact float32 (same formula and left-to-right normalisation sum).
+    let kx = resize::gaussian_kernel(7, v["sigma_x"].as_f64().unwrap() as f32);
+    let ky = resize::gaussian_kernel(3, v["sigma_y"].as_f64().unwrap() as f32);
+    for (ours, key) in [(&kx, "gaussian_kernel_x_7taps_f32"), (&ky, "gaussian_kernel_y_3taps_f32")] {
+        let want: Vec<f32> = v[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        assert_eq!(ours, &want, "{key}");
+    }
+    // The synthetic 1024×576 image of the vector.
+    let (w, h) = (1024usize, 576usize);
+    let mut planar = vec![0f32; 3 * h * w];
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                planar[(c * h + y) * w + x] = ((7 * x + 13 * y + 50 * c) % 256) as f32 / 255.0;
+            }
+        }
+    }
+    let px = clip_pixels(&planar, h, w, 224);
+    let sum: f64 = px.iter().map(|&x| x as f64).sum();
+    let sum_abs: f64 = px.iter().map(|&x| (x as f64).abs()).sum();
+    // Sums over 150,528 values of magnitude ~1: per-value float32 rounding-order differences (~1e-7) add up to
+    // ~1e-2 at most; 1e-6 relative of the absolute sum (0.12) bounds that with margin.
+    let tol = 1e-6 * v["clip_pixel_values_sum_abs"].as_f64().unwrap();
+    assert!((sum - v["clip_pixel_values_sum"].as_f64().unwrap()).abs() < tol, "sum {sum}");
+    assert!((sum_abs - v["clip_pixel_values_sum_abs"].as_f64().unwrap()).abs() < tol, "sum_abs {sum_abs}");
+    for (k, want) in v["clip_pixel_values_samples"].as_object().unwrap() {
+        let p: Vec<usize> = k.split('_').map(|t| t[1..].parse().unwrap()).collect();
+        let ours = px[(p[0] * 224 + p[1]) * 224 + p[2]];
+        let want = want.as_f64().unwrap() as f32;
+        // The spec measured ≤ 5e-7 absolute between re-implementations (summation order of the blur).
+        assert!((ours - want).abs() <= 2e-6, "{k}: {ours} vs {want}");
+    }
+}
+
+#[test]
+fn components_that_do_not_fit_together_are_refused() {
+    let gpu = Gpu::shared().unwrap();
+    let tmp = std::env::temp_dir().join(format!("trajattn-badsvd-{}", std::process::id()));
+    for sub in ["unet", "vae", "image_encoder"] {
+        let dst = tmp.join(sub);
+        std::fs::create_dir_all(&dst).unwrap();
+        for e in std::fs::read_dir(fixture("pipeline/svd").join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+    // A VAE whose latents are wider than the UNet expects.
+    let cfg = tmp.join("vae/config.json");
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("\"latent_channels\": 4", "\"latent_channels\": 6");
+    std::fs::write(&cfg, text).unwrap();
+    let e = Svd::load(&gpu, &tmp, None, DType::F32).err().expect("must fail").to_string();
+    assert!(e.contains("latent") || e.contains("quant_conv") || e.contains("shape"), "{e}");
+    // A folder without the model parts.
+    let e = Svd::load(&gpu, &tmp.join("unet"), None, DType::F32).err().expect("must fail").to_string();
+    assert!(e.contains("not a diffusers SVD folder"), "{e}");
+}
