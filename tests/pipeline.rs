@@ -76,7 +76,7 @@ fn schedule_reproduces_the_spec_tables() {
         let text = std::fs::read_to_string(fixture(&format!("spec/scheduler_{steps}_steps.tsv"))).unwrap();
         let s = Schedule::svd(steps);
         assert_eq!(s.sigmas.len(), steps + 1);
-        assert_eq!(s.init_noise_sigma, 700.000732421875);
+        assert_eq!(s.init_noise_sigma as f64, 700.000732421875);
         for (i, line) in text.lines().skip(1).enumerate() {
             let c: Vec<f64> = line.split('\t').map(|v| v.parse().unwrap()).collect();
             assert_eq!(s.sigmas[i] as f64, c[1], "{steps} steps, sigma {i}");
