@@ -27,7 +27,7 @@ use crate::checkpoint::{self, CheckpointError, HostTensor, SafetensorsFile};
 use crate::models::config::{ConfigError, DownBlockKind, UNetConfig, UpBlockKind};
 use crate::models::unet_keys::{expected_unet_keys, trajectory_keys};
 use crate::nn::weights::host_dtype;
-use crate::nn::{Act, Arena, ArenaStats, Builder, Weights, WeightsError};
+use crate::nn::{resnet, Act, Arena, ArenaStats, Builder, Weights, WeightsError};
 
 /// Errors of building or running the UNet.
 #[derive(Debug, thiserror::Error)]
@@ -380,108 +380,11 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    /// `ResnetBlock2D` (svd-architecture.md §3.3) on `(B·F, C, h, w)`.
-    fn resnet2d(&mut self, p: &str, x: &Tensor, eps: f32) -> Result<Act> {
-        let (u, emb) = (self.u, &self.emb_act);
-        let mut h = self.b.group_norm(
-            x,
-            u.w(&format!("{p}.norm1.weight"))?,
-            u.w(&format!("{p}.norm1.bias"))?,
-            eps,
-            GroupStats::PerFrame,
-            true,
-        )?;
-        h = self.b.conv2d(
-            &h,
-            u.w(&format!("{p}.conv1.weight"))?,
-            Some(u.w(&format!("{p}.conv1.bias"))?),
-            Conv2dOpts::new(1, 1),
-        )?;
-        let tp = self.b.linear(
-            emb,
-            u.w(&format!("{p}.time_emb_proj.weight"))?,
-            Some(u.w(&format!("{p}.time_emb_proj.bias"))?),
-            Epilogue::None,
-        )?;
-        h = self.b.bcast_add(Bcast::SampleChannel, &h, &tp)?;
-        drop(tp);
-        h = self.b.group_norm(
-            &h,
-            u.w(&format!("{p}.norm2.weight"))?,
-            u.w(&format!("{p}.norm2.bias"))?,
-            eps,
-            GroupStats::PerFrame,
-            true,
-        )?;
-        h = self.b.conv2d(
-            &h,
-            u.w(&format!("{p}.conv2.weight"))?,
-            Some(u.w(&format!("{p}.conv2.bias"))?),
-            Conv2dOpts::new(1, 1),
-        )?;
-        let sc = format!("{p}.conv_shortcut.weight");
-        if u.weights.contains(&sc) {
-            let s = self.b.conv2d(
-                x,
-                u.w(&sc)?,
-                Some(u.w(&format!("{p}.conv_shortcut.bias"))?),
-                Conv2dOpts::new(1, 0),
-            )?;
-            self.b.add_inplace(&h, &s)?;
-        } else {
-            self.b.add_inplace(&h, x)?;
-        }
-        Ok(h)
-    }
-
-    /// `TemporalResnetBlock` (§3.4): statistics and convolutions across the frames of each sample.
-    fn resnet_temporal(&mut self, p: &str, x: &Tensor, eps: f32) -> Result<Act> {
-        let (u, emb, f) = (self.u, &self.emb_act, self.shape.frames);
-        let st = GroupStats::AcrossFrames(f);
-        let mut h = self.b.group_norm(
-            x,
-            u.w(&format!("{p}.norm1.weight"))?,
-            u.w(&format!("{p}.norm1.bias"))?,
-            eps,
-            st,
-            true,
-        )?;
-        h = self.b.conv3d_temporal(
-            &h,
-            f,
-            u.w(&format!("{p}.conv1.weight"))?,
-            Some(u.w(&format!("{p}.conv1.bias"))?),
-        )?;
-        let tp = self.b.linear(
-            emb,
-            u.w(&format!("{p}.time_emb_proj.weight"))?,
-            Some(u.w(&format!("{p}.time_emb_proj.bias"))?),
-            Epilogue::None,
-        )?;
-        h = self.b.bcast_add(Bcast::SampleChannel, &h, &tp)?;
-        drop(tp);
-        h = self.b.group_norm(
-            &h,
-            u.w(&format!("{p}.norm2.weight"))?,
-            u.w(&format!("{p}.norm2.bias"))?,
-            eps,
-            st,
-            true,
-        )?;
-        h = self.b.conv3d_temporal(
-            &h,
-            f,
-            u.w(&format!("{p}.conv2.weight"))?,
-            Some(u.w(&format!("{p}.conv2.bias"))?),
-        )?;
-        self.b.add_inplace(&h, x)?;
-        Ok(h)
-    }
-
     /// `SpatioTemporalResBlock` (§3.6).
     fn resnet(&mut self, p: &str, x: &Tensor, eps: f32) -> Result<Act> {
-        let s = self.resnet2d(&format!("{p}.spatial_res_block"), x, eps)?;
-        let t = self.resnet_temporal(&format!("{p}.temporal_res_block"), &s, eps)?;
+        let (w, e, f) = (&self.u.weights, Some(&*self.emb_act), self.shape.frames);
+        let s = resnet::resnet2d(&mut self.b, w, &format!("{p}.spatial_res_block"), x, eps, e)?;
+        let t = resnet::temporal_resnet(&mut self.b, w, &format!("{p}.temporal_res_block"), &s, f, eps, e)?;
         let alpha = self.u.alpha(&format!("{p}.time_mixer.mix_factor"))?;
         Ok(self.b.blend(alpha, &s, &t)?)
     }

@@ -14,7 +14,7 @@ use crate::checkpoint::{HostTensor, SafetensorsFile};
 use crate::models::config::VaeConfig;
 use crate::models::unet::UNetError;
 use crate::nn::weights::host_dtype;
-use crate::nn::{Act, Builder, Weights};
+use crate::nn::{resnet, Act, Builder, Weights};
 
 type Result<T> = std::result::Result<T, UNetError>;
 
@@ -207,13 +207,8 @@ impl Vae {
         let n = c.block_out_channels.len();
         for i in 0..n {
             for j in 0..c.layers_per_block {
-                h = self.resnet2d(
-                    b,
-                    &format!("encoder.down_blocks.{i}.resnets.{j}"),
-                    &h,
-                    eps,
-                    GroupStats::PerFrame,
-                )?;
+                let p = format!("encoder.down_blocks.{i}.resnets.{j}");
+                h = resnet::resnet2d(b, &self.weights, &p, &h, eps, None)?;
             }
             if i + 1 < n {
                 // Downsample2D(padding=0): pad one zero row at the bottom and one column at the right, stride 2.
@@ -222,9 +217,9 @@ impl Vae {
                 h = b.conv2d(&h, self.w(&format!("{p}.weight"))?, Some(self.w(&format!("{p}.bias"))?), o)?;
             }
         }
-        h = self.resnet2d(b, "encoder.mid_block.resnets.0", &h, eps, GroupStats::PerFrame)?;
+        h = resnet::resnet2d(b, &self.weights, "encoder.mid_block.resnets.0", &h, eps, None)?;
         h = self.attention(b, "encoder.mid_block.attentions.0", &h)?;
-        h = self.resnet2d(b, "encoder.mid_block.resnets.1", &h, eps, GroupStats::PerFrame)?;
+        h = resnet::resnet2d(b, &self.weights, "encoder.mid_block.resnets.1", &h, eps, None)?;
         let g = b.group_norm(
             &h,
             self.w("encoder.conv_norm_out.weight")?,
@@ -273,98 +268,18 @@ impl Vae {
         Ok(mean)
     }
 
-    /// `ResnetBlock2D` without time embedding (`stats` across frames for the decoder's temporal variant is
-    /// handled by [`Vae::resnet_temporal`]).
-    fn resnet2d(&self, b: &mut Builder, p: &str, x: &Tensor, eps: f32, stats: GroupStats) -> Result<Act> {
-        let g = b.group_norm(
-            x,
-            self.w(&format!("{p}.norm1.weight"))?,
-            self.w(&format!("{p}.norm1.bias"))?,
-            eps,
-            stats,
-            true,
-        )?;
-        let h = b.conv2d(
-            &g,
-            self.w(&format!("{p}.conv1.weight"))?,
-            Some(self.w(&format!("{p}.conv1.bias"))?),
-            Conv2dOpts::new(1, 1),
-        )?;
-        drop(g);
-        let g = b.group_norm(
-            &h,
-            self.w(&format!("{p}.norm2.weight"))?,
-            self.w(&format!("{p}.norm2.bias"))?,
-            eps,
-            stats,
-            true,
-        )?;
-        drop(h);
-        let h = b.conv2d(
-            &g,
-            self.w(&format!("{p}.conv2.weight"))?,
-            Some(self.w(&format!("{p}.conv2.bias"))?),
-            Conv2dOpts::new(1, 1),
-        )?;
-        drop(g);
-        let sc = format!("{p}.conv_shortcut.weight");
-        if self.weights.contains(&sc) {
-            let s = b.conv2d(
-                x,
-                self.w(&sc)?,
-                Some(self.w(&format!("{p}.conv_shortcut.bias"))?),
-                Conv2dOpts::new(1, 0),
-            )?;
-            b.add_inplace(&h, &s)?;
-        } else {
-            b.add_inplace(&h, x)?;
-        }
-        Ok(h)
-    }
-
-    /// `TemporalResnetBlock` without time embedding, over clips of `frames` rows.
-    fn resnet_temporal(&self, b: &mut Builder, p: &str, x: &Tensor, frames: usize) -> Result<Act> {
-        let st = GroupStats::AcrossFrames(frames);
-        let eps = 1e-5;
-        let g = b.group_norm(
-            x,
-            self.w(&format!("{p}.norm1.weight"))?,
-            self.w(&format!("{p}.norm1.bias"))?,
-            eps,
-            st,
-            true,
-        )?;
-        let h = b.conv3d_temporal(
-            &g,
-            frames,
-            self.w(&format!("{p}.conv1.weight"))?,
-            Some(self.w(&format!("{p}.conv1.bias"))?),
-        )?;
-        drop(g);
-        let g = b.group_norm(
-            &h,
-            self.w(&format!("{p}.norm2.weight"))?,
-            self.w(&format!("{p}.norm2.bias"))?,
-            eps,
-            st,
-            true,
-        )?;
-        drop(h);
-        let h = b.conv3d_temporal(
-            &g,
-            frames,
-            self.w(&format!("{p}.conv2.weight"))?,
-            Some(self.w(&format!("{p}.conv2.bias"))?),
-        )?;
-        drop(g);
-        b.add_inplace(&h, x)?;
-        Ok(h)
-    }
-
     /// Decoder `SpatioTemporalResBlock` (temb none, eps 1e-6, temporal eps 1e-5, switched "learned" blend).
     fn st_resnet(&self, b: &mut Builder, p: &str, x: &Tensor, frames: usize) -> Result<Act> {
-        let s = self.resnet2d(b, &format!("{p}.spatial_res_block"), x, 1e-6, GroupStats::PerFrame)?;
-        let t = self.resnet_temporal(b, &format!("{p}.temporal_res_block"), &s, frames)?;
+        let s = resnet::resnet2d(b, &self.weights, &format!("{p}.spatial_res_block"), x, 1e-6, None)?;
+        let t = resnet::temporal_resnet(
+            b,
+            &self.weights,
+            &format!("{p}.temporal_res_block"),
+            &s,
+            frames,
+            1e-5,
+            None,
+        )?;
         let m = self.weights.scalar(&format!("{p}.time_mixer.mix_factor"))?;
         let sig = 1.0 / (1.0 + (-m).exp());
         // Switched: x = (1 − σ(m))·spatial + σ(m)·temporal.

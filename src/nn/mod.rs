@@ -7,6 +7,7 @@
 //! recording is too. The arena keeps every buffer it ever handed out, so nothing outside the graph can
 //! receive them while the graph lives (the graph's buffers are its own between replays).
 
+pub mod resnet;
 pub mod weights;
 
 use std::cell::RefCell;
