@@ -72,7 +72,7 @@ enum Command {
     /// for NVS-solver guidance) and `merged/` (tracks form) with previews.
     VideoCamera(VideoCameraArgs),
     /// First-frame-guided video editing: the edited first frame with the source video's tracks. Validates the
-    /// tracks against the frame and writes them with previews; generation (`--model`) arrives with the model.
+    /// tracks against the frame and writes them with previews; with `--model`, generates the edited video.
     Edit {
         /// The user's edited version of the source video's first frame.
         #[arg(long)]
@@ -86,9 +86,8 @@ enum Command {
         /// Output folder.
         #[arg(long)]
         out: std::path::PathBuf,
-        /// A diffusers-format SVD folder to generate with (not available yet at this stage of the project).
-        #[arg(long)]
-        model: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        chain: cli::generate::ChainArgs,
     },
     /// Camera-path trajectories for one image from its depth map (the official `cameractrl`): writes
     /// `trans_coordinates.npy` + `trans_valid.npy` (the official folder format) and previews (PNG, GIF).
@@ -260,6 +259,8 @@ struct CameraArgs {
     /// `NNNN_mask.png`, `NNNN_flow.npy`, NNNN = frame − 1), the inputs of NVS-solver guidance.
     #[arg(long)]
     warp: bool,
+    #[command(flatten)]
+    chain: cli::generate::ChainArgs,
 }
 
 fn main() {
@@ -282,11 +283,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { json } => info(&cli.gpu, json),
         Command::Bench(args) => bench_cmd(&cli.gpu, args),
         Command::Demo { quick, out } => demo(&cli.gpu, quick, &out),
-        Command::Camera(args) => camera_cmd(args),
+        Command::Camera(args) => camera_cmd(&cli.gpu, args),
         Command::Trajectories(c) => traj_cmd(c),
         Command::VideoCamera(a) => video_camera_cmd(a),
-        Command::Edit { edited_frame, tracks, frames, out, model } => {
-            edit_cmd(&edited_frame, &tracks, frames, &out, model)
+        Command::Edit { edited_frame, tracks, frames, out, chain } => {
+            edit_cmd(&cli.gpu, &edited_frame, &tracks, frames, &out, &chain)
         }
         Command::Drag { spec, out, image } => drag_cmd(&spec, &out, image.as_deref()),
         Command::Convert(a) => cli::convert::run(&a),
@@ -511,7 +512,7 @@ fn load_depth(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
     Ok((g.pixels().map(|p| p.0[0] as f32).collect(), w, h))
 }
 
-fn camera_cmd(a: CameraArgs) -> Result<()> {
+fn camera_cmd(g_args: &GpuArgs, a: CameraArgs) -> Result<()> {
     use trajattn::trajectory::camera::{CameraPath, Intrinsics};
     use trajattn::trajectory::{folder, preview};
     let img =
@@ -589,7 +590,8 @@ fn camera_cmd(a: CameraArgs) -> Result<()> {
         .collect();
     println!("visible per frame: {}", vis.join(" "));
     println!("previews: {} and {}", png.display(), gif.display());
-    Ok(())
+    let open = || g_args.open();
+    cli::generate::chain(open, &a.chain, &a.image, &a.out, frames, &a.out)
 }
 
 fn traj_cmd(c: TrajCmd) -> Result<()> {
@@ -812,20 +814,14 @@ fn video_camera_cmd(a: VideoCameraArgs) -> Result<()> {
 }
 
 fn edit_cmd(
+    g_args: &GpuArgs,
     edited: &std::path::Path,
     tracks: &std::path::Path,
     frames: usize,
     out: &std::path::Path,
-    model: Option<std::path::PathBuf>,
+    chain: &cli::generate::ChainArgs,
 ) -> Result<()> {
     use trajattn::trajectory::{folder, preview};
-    if let Some(m) = model {
-        bail!(
-            "generation with --model {} is not implemented yet (the UNet, VAE and sampler come with the model issues); \
-             run without --model to prepare and preview the trajectories",
-            m.display()
-        );
-    }
     let img =
         image::open(edited).with_context(|| format!("reading edited frame {}", edited.display()))?.to_rgb8();
     let t = folder::read(tracks, frames)?;
@@ -853,5 +849,6 @@ fn edit_cmd(
         h,
         out.display()
     );
-    Ok(())
+    let open = || g_args.open();
+    cli::generate::chain(open, chain, edited, out, frames, out)
 }

@@ -274,3 +274,43 @@ fn plan_json_reports_the_documented_fields() {
     // f16 weights of the SVD UNet with the branch, attn2's unused Q/K projections excluded.
     assert!(v["param_bytes"].as_u64().unwrap() < 1_574_197_162 * 2);
 }
+
+#[test]
+fn camera_with_a_model_goes_on_to_generation() {
+    // Camera trajectories for a 48×32 image, then the video from them with the bundled tiny model and its
+    // trajectory weights (the whole chain of the paper's first workflow).
+    let dir = std::env::temp_dir().join(format!("trajattn-camgen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = image::RgbImage::from_fn(48, 32, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 7) as u8, ((x + y) * 3) as u8])
+    });
+    img.save(dir.join("img.png")).unwrap();
+    let depth: Vec<f32> = (0..48 * 32).map(|i| 1.0 + (i % 48) as f32 / 48.0).collect();
+    trajattn::trajectory::npy::write_f32(&dir.join("d.npy"), &[32, 48], &depth).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = trajattn(&[
+        "camera",
+        "--image",
+        dir.join("img.png").to_str().unwrap(),
+        "--depth",
+        dir.join("d.npy").to_str().unwrap(),
+        "--frames",
+        "4",
+        "--degrees-per-frame",
+        "2",
+        "--out",
+        dir.join("out").to_str().unwrap(),
+        "--model",
+        &format!("{root}/tests/fixtures/pipeline/svd"),
+        "--trajectory-weights",
+        &format!("{root}/tests/fixtures/pipeline/svd_traj/trajattn_temp.pth"),
+        "--steps",
+        "1",
+        "--dtype",
+        "f32",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.join("out/trans_coordinates.npy").exists());
+    assert!(dir.join("out/video/video.gif").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -245,3 +245,60 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// Options to go on from prepared trajectories to a video (`camera … --model`, `edit … --model`).
+#[derive(Args, Debug, Clone)]
+pub struct ChainArgs {
+    /// A diffusers-format SVD folder: generate the video from the written trajectories (into OUT/video/).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Trajectory weights (default: trajattn_temp.pth in the model folder).
+    #[arg(long)]
+    pub trajectory_weights: Option<PathBuf>,
+    /// Denoising steps of the generation.
+    #[arg(long, default_value_t = 25)]
+    pub steps: usize,
+    /// Seed of the generation.
+    #[arg(long, default_value_t = 12345)]
+    pub seed: u64,
+    /// Device precision of the generation (default: f16 when supported).
+    #[arg(long, value_parser = ["f32", "f16"])]
+    pub dtype: Option<String>,
+}
+
+/// Generates from `image` with the trajectory folder `traj_dir` (in pixels of the image, `frames` frames).
+pub fn chain(
+    gpu: impl Fn() -> Result<Gpu>,
+    c: &ChainArgs,
+    image: &Path,
+    traj_dir: &Path,
+    frames: usize,
+    out: &Path,
+) -> Result<()> {
+    let Some(model) = &c.model else { return Ok(()) };
+    let (_, w, h) = load_rgb(image)?;
+    let a = GenerateArgs {
+        model: Some(model.clone()),
+        image: Some(image.to_path_buf()),
+        trajectories: Some(traj_dir.to_path_buf()),
+        trajectory_weights: c.trajectory_weights.clone(),
+        frames: Some(frames),
+        steps: c.steps,
+        seed: c.seed,
+        width: Some(w),
+        height: Some(h),
+        fps: 7,
+        motion_bucket: 127,
+        noise_aug: 0.02,
+        min_guidance: 1.0,
+        max_guidance: 3.0,
+        decode_chunk: 8,
+        dtype: c.dtype.clone(),
+        grouping: "pairs".into(),
+        per_batch_time_context: false,
+        save_latents: None,
+        out: out.join("video"),
+    };
+    // The GPU is opened only here, so preparing trajectories needs none.
+    run(&gpu()?, &a)
+}
