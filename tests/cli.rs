@@ -314,3 +314,43 @@ fn camera_with_a_model_goes_on_to_generation() {
     assert!(dir.join("out/video/video.gif").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn generate_refuses_trajectories_made_for_another_size() {
+    let dir = std::env::temp_dir().join(format!("trajattn-trajsize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    image::RgbImage::from_fn(48, 32, |x, _| image::Rgb([x as u8, 0, 0])).save(dir.join("img.png")).unwrap();
+    trajattn::trajectory::npy::write_f32(&dir.join("d.npy"), &[32, 48], &[1.0; 48 * 32]).unwrap();
+    let (img, d, out) = (dir.join("img.png"), dir.join("d.npy"), dir.join("traj"));
+    let o = trajattn(&[
+        "camera",
+        "--image",
+        img.to_str().unwrap(),
+        "--depth",
+        d.to_str().unwrap(),
+        "--frames",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = trajattn(&[
+        "generate",
+        "--trajectories",
+        out.to_str().unwrap(),
+        "--trajectory-weights",
+        &format!("{root}/tests/fixtures/pipeline/svd_traj/trajattn_temp.pth"),
+        "--width",
+        "64",
+        "--height",
+        "48",
+        "--steps",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("48×32 grid") && err.contains("64×48"), "{err}");
+    assert!(!err.contains("panicked"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -182,6 +182,7 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         Some(dir) => {
             let t = trajattn::trajectory::folder::read(dir, frames)
                 .with_context(|| format!("reading trajectories from {}", dir.display()))?;
+            check_resolution(dir, &t, width, height)?;
             Some(Trajectories {
                 coords: t.coords,
                 visible: t.valid,
@@ -301,4 +302,41 @@ pub fn chain(
     };
     // The GPU is opened only here, so preparing trajectories needs none.
     run(&gpu()?, &a)
+}
+
+/// Trajectories are in pixels of the frame they were made for, which must be the output size: a grid file says
+/// its size; for tracks, most first-frame points must lie inside the frame.
+fn check_resolution(
+    dir: &Path,
+    t: &trajattn::trajectory::folder::Trajectories,
+    w: usize,
+    h: usize,
+) -> Result<()> {
+    let coords = trajattn::trajectory::npy::read(&dir.join("trans_coordinates.npy"))?;
+    let s = &coords.shape;
+    if s.len() == 4 && s[0] != 1 && (s[1], s[2]) != (h, w) {
+        bail!(
+            "{}: the trajectories form a {}×{} grid but the video is {w}×{h}; make them for the output size \
+             (e.g. `trajattn camera` on the image at that size) or pass --width {} --height {}",
+            dir.display(),
+            s[2],
+            s[1],
+            s[2],
+            s[1]
+        );
+    }
+    let inside = (0..t.n)
+        .filter(|&i| {
+            let (x, y) = (t.coords[2 * i], t.coords[2 * i + 1]);
+            (0.0..w as f64).contains(&x) && (0.0..h as f64).contains(&y)
+        })
+        .count();
+    if t.n > 0 && inside * 2 < t.n {
+        bail!(
+            "{}: only {inside} of {} trajectories start inside the {w}×{h} frame; they were made for another size",
+            dir.display(),
+            t.n
+        );
+    }
+    Ok(())
 }
