@@ -5,6 +5,8 @@
 //   traj_mean:   per grid row (b, cell, frame) and channel, the mean of the attention outputs of the samples that
 //                land there, through a CSR list (deterministic order), zero where none lands.
 //   traj_bias:   adds the output-projection bias to reached rows only (unreached rows stay 0, as the reference).
+//   traj_gather: the literal formulation's gather (spec §5.4): rows of the grid by token table into (B·M·F, C),
+//                zero rows for invisible tokens.
 alias T = f32;
 
 struct Params {
@@ -124,4 +126,17 @@ fn traj_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     if (offsets[k + 1u] > offsets[k]) {
         out[p.base_out + e] = T(f32(out[p.base_out + e]) + f32(bias[e % p.c]));
     }
+}
+
+// Literal formulation: gathered token row e / C of (B·M·F, C) is grid row qkv_row(row) of the hidden states bound
+// at binding 1 (ld = C), or zeros when invisible.
+@compute @workgroup_size(WG)
+fn traj_gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let e = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (e >= p.n_rows * p.c) { return; }
+    let src = qkv_row(e / p.c);
+    var v = 0.0;
+    if (src != 0xFFFFFFFFu) { v = f32(qkv[p.base_qkv + src * p.ld + e % p.c]); }
+    att[e] = T(v);
 }

@@ -236,3 +236,50 @@ fn gpu_efficient_matches_the_reference() {
         }
     }
 }
+
+#[test]
+fn gpu_literal_matches_the_literal_port() {
+    use trajattn_kernels::ops::trajectory_attention::{efficient_gpu, literal_gpu};
+    use trajattn_kernels::testing::assert_close;
+    let gpu = common::gpu();
+    for dtype in common::dtypes(&gpu) {
+        for (seed, hw, n) in [(5u64, (6usize, 10usize), 150usize), (6, (3, 5), 40)] {
+            let (hidden, traj, mask, idx, ws, bo) = random_case(seed, hw, n);
+            let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo: &bo };
+            for grouping in [Grouping::Pairs, Grouping::PerTrajectory] {
+                let call = Call {
+                    hidden: &hidden,
+                    b: 2,
+                    h: hw.0,
+                    w: hw.1,
+                    f: 5,
+                    c: 16,
+                    heads: 2,
+                    traj: &traj,
+                    mask: &mask,
+                    n,
+                    origin_w: hw.1 * 8,
+                    origin_h: hw.0 * 8,
+                    idx: &idx,
+                    grouping,
+                };
+                if check(&call).is_err() {
+                    continue;
+                }
+                let want = reference::literal(&call, &wts).unwrap();
+                let got = literal_gpu(&gpu, &call, &wts, dtype).unwrap();
+                // Same tolerances as the efficient kernel: f32 sums over ≤ 50 tokens, f16 three storage roundings.
+                let tol = if dtype == trajattn_kernels::DType::F16 { 1e-2 } else { 1e-4 };
+                let what = format!("literal {dtype} seed {seed} {grouping:?}");
+                assert_close(&what, &got, &want, tol);
+                let eff = efficient_gpu(&gpu, &call, &wts, dtype).unwrap();
+                assert_close(
+                    &format!("{what} vs efficient"),
+                    &got,
+                    &eff.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                    tol,
+                );
+            }
+        }
+    }
+}

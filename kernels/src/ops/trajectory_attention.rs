@@ -636,6 +636,81 @@ pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) ->
     Ok(Prepared { recording: rec.finish(), out, keep })
 }
 
+/// The literal formulation on the GPU (spec §5, for comparison): gather the sampled tokens (zeros where
+/// invisible), project them, attend, project out (bias included), scatter-mean onto the grid (0 where unreached).
+pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Prepared> {
+    let t = tables(call)?;
+    let Call { b, h, w, f, c, heads, .. } = *call;
+    let g = Geometry { b, h, w, f, c, heads, m: t.m, seq_len: t.seq_len };
+    let d = check_geometry(&g)?;
+    let (s, m) = (h * w, t.m);
+    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let hidden = Tensor::from_f32(gpu, &to32(call.hidden), &[b * s * f, c], dtype)?;
+    let mut wqkv = to32(wts.wq);
+    wqkv.extend(to32(wts.wk));
+    wqkv.extend(to32(wts.wv));
+    let wqkv = Tensor::from_f32(gpu, &wqkv, &[3 * c, c], dtype)?;
+    let wo = Tensor::from_f32(gpu, &to32(wts.wo), &[c, c], dtype)?;
+    let bo = Tensor::from_f32(gpu, &to32(wts.bo), &[c], dtype)?;
+    let table = Tensor::from_u32(gpu, &t.table, &[t.table.len()])?;
+    let identity: Vec<u32> = (0..(m * f) as u32).collect();
+    let ident = Tensor::from_u32(gpu, &identity, &[m * f])?;
+    let offsets = Tensor::from_u32(gpu, &t.offsets, &[t.offsets.len()])?;
+    let hits = Tensor::from_u32(gpu, &t.hits, &[t.hits.len().max(1)])?;
+    let gathered = Tensor::empty(gpu, &[b * m * f, c], dtype)?;
+    let qkv = Tensor::empty(gpu, &[b * m * f, 3 * c], dtype)?;
+    let att = Tensor::empty(gpu, &[b * m * f, c], dtype)?;
+    let o = Tensor::empty(gpu, &[b * m * f, c], dtype)?;
+    let out = Tensor::empty(gpu, &[b * s * f, c], dtype)?;
+    let mut rec = Recorder::new(gpu);
+    let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
+    let base = base_params(&g, d);
+    let rows_g = b * m * f;
+    // Gather (§5.4).
+    let (hw, tw, gw) = (hidden.whole(gpu)?, table.whole(gpu)?, gathered.whole(gpu)?);
+    let prm = Params { n_rows: rows_g as u32, ld: c as u32, base_qkv: hw.base, ..base };
+    let grp = grid(gpu, ((rows_g * c) as u32).div_ceil(64));
+    rec.dispatch_bound(
+        &pipe("traj_gather")?,
+        bytemuck::bytes_of(&prm),
+        vec![(1, hw), (2, tw), (3, gw)],
+        grp,
+    )?;
+    // Projections of the gathered tokens (§5.5), attention over the same sequences (§5.6): an identity table.
+    matmul::record(&mut rec, &gathered, &wqkv, WLayout::NK, None, Epilogue::None, &qkv, None)?;
+    let n_seq = rows_g / t.seq_len;
+    let (qw, iw, aw) = (qkv.whole(gpu)?, ident.whole(gpu)?, att.whole(gpu)?);
+    let prm = Params { n_rows: n_seq as u32, rows_per_b: (m * f) as u32, base_qkv: qw.base, ..base };
+    let groups = [n_seq.min(65535) as u32, n_seq.div_ceil(65535) as u32, heads as u32];
+    rec.dispatch_bound(
+        &pipe("traj_attend")?,
+        bytemuck::bytes_of(&prm),
+        vec![(1, qw), (2, iw), (3, aw)],
+        groups,
+    )?;
+    // Output projection of every token, bias included (§5.7), then the scatter-mean (§5.8).
+    matmul::record(&mut rec, &att, &wo, WLayout::NK, Some(&bo), Epilogue::None, &o, None)?;
+    let rows = b * s * f;
+    let (ow_, ofw, hiw, outw) = (o.whole(gpu)?, offsets.whole(gpu)?, hits.whole(gpu)?, out.whole(gpu)?);
+    let prm = Params { n_rows: rows as u32, base_out: outw.base, ..base };
+    let grp = grid(gpu, ((rows * c) as u32).div_ceil(64));
+    rec.dispatch_bound(
+        &pipe("traj_mean")?,
+        bytemuck::bytes_of(&prm),
+        vec![(4, ow_), (5, ofw), (6, hiw), (7, outw)],
+        grp,
+    )?;
+    let keep = vec![hidden, wqkv, wo, bo, table, ident, offsets, hits, gathered, qkv, att, o];
+    Ok(Prepared { recording: rec.finish(), out, keep })
+}
+
+/// [`prepare_literal`], run, and the output downloaded as `(B·S, F, C)` f32.
+pub fn literal_gpu(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Vec<f32>> {
+    let p = prepare_literal(gpu, call, wts, dtype)?;
+    p.recording.submit(gpu, true)?;
+    p.out.to_f32(gpu)
+}
+
 /// [`prepare_efficient`], run, and the output downloaded as `(B·S, F, C)` f32.
 pub fn efficient_gpu(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Vec<f32>> {
     let p = prepare_efficient(gpu, call, wts, dtype)?;
@@ -644,6 +719,14 @@ pub fn efficient_gpu(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Res
 }
 
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<crate::bench::BenchCase> {
+    bench_variant(gpu, shape, dtype, false)
+}
+
+fn bench_build_literal(gpu: &Gpu, shape: &str, dtype: DType) -> Result<crate::bench::BenchCase> {
+    bench_variant(gpu, shape, dtype, true)
+}
+
+fn bench_variant(gpu: &Gpu, shape: &str, dtype: DType, literal: bool) -> Result<crate::bench::BenchCase> {
     let d = crate::bench::parse_shape("trajectory-attention", shape, 5)?;
     let (b, f, h, w, c) = (d[0], d[1], d[2], d[3], d[4]);
     if c % 64 != 0 {
@@ -680,17 +763,23 @@ fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<crate::bench::Ben
         grouping: Grouping::Pairs,
     };
     let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo: &bo };
-    let p = prepare_efficient(gpu, &call, &wts, dtype)?;
+    let p = if literal {
+        prepare_literal(gpu, &call, &wts, dtype)?
+    } else {
+        prepare_efficient(gpu, &call, &wts, dtype)?
+    };
     let m = idx.len();
     let tokens = b * m * f;
     let l = m * f / s;
-    // QKV and out projections + attention (QKᵀ and AV over L-token sequences).
+    // QKV and out projections (of the dense grid, or of the gathered tokens for the literal variant) + attention
+    // (QKᵀ and AV over L-token sequences).
+    let projected = if literal { tokens } else { b * s * f };
     let flops =
-        2.0 * (b * s * f) as f64 * (c * 3 * c + c * c) as f64 + 4.0 * tokens as f64 * l as f64 * c as f64;
+        2.0 * projected as f64 * (c * 3 * c + c * c) as f64 + 4.0 * tokens as f64 * l as f64 * c as f64;
     let mut keep = p.keep;
     keep.push(p.out);
     Ok(crate::bench::BenchCase {
-        kernel: "trajectory-attention",
+        kernel: if literal { "trajectory-attention-literal" } else { "trajectory-attention" },
         shape: shape.to_string(),
         dtype,
         flops,
@@ -707,4 +796,14 @@ pub const BENCH: crate::bench::BenchEntry = crate::bench::BenchEntry {
     default_shapes: &["2x25x9x16x1280"],
     demo_shape: "2x14x9x16x320",
     build: bench_build,
+};
+
+/// Benchmark: the whole branch, literal formulation (gather, project the gathered tokens, attend, project out,
+/// scatter-mean), for comparison with [`BENCH`].
+pub const BENCH_LITERAL: crate::bench::BenchEntry = crate::bench::BenchEntry {
+    name: "trajectory-attention-literal",
+    shape_help: "BxFxHxWxC: as trajectory-attention",
+    default_shapes: &["2x25x9x16x1280"],
+    demo_shape: "2x14x9x16x320",
+    build: bench_build_literal,
 };
