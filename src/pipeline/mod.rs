@@ -328,8 +328,10 @@ pub fn generate(
         let guided: Vec<f32> = if cfg_on {
             (0..f * plane)
                 .map(|k| {
+                    // In the model dtype op by op, as the reference evaluates it (fp16 tensors).
                     let (u, c) = (v[k], v[f * plane + k]);
-                    round_to(dtype, u + guidance[k / plane] * (c - u))
+                    let diff = round_to(dtype, c - u);
+                    round_to(dtype, u + round_to(dtype, guidance[k / plane] * diff))
                 })
                 .collect()
         } else {
