@@ -223,3 +223,18 @@ fn components_that_do_not_fit_together_are_refused() {
     let e = Svd::load(&gpu, &tmp.join("unet"), None, DType::F32).err().expect("must fail").to_string();
     assert!(e.contains("not a diffusers SVD folder"), "{e}");
 }
+
+#[test]
+fn the_same_seed_gives_the_same_video() {
+    let gpu = Gpu::shared().unwrap();
+    let svd = Svd::load(&gpu, &fixture("pipeline/svd"), None, DType::F32).unwrap();
+    let base = Io::open("pipeline/svd/svd_io.safetensors");
+    let (_, img) = base.u8("image_resized_uint8");
+    let o = GenerateOptions { steps: 1, ..opts(&base) };
+    let a = generate(&gpu, &svd, &img, None, &o, &mut Quiet).unwrap();
+    let b = generate(&gpu, &svd, &img, None, &o, &mut Quiet).unwrap();
+    assert_eq!(a.latents, b.latents);
+    assert_eq!(a.frames_u8, b.frames_u8);
+    let c = generate(&gpu, &svd, &img, None, &GenerateOptions { seed: 7, ..o }, &mut Quiet).unwrap();
+    assert_ne!(a.latents, c.latents);
+}
