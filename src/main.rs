@@ -222,6 +222,10 @@ struct VideoCameraArgs {
     /// Output folder.
     #[arg(long)]
     out: std::path::PathBuf,
+    /// With --model: generation from the first frame and the merged trajectories (without NVS-solver guidance,
+    /// which the official video results add; not implemented yet).
+    #[command(flatten)]
+    chain: cli::generate::ChainArgs,
 }
 
 #[derive(Args, Debug)]
@@ -285,7 +289,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo { quick, out } => demo(&cli.gpu, quick, &out),
         Command::Camera(args) => camera_cmd(&cli.gpu, args),
         Command::Trajectories(c) => traj_cmd(c),
-        Command::VideoCamera(a) => video_camera_cmd(a),
+        Command::VideoCamera(a) => video_camera_cmd(&cli.gpu, a),
         Command::Edit { edited_frame, tracks, frames, out, chain } => {
             edit_cmd(&cli.gpu, &edited_frame, &tracks, frames, &out, &chain)
         }
@@ -723,7 +727,7 @@ fn sorted_files(dir: &std::path::Path, exts: &[&str]) -> Result<Vec<std::path::P
     Ok(v)
 }
 
-fn video_camera_cmd(a: VideoCameraArgs) -> Result<()> {
+fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
     use trajattn::trajectory::camera::{project_frame, trajectories_per_frame_depth, CameraPath, Intrinsics};
     use trajattn::trajectory::merge::{merge, MaskMode};
     use trajattn::trajectory::{folder, npy, preview, warp};
@@ -810,7 +814,8 @@ fn video_camera_cmd(a: VideoCameraArgs) -> Result<()> {
         100.0 * vis,
         merged_dir.display()
     );
-    Ok(())
+    let open = || g_args.open();
+    cli::generate::chain(open, &a.chain, &frames[0], &merged_dir, f, &a.out)
 }
 
 fn edit_cmd(
