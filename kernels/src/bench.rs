@@ -108,6 +108,7 @@ pub fn entries() -> Vec<BenchEntry> {
         crate::ops::rows::BENCH_SOFTMAX,
         crate::ops::layout::BENCH_TRANSPOSE,
         crate::ops::layout::BENCH_UPSAMPLE,
+        crate::ops::temporal_attention::BENCH,
         crate::ops::trajectory_attention::BENCH,
         crate::ops::trajectory_attention::BENCH_LITERAL,
         crate::ops::flash_attention::BENCH,

@@ -51,6 +51,7 @@ shader!(SOFTMAX, "softmax");
 shader!(LAYOUT, "layout");
 shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
 shader!(FLASH_ATTENTION, "flash_attention");
+shader!(TEMPORAL_ATTENTION, "temporal_attention");
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -66,4 +67,5 @@ pub const ALL: &[Shader] = &[
     LAYOUT,
     TRAJECTORY_ATTENTION,
     FLASH_ATTENTION,
+    TEMPORAL_ATTENTION,
 ];

@@ -21,6 +21,7 @@ use trajattn_kernels::ops::group_norm::{self, GroupNormOpts, GroupStats};
 use trajattn_kernels::ops::layout;
 use trajattn_kernels::ops::matmul::{self, BiasMode, Epilogue, Gemm, Operand, WLayout};
 use trajattn_kernels::ops::rows;
+use trajattn_kernels::ops::temporal_attention;
 use trajattn_kernels::{DType, Gpu, Recorder, Result, Tensor};
 
 pub use weights::{Weights, WeightsError};
@@ -299,20 +300,21 @@ impl<'g> Builder<'g> {
         Ok(y)
     }
 
-    /// Multi-head self-attention over `batch` sequences of `seq` tokens from a fused `[.., 3·C]` QKV tensor.
+    /// Multi-head self-attention over `batch` sequences of `seq` tokens from a fused `[.., 3·C]` QKV tensor:
+    /// the short-sequence kernel (scores in registers, many sequences per workgroup) up to its length limit,
+    /// flash attention beyond.
     pub fn self_attention(&mut self, qkv: &Tensor, batch: usize, seq: usize, heads: usize) -> Result<Act> {
         let c = qkv.shape().last().copied().unwrap_or(0) / 3;
         let y = self.empty(&[batch * seq, c])?;
-        let s = AttnShape::self_attn(batch, seq, heads, c / heads.max(1));
-        flash_attention::record_flash_attention(
-            &mut self.rec,
-            s,
-            Strided::fused(qkv, 0, c),
-            Strided::fused(qkv, 1, c),
-            Strided::fused(qkv, 2, c),
-            &y,
-            None,
-        )?;
+        let d = c / heads.max(1);
+        let s = AttnShape::self_attn(batch, seq, heads, d);
+        let (q, k, v) = (Strided::fused(qkv, 0, c), Strided::fused(qkv, 1, c), Strided::fused(qkv, 2, c));
+        if seq <= temporal_attention::MAX_SEQ && d.is_multiple_of(4) && d <= temporal_attention::MAX_HEAD_DIM
+        {
+            temporal_attention::record_temporal_attention(&mut self.rec, s, q, k, v, &y, None)?;
+        } else {
+            flash_attention::record_flash_attention(&mut self.rec, s, q, k, v, &y, None)?;
+        }
         self.flops += 4.0 * (batch * seq * seq * c) as f64;
         Ok(y)
     }

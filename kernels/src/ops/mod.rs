@@ -7,4 +7,5 @@ pub mod group_norm;
 pub mod layout;
 pub mod matmul;
 pub mod rows;
+pub mod temporal_attention;
 pub mod trajectory_attention;

@@ -1,0 +1,156 @@
+//! Temporal attention (many short sequences) against the float64 plain-softmax reference of flash attention.
+
+mod common;
+
+use trajattn_kernels::ops::flash_attention::{reference, AttnShape, Strided};
+use trajattn_kernels::ops::temporal_attention::{self, MAX_SEQ};
+use trajattn_kernels::testing::{assert_close, rand_vec, round_f16, to_f64};
+use trajattn_kernels::{DType, Gpu, Recorder, Tensor};
+
+// f32: softmax over ≤ 64 scores and a weighted sum of ≤ 64 rows in f32 → 1e-4 (stated like flash attention's).
+// f16: inputs rounded to f16 (mirrored in the reference) and the output stored in f16 (2^-11) → 3e-3.
+fn tol(d: DType) -> f64 {
+    match d {
+        DType::F32 => 1e-4,
+        DType::F16 => 3e-3,
+    }
+}
+
+fn check(gpu: &Gpu, s: AttnShape, mul: f32, dtype: DType, seed: u64) {
+    let w = s.heads * s.head_dim;
+    let v: Vec<f32> = rand_vec(seed, s.batch * s.seq_q * 3 * w).into_iter().map(|x| x * mul).collect();
+    let host = if dtype == DType::F16 { round_f16(&v) } else { v };
+    let qkv = Tensor::from_f32(gpu, &host, &[s.batch, s.seq_q, 3 * w], dtype).unwrap();
+    let out = Tensor::empty(gpu, &[s.batch, s.seq_q, w], dtype).unwrap();
+    out.poison(gpu);
+    let mut rec = Recorder::new(gpu);
+    temporal_attention::record_temporal_attention(
+        &mut rec,
+        s,
+        Strided::fused(&qkv, 0, w),
+        Strided::fused(&qkv, 1, w),
+        Strided::fused(&qkv, 2, w),
+        &out,
+        None,
+    )
+    .unwrap();
+    rec.run().unwrap();
+    let h = to_f64(&host);
+    let scale = 1.0 / (s.head_dim as f64).sqrt();
+    let want = reference::attention(&s, (&h, 0, 3 * w), (&h, w, 3 * w), (&h, 2 * w, 3 * w), scale);
+    assert_close(&format!("temporal {s:?} ×{mul} {dtype}"), &out.to_f32(gpu).unwrap(), &want, tol(dtype));
+}
+
+#[test]
+fn odd_sequence_counts_frames_and_head_dims() {
+    let gpu = common::gpu();
+    for dtype in common::dtypes(&gpu) {
+        for (i, &(n, l, heads, d)) in [
+            (37, 14, 3, 24),
+            (37, 25, 5, 64),
+            (11, 7, 2, 80),
+            (5, 1, 4, 16),
+            (9, 50, 1, 40),
+            (3, MAX_SEQ, 2, 128),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check(&gpu, AttnShape::self_attn(n, l, heads, d), 1.0, dtype, 200 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn large_logits_need_the_max_subtraction() {
+    let gpu = common::gpu();
+    for dtype in common::dtypes(&gpu) {
+        check(&gpu, AttnShape::self_attn(13, 25, 2, 64), 30.0, dtype, 300);
+    }
+}
+
+#[test]
+fn agrees_with_flash_attention_on_unet_temporal_shapes() {
+    use trajattn_kernels::ops::flash_attention::record_flash_attention;
+    let gpu = common::gpu();
+    let s = AttnShape::self_attn(129, 14, 5, 64);
+    let w = 5 * 64;
+    let qkv =
+        Tensor::from_f32(&gpu, &rand_vec(400, 129 * 14 * 3 * w), &[129 * 14, 3 * w], DType::F32).unwrap();
+    let (a, b) = (
+        Tensor::empty(&gpu, &[129 * 14, w], DType::F32).unwrap(),
+        Tensor::empty(&gpu, &[129 * 14, w], DType::F32).unwrap(),
+    );
+    let mut rec = Recorder::new(&gpu);
+    let (q, k, v) = (Strided::fused(&qkv, 0, w), Strided::fused(&qkv, 1, w), Strided::fused(&qkv, 2, w));
+    temporal_attention::record_temporal_attention(&mut rec, s, q, k, v, &a, None).unwrap();
+    record_flash_attention(&mut rec, s, q, k, v, &b, None).unwrap();
+    rec.run().unwrap();
+    let bb: Vec<f64> = b.to_f32(&gpu).unwrap().iter().map(|&x| x as f64).collect();
+    // Both f32 with different summation orders → 1e-4.
+    assert_close("temporal vs flash", &a.to_f32(&gpu).unwrap(), &bb, 1e-4);
+}
+
+#[test]
+fn input_above_binding_limit_is_split_over_sequences() {
+    let gpu = common::gpu();
+    let (heads, d, l) = (5, 64, 25);
+    let w = heads * d;
+    let per_seq = (l * 3 * w * 4) as u64;
+    let n = (gpu.max_binding() / per_seq + 9) as usize;
+    if (n * l * 3 * w * 4) as u64 > gpu.limits.max_buffer_size || n * l * 3 * w > 200 << 20 {
+        eprintln!("skipped: binding limit {} too large for this test", gpu.max_binding());
+        return;
+    }
+    let host = rand_vec(500, n * l * 3 * w);
+    let qkv = Tensor::from_f32(&gpu, &host, &[n, l, 3 * w], DType::F32).unwrap();
+    let out = Tensor::empty(&gpu, &[n, l, w], DType::F32).unwrap();
+    out.poison(&gpu);
+    let s = AttnShape::self_attn(n, l, heads, d);
+    let mut rec = Recorder::new(&gpu);
+    let (q, k, v) = (Strided::fused(&qkv, 0, w), Strided::fused(&qkv, 1, w), Strided::fused(&qkv, 2, w));
+    temporal_attention::record_temporal_attention(&mut rec, s, q, k, v, &out, None).unwrap();
+    assert!(rec.len() >= 2, "expected several dispatches, got {}", rec.len());
+    rec.run().unwrap();
+    let got = out.to_f32(&gpu).unwrap();
+    let one = AttnShape::self_attn(1, l, heads, d);
+    let split = (gpu.max_binding() / per_seq) as usize;
+    for si in [0, split.saturating_sub(1), split, split + 1, n - 1] {
+        let hs = to_f64(&host[si * l * 3 * w..(si + 1) * l * 3 * w]);
+        let want = reference::attention(&one, (&hs, 0, 3 * w), (&hs, w, 3 * w), (&hs, 2 * w, 3 * w), 0.125);
+        assert_close(&format!("sequence {si} of {n}"), &got[si * l * w..(si + 1) * l * w], &want, 1e-4);
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let gpu = common::gpu();
+    let qkv = Tensor::from_f32(&gpu, &rand_vec(1, 4 * 70 * 3 * 64), &[4, 70, 192], DType::F32).unwrap();
+    let out = Tensor::empty(&gpu, &[4, 70, 64], DType::F32).unwrap();
+    let (q, k, v) = (Strided::fused(&qkv, 0, 64), Strided::fused(&qkv, 1, 64), Strided::fused(&qkv, 2, 64));
+    let mut rec = Recorder::new(&gpu);
+    let e = temporal_attention::record_temporal_attention(
+        &mut rec,
+        AttnShape::self_attn(4, 70, 1, 64),
+        q,
+        k,
+        v,
+        &out,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("70") && e.contains("flash"), "{e}");
+    let e = temporal_attention::record_temporal_attention(
+        &mut rec,
+        AttnShape::self_attn(4, 35, 1, 62),
+        q,
+        k,
+        v,
+        &out,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("62"), "{e}");
+}
