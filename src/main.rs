@@ -134,6 +134,9 @@ struct BenchArgs {
     /// List the kernels, their shape syntax and default shapes.
     #[arg(long)]
     list: bool,
+    /// Variant of a kernel with several formulations (trajectory-attention: efficient | literal).
+    #[arg(long)]
+    variant: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -376,7 +379,14 @@ fn bench_cmd(g: &GpuArgs, args: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let name = args.kernel.clone().unwrap_or_default();
+    let mut name = args.kernel.clone().unwrap_or_default();
+    match (name.as_str(), args.variant.as_deref()) {
+        (_, None) | ("trajectory-attention", Some("efficient")) => {}
+        ("trajectory-attention", Some("literal")) => name = "trajectory-attention-literal".into(),
+        (k, Some(v)) => {
+            bail!("kernel '{k}' has no variant '{v}' (trajectory-attention: efficient | literal)")
+        }
+    }
     if name == "unet-step" {
         let gpu = g.open()?;
         if args.dtype == DType::F16 && !gpu.caps.shader_f16 {

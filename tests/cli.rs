@@ -49,6 +49,28 @@ fn bench_json_has_the_documented_fields() {
 }
 
 #[test]
+fn trajectory_attention_bench_has_both_variants() {
+    for v in ["efficient", "literal"] {
+        let out = trajattn(&[
+            "bench",
+            "trajectory-attention",
+            "--variant",
+            v,
+            "--shape",
+            "2x3x4x6x64",
+            "--runs",
+            "1",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{v}: {}", String::from_utf8_lossy(&out.stderr));
+        let line = String::from_utf8_lossy(&out.stdout);
+        let j: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        let want = if v == "literal" { "trajectory-attention-literal" } else { "trajectory-attention" };
+        assert_eq!(j["kernel"], want);
+    }
+}
+
+#[test]
 fn bad_input_gives_one_clear_error_not_a_panic() {
     for (args, needle) in [
         (vec!["bench", "no-such-kernel"], "unknown kernel"),
@@ -56,6 +78,7 @@ fn bad_input_gives_one_clear_error_not_a_panic() {
         (vec!["bench", "elementwise", "--shape", "0x4"], "zero"),
         (vec!["--adapter", "no-such-gpu-xyz", "demo"], "no adapter name contains"),
         (vec!["--backend", "bogus", "info"], "unknown backend"),
+        (vec!["bench", "elementwise", "--variant", "literal"], "has no variant"),
     ] {
         let out = trajattn(&args);
         assert!(!out.status.success(), "{args:?} should fail");
