@@ -1,6 +1,9 @@
 //! The whole SVD pipeline against diffusers 0.27.0's StableVideoDiffusionPipeline on tiny random models
 //! (tests/reference/pipeline_fixtures.py): preprocessing, schedule, random stream, denoising, decoding.
 
+mod common;
+use common::rel;
+
 use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
@@ -30,17 +33,6 @@ impl Io {
         let t = st.tensor(name).unwrap();
         (t.shape().to_vec(), t.data().to_vec())
     }
-}
-
-fn rel(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let (mut n, mut d) = (0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        assert!(x.is_finite());
-        n += (x as f64 - y as f64).powi(2);
-        d += (y as f64).powi(2);
-    }
-    (n / d.max(1e-30)).sqrt()
 }
 
 #[test]

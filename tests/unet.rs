@@ -2,6 +2,9 @@
 //! layout, with and without the trajectory branch (re-created from the spec in the script, fed the same
 //! sampled indices), batch 2 with the reference's temporal-context behaviour.
 
+mod common;
+use common::rel;
+
 use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
@@ -11,18 +14,6 @@ use trajattn_kernels::{DType, Gpu};
 
 fn case_dir(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet").join(case)
-}
-
-/// Relative error ‖a − b‖ / ‖b‖ (float64).
-fn rel(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        assert!(x.is_finite(), "non-finite output");
-        num += (x as f64 - y as f64).powi(2);
-        den += (y as f64).powi(2);
-    }
-    (num / den.max(1e-30)).sqrt()
 }
 
 struct Case {

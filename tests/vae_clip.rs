@@ -1,6 +1,9 @@
 //! VAE (encoder mean, temporal decoder whole and in chunks) and CLIP image encoder against diffusers 0.27.0 /
 //! transformers 4.33.2 on tiny random models (tests/reference/pipeline_fixtures.py).
 
+mod common;
+use common::rel;
+
 use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
@@ -11,17 +14,6 @@ use trajattn_kernels::{DType, Gpu};
 
 fn dir(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline").join(case)
-}
-
-fn rel(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "length");
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        assert!(x.is_finite(), "non-finite output");
-        num += (x as f64 - y as f64).powi(2);
-        den += (y as f64).powi(2);
-    }
-    (num / den.max(1e-30)).sqrt()
 }
 
 fn dtypes(gpu: &Gpu) -> Vec<(DType, f64)> {
