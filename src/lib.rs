@@ -9,5 +9,6 @@ pub mod nn;
 pub mod nvs;
 pub mod pipeline;
 pub mod rng;
+pub mod sampler;
 pub mod trajectory;
 pub mod video;

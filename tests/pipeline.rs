@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use safetensors::SafeTensors;
 use trajattn::models::unet::Trajectories;
 use trajattn::models::unet_io::tensor_f32;
-use trajattn::pipeline::schedule::Schedule;
 use trajattn::pipeline::{clip_pixels, generate, resize, GenerateOptions, Quiet, Svd};
 use trajattn_kernels::ops::trajectory_attention::Grouping;
 use trajattn_kernels::{DType, Gpu};
@@ -60,32 +59,6 @@ fn clip_preprocessing_matches_the_pipeline() {
     let max = ours.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     // float32 blur and bicubic in a different summation order: a few ulp of values of magnitude ~2.
     assert!(max < 2e-5, "max abs error {max}");
-}
-
-#[test]
-fn schedule_reproduces_the_spec_tables() {
-    for steps in [14, 25, 50, 100] {
-        let text = std::fs::read_to_string(fixture(&format!("spec/scheduler_{steps}_steps.tsv"))).unwrap();
-        let s = Schedule::svd(steps);
-        assert_eq!(s.sigmas.len(), steps + 1);
-        assert_eq!(s.init_noise_sigma as f64, 700.000732421875);
-        for (i, line) in text.lines().skip(1).enumerate() {
-            let c: Vec<f64> = line.split('\t').map(|v| v.parse().unwrap()).collect();
-            assert_eq!(s.sigmas[i] as f64, c[1], "{steps} steps, sigma {i}");
-            assert_eq!(s.sigmas[i + 1] as f64, c[2], "{steps} steps, next sigma {i}");
-            // c_noise: the spec's table used NumPy's float32 log; diffusers uses torch's (1 ulp apart at times).
-            let t = s.timesteps[i];
-            let ulp = (t.abs() * f32::EPSILON) as f64;
-            assert!((t as f64 - c[3]).abs() <= ulp, "{steps} steps, c_noise {i}: {t} vs {}", c[3]);
-            let (c_in, c_skip, c_out, _) = s.precondition(i);
-            for (ours, theirs, name) in
-                [(c_in, c[4], "c_in"), (c_skip, c[5], "c_skip"), (c_out, c[6], "c_out")]
-            {
-                let tol = (theirs.abs() * 2.0 * f32::EPSILON as f64).max(1e-30);
-                assert!((ours as f64 - theirs).abs() <= tol, "{steps} steps, {name} {i}: {ours} vs {theirs}");
-            }
-        }
-    }
 }
 
 fn opts(io: &Io) -> GenerateOptions {

@@ -6,11 +6,9 @@
 //! and, when emulating a CPU reference run, the Euler step's unused noise.
 
 pub mod resize;
-pub mod schedule;
 
 use std::path::{Path, PathBuf};
 
-use half::f16;
 use trajattn_kernels::{DType, Gpu};
 
 use crate::models::clip::ClipVision;
@@ -18,7 +16,7 @@ use crate::models::config::ConfigError;
 use crate::models::unet::{GraphOptions, TimeContext, Trajectories, UNet, UNetError, UNetGraph, UNetShape};
 use crate::models::vae::Vae;
 use crate::rng::{Generator, RandnPath};
-use schedule::Schedule;
+use crate::sampler::{self, round_to, Schedule};
 
 /// Errors of a generation.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +32,10 @@ pub enum PipelineError {
 }
 
 type Result<T> = std::result::Result<T, PipelineError>;
+
+fn sampler_err(e: sampler::SamplerError) -> PipelineError {
+    PipelineError::Input(e.to_string())
+}
 
 fn input_err(msg: impl Into<String>) -> PipelineError {
     PipelineError::Input(msg.into())
@@ -162,13 +164,6 @@ pub trait Progress {
 pub struct Quiet;
 impl Progress for Quiet {}
 
-fn round_to(dtype: DType, v: f32) -> f32 {
-    match dtype {
-        DType::F32 => v,
-        DType::F16 => f16::from_f32(v).to_f32(),
-    }
-}
-
 /// `clamp(x/2 + 0.5, 0, 1)·255` rounded half to even (NumPy), `[F, 3, H, W]` → `[F, H, W, 3]`.
 pub fn to_uint8(decoded: &[f32], frames: usize, h: usize, w: usize) -> Vec<u8> {
     let mut out = vec![0u8; frames * h * w * 3];
@@ -268,9 +263,14 @@ pub fn generate(
     let (h, w) = (hh / f8, ww / f8);
     let plane = lc * h * w;
     // 4. Added time ids, schedule, initial latents (second draw), guidance scales.
-    let ids = [(o.fps - 1) as f32, o.motion_bucket_id as f32, o.noise_aug_strength];
-    let added: Vec<f32> = ids.iter().chain(ids.iter()).copied().collect();
-    let sched = Schedule::svd(o.steps);
+    let added = sampler::added_time_ids(
+        o.fps as u32,
+        o.motion_bucket_id as u32,
+        o.noise_aug_strength as f64,
+        dtype,
+        true,
+    );
+    let sched = Schedule::svd(o.steps).map_err(sampler_err)?;
     let init = sched.init_noise_sigma;
     let mut latents: Vec<f32> = match dtype {
         DType::F32 => rng.randn_f32(f * plane, path).map_err(rn)?.iter().map(|&v| v * init).collect(),
@@ -278,16 +278,8 @@ pub fn generate(
             rng.randn_f16(f * plane).map_err(rn)?.iter().map(|v| round_to(dtype, v.to_f32() * init)).collect()
         }
     };
-    let guidance: Vec<f32> = (0..f)
-        .map(|i| {
-            let t = if f > 1 { i as f64 / (f - 1) as f64 } else { 0.0 };
-            round_to(
-                dtype,
-                (o.min_guidance as f64 + t * (o.max_guidance as f64 - o.min_guidance as f64)) as f32,
-            )
-        })
-        .collect();
-    let cfg_on = o.max_guidance > 1.0;
+    let guidance = sampler::guidance_scales(o.min_guidance, o.max_guidance, f, dtype).map_err(sampler_err)?;
+    let cfg_on = sampler::cfg_enabled(o.max_guidance);
     let batch = if cfg_on { 2 } else { 1 };
     let shape = UNetShape { batch, frames: f, height: h, width: w };
     let opts = GraphOptions { time_context: o.time_context, chunk_elems: None };
@@ -325,19 +317,9 @@ pub fn generate(
         graph.run(gpu, &sample, &vec![sched.timesteps[i]; batch], &idx)?;
         let v = graph.output().to_f32(gpu)?;
         // Per-frame guidance, then the v-prediction Euler step.
-        let guided: Vec<f32> = if cfg_on {
-            (0..f * plane)
-                .map(|k| {
-                    // In the model dtype op by op, as the reference evaluates it (fp16 tensors).
-                    let (u, c) = (v[k], v[f * plane + k]);
-                    let diff = round_to(dtype, c - u);
-                    round_to(dtype, u + round_to(dtype, guidance[k / plane] * diff))
-                })
-                .collect()
-        } else {
-            v
-        };
-        latents = sched.step(i, &guided, &latents, dtype);
+        let guided: Vec<f32> =
+            if cfg_on { sampler::cfg_combine(&v, &guidance, plane, dtype).map_err(sampler_err)? } else { v };
+        latents = sched.step(i, &guided, &latents, dtype).map_err(sampler_err)?;
         if o.cpu_reference_stream {
             // The CPU reference's Euler step draws (and ignores) noise of the model output's shape.
             match dtype {
