@@ -336,32 +336,47 @@ pub mod reference {
     }
 }
 
-fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
-    let dims = parse_shape("flash-attention", shape, 4)?;
-    let (b, h, seq, d) = (dims[0], dims[1], dims[2], dims[3]);
+/// A self-attention launcher with [`record_flash_attention`]'s signature.
+pub(crate) type AttnLauncher =
+    fn(&mut Recorder, AttnShape, Strided, Strided, Strided, &Tensor, Option<f32>) -> Result<()>;
+
+/// Bench case of an attention launcher on a random fused QKV tensor `[b, seq, 3·heads·d]`.
+pub(crate) fn fused_bench_case(
+    gpu: &Gpu,
+    kernel: &'static str,
+    (b, h, seq, d): (usize, usize, usize, usize),
+    dtype: DType,
+    launch: AttnLauncher,
+) -> Result<BenchCase> {
     let width = h * d;
     let n = b * seq * 3 * width;
     let qkv = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, n), &[b, seq, 3 * width], dtype)?;
     let out = Tensor::empty(gpu, &[b, seq, width], dtype)?;
     let mut rec = Recorder::new(gpu);
-    record_flash_attention(
-        &mut rec,
-        AttnShape::self_attn(b, seq, h, d),
-        Strided::fused(&qkv, 0, width),
-        Strided::fused(&qkv, 1, width),
-        Strided::fused(&qkv, 2, width),
-        &out,
-        None,
-    )?;
+    let (q, k, v) =
+        (Strided::fused(&qkv, 0, width), Strided::fused(&qkv, 1, width), Strided::fused(&qkv, 2, width));
+    launch(&mut rec, AttnShape::self_attn(b, seq, h, d), q, k, v, &out, None)?;
     Ok(BenchCase {
-        kernel: "flash-attention",
-        shape: shape.to_string(),
+        kernel,
+        shape: String::new(),
         dtype,
         flops: 4.0 * (b * h) as f64 * (seq * seq) as f64 * d as f64,
         bytes: (n + b * seq * width) as f64 * dtype.size() as f64,
         recording: rec.finish(),
         keep: vec![qkv, out],
     })
+}
+
+fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
+    let dims = parse_shape("flash-attention", shape, 4)?;
+    let case = fused_bench_case(
+        gpu,
+        "flash-attention",
+        (dims[0], dims[1], dims[2], dims[3]),
+        dtype,
+        record_flash_attention,
+    )?;
+    Ok(BenchCase { shape: shape.to_string(), ..case })
 }
 
 /// Benchmark: self-attention reading a fused QKV projection output.

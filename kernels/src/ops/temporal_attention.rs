@@ -11,7 +11,7 @@ use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
-use crate::ops::flash_attention::{batches_per_dispatch, check_call, AttnShape, Strided};
+use crate::ops::flash_attention::{batches_per_dispatch, check_call, fused_bench_case, AttnShape, Strided};
 use crate::shaders::TEMPORAL_ATTENTION;
 use crate::tensor::Tensor;
 use bytemuck::{Pod, Zeroable};
@@ -154,31 +154,15 @@ pub fn unet_call_flops(batch: usize, frames: usize) -> f64 {
 }
 
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
-    let dims = parse_shape("temporal-attention", shape, 4)?;
-    let (n, h, l, d) = (dims[0], dims[1], dims[2], dims[3]);
-    let width = h * d;
-    let total = n * l * 3 * width;
-    let qkv = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, total), &[n, l, 3 * width], dtype)?;
-    let out = Tensor::empty(gpu, &[n, l, width], dtype)?;
-    let mut rec = Recorder::new(gpu);
-    record_temporal_attention(
-        &mut rec,
-        AttnShape::self_attn(n, l, h, d),
-        Strided::fused(&qkv, 0, width),
-        Strided::fused(&qkv, 1, width),
-        Strided::fused(&qkv, 2, width),
-        &out,
-        None,
-    )?;
-    Ok(BenchCase {
-        kernel: "temporal-attention",
-        shape: shape.to_string(),
+    let d = parse_shape("temporal-attention", shape, 4)?;
+    let case = fused_bench_case(
+        gpu,
+        "temporal-attention",
+        (d[0], d[1], d[2], d[3]),
         dtype,
-        flops: 4.0 * (n * h) as f64 * (l * l) as f64 * d as f64,
-        bytes: (total + n * l * width) as f64 * dtype.size() as f64,
-        recording: rec.finish(),
-        keep: vec![qkv, out],
-    })
+        record_temporal_attention,
+    )?;
+    Ok(BenchCase { shape: shape.to_string(), ..case })
 }
 
 /// Benchmark: temporal self-attention over a fused QKV projection output.

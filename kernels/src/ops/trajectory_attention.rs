@@ -596,20 +596,36 @@ pub fn record_mean_project(
     )
 }
 
+/// A call's inputs on the device: hidden states, fused Q/K/V weight, output projection, token table.
+struct Uploaded {
+    hidden: Tensor,
+    wqkv: Tensor,
+    wo: Tensor,
+    bo: Tensor,
+    table: Tensor,
+}
+
+fn upload(gpu: &Gpu, call: &Call, wts: &Weights, t: &Tables, dtype: DType) -> Result<Uploaded> {
+    let (rows, c) = (call.b * call.h * call.w * call.f, call.c);
+    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let mut wqkv = to32(wts.wq);
+    wqkv.extend(to32(wts.wk));
+    wqkv.extend(to32(wts.wv));
+    Ok(Uploaded {
+        hidden: Tensor::from_f32(gpu, &to32(call.hidden), &[rows, c], dtype)?,
+        wqkv: Tensor::from_f32(gpu, &wqkv, &[3 * c, c], dtype)?,
+        wo: Tensor::from_f32(gpu, &to32(wts.wo), &[c, c], dtype)?,
+        bo: Tensor::from_f32(gpu, &to32(wts.bo), &[c], dtype)?,
+        table: Tensor::from_u32(gpu, &t.table, &[t.table.len()])?,
+    })
+}
+
 /// Uploads one call and records the branch on the GPU ([`record_efficient`] with fresh buffers).
 pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Prepared> {
     let t = tables(call)?;
     let Call { b, h, w, f, c, heads, .. } = *call;
     let s = h * w;
-    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let hidden = Tensor::from_f32(gpu, &to32(call.hidden), &[b * s * f, c], dtype)?;
-    let mut wqkv = to32(wts.wq);
-    wqkv.extend(to32(wts.wk));
-    wqkv.extend(to32(wts.wv));
-    let wqkv = Tensor::from_f32(gpu, &wqkv, &[3 * c, c], dtype)?;
-    let wo = Tensor::from_f32(gpu, &to32(wts.wo), &[c, c], dtype)?;
-    let bo = Tensor::from_f32(gpu, &to32(wts.bo), &[c], dtype)?;
-    let table = Tensor::from_u32(gpu, &t.table, &[t.table.len()])?;
+    let Uploaded { hidden, wqkv, wo, bo, table } = upload(gpu, call, wts, &t, dtype)?;
     let offsets = Tensor::from_u32(gpu, &t.offsets, &[t.offsets.len()])?;
     let hits = Tensor::from_u32(gpu, &t.hits, &[t.hits.len().max(1)])?;
     let qkv = Tensor::empty(gpu, &[b * s * f, 3 * c], dtype)?;
@@ -644,15 +660,7 @@ pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> R
     let g = Geometry { b, h, w, f, c, heads, m: t.m, seq_len: t.seq_len };
     let d = check_geometry(&g)?;
     let (s, m) = (h * w, t.m);
-    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let hidden = Tensor::from_f32(gpu, &to32(call.hidden), &[b * s * f, c], dtype)?;
-    let mut wqkv = to32(wts.wq);
-    wqkv.extend(to32(wts.wk));
-    wqkv.extend(to32(wts.wv));
-    let wqkv = Tensor::from_f32(gpu, &wqkv, &[3 * c, c], dtype)?;
-    let wo = Tensor::from_f32(gpu, &to32(wts.wo), &[c, c], dtype)?;
-    let bo = Tensor::from_f32(gpu, &to32(wts.bo), &[c], dtype)?;
-    let table = Tensor::from_u32(gpu, &t.table, &[t.table.len()])?;
+    let Uploaded { hidden, wqkv, wo, bo, table } = upload(gpu, call, wts, &t, dtype)?;
     let identity: Vec<u32> = (0..(m * f) as u32).collect();
     let ident = Tensor::from_u32(gpu, &identity, &[m * f])?;
     let offsets = Tensor::from_u32(gpu, &t.offsets, &[t.offsets.len()])?;
