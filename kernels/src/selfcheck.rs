@@ -5,10 +5,12 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::conv::{self, Conv2dOpts};
 use crate::ops::elementwise::{self, Binary, Unary};
+use crate::ops::flash_attention::{self, AttnLauncher, AttnShape, Strided};
 use crate::ops::group_norm::{self, GroupNormOpts, GroupStats};
 use crate::ops::layout;
 use crate::ops::matmul::{self, Epilogue, WLayout};
 use crate::ops::rows;
+use crate::ops::temporal_attention;
 use crate::testing::{rand_vec, rel_err, to_f64};
 use crate::{DType, Recorder, Tensor};
 
@@ -128,6 +130,82 @@ fn upsample_check(gpu: &Gpu) -> Result<f64> {
     Ok(rel_err(&y.to_f32(gpu)?, &layout::reference::upsample2x(&to_f64(&x), 5, 7)))
 }
 
+/// Self-attention of `launch` on a fused QKV tensor against the float64 reference.
+fn attention_check(
+    gpu: &Gpu,
+    (b, seq, heads, d): (usize, usize, usize, usize),
+    launch: AttnLauncher,
+) -> Result<f64> {
+    let w = heads * d;
+    let (x, tx) = up(gpu, 21, &[b, seq, 3 * w])?;
+    let y = Tensor::empty(gpu, &[b, seq, w], DType::F32)?;
+    let s = AttnShape::self_attn(b, seq, heads, d);
+    let mut rec = Recorder::new(gpu);
+    launch(
+        &mut rec,
+        s,
+        Strided::fused(&tx, 0, w),
+        Strided::fused(&tx, 1, w),
+        Strided::fused(&tx, 2, w),
+        &y,
+        None,
+    )?;
+    rec.run()?;
+    let h = to_f64(&x);
+    let want = flash_attention::reference::attention(
+        &s,
+        (&h, 0, 3 * w),
+        (&h, w, 3 * w),
+        (&h, 2 * w, 3 * w),
+        1.0 / (d as f64).sqrt(),
+    );
+    Ok(rel_err(&y.to_f32(gpu)?, &want))
+}
+
+fn flash_check(gpu: &Gpu) -> Result<f64> {
+    attention_check(gpu, (2, 97, 2, 64), flash_attention::record_flash_attention)
+}
+
+fn temporal_check(gpu: &Gpu) -> Result<f64> {
+    attention_check(gpu, (37, 14, 3, 32), temporal_attention::record_temporal_attention)
+}
+
+fn trajectory_check(gpu: &Gpu) -> Result<f64> {
+    use crate::ops::trajectory_attention::{
+        efficient_gpu, reference, samples_per_call, Call, Grouping, Weights,
+    };
+    let (b, h, w, f, c, n) = (2, 6, 10, 5, 16, 150);
+    let r = |seed, len| rand_vec(seed, len).iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let hidden = r(30, b * h * w * f * c);
+    let traj: Vec<f64> = r(31, f * n * 2)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v * 0.6 + 0.5) * if i % 2 == 0 { 80.0 } else { 48.0 })
+        .collect();
+    let mask: Vec<bool> = r(32, f * n).iter().map(|&v| v > -0.6).collect();
+    let idx: Vec<usize> = (0..samples_per_call(n, h, w)).map(|i| (i * 7 + 3) % n).collect();
+    let ws: Vec<Vec<f64>> = (0..4).map(|k| r(33 + k, c * c)).collect();
+    let bo = r(40, c);
+    let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo: &bo };
+    let call = Call {
+        hidden: &hidden,
+        b,
+        h,
+        w,
+        f,
+        c,
+        heads: 2,
+        traj: &traj,
+        mask: &mask,
+        n,
+        origin_w: 80,
+        origin_h: 48,
+        idx: &idx,
+        grouping: Grouping::Pairs,
+    };
+    Ok(rel_err(&efficient_gpu(gpu, &call, &wts, DType::F32)?, &reference::literal(&call, &wts)?))
+}
+
 /// Every self-check.
 pub fn checks() -> Vec<Check> {
     vec![
@@ -141,5 +219,12 @@ pub fn checks() -> Vec<Check> {
         Check { name: "softmax [41,50]", tol: 1e-5, run: softmax_check },
         Check { name: "tokens -> frames swap [2,5,77,32]", tol: 0.0, run: swap_check },
         Check { name: "nearest 2x upsample [2,3,5,7]", tol: 0.0, run: upsample_check },
+        Check { name: "flash attention 2x97 tokens, 2 heads of 64", tol: 1e-4, run: flash_check },
+        Check { name: "temporal attention 37 sequences x 14, 3 heads of 32", tol: 1e-4, run: temporal_check },
+        Check {
+            name: "trajectory attention (efficient vs literal) 6x10, F 5",
+            tol: 1e-4,
+            run: trajectory_check,
+        },
     ]
 }
