@@ -69,7 +69,8 @@ enum Command {
     },
     /// Camera motion on a video: camera trajectories of every frame (frame t at depth t under camera t, the
     /// official video mode) merged into the video's point tracks; writes `camera/` (grid form, optional warps
-    /// for NVS-solver guidance) and `merged/` (tracks form) with previews.
+    /// for NVS-solver guidance) and `merged/` (tracks form) with previews; with `--model`, generates from the
+    /// first frame and the merged tracks (without NVS-solver guidance).
     VideoCamera(VideoCameraArgs),
     /// First-frame-guided video editing: the edited first frame with the source video's tracks. Validates the
     /// tracks against the frame and writes them with previews; with `--model`, generates the edited video.
@@ -90,7 +91,8 @@ enum Command {
         chain: cli::generate::ChainArgs,
     },
     /// Camera-path trajectories for one image from its depth map (the official `cameractrl`): writes
-    /// `trans_coordinates.npy` + `trans_valid.npy` (the official folder format) and previews (PNG, GIF).
+    /// `trans_coordinates.npy` + `trans_valid.npy` (the official folder format) and previews (PNG, GIF); with
+    /// `--model`, goes on to generate the video.
     Camera(CameraArgs),
     /// Convert the official trajectory checkpoint (`trajattn_temp.pth`, read without executing any pickle code)
     /// to safetensors with the UNet's real parameter names.
