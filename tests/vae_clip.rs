@@ -92,3 +92,25 @@ fn vae_and_clip_refuse_folders_with_wrong_keys() {
     std::fs::write(tmp.join("config.json"), "{not json").unwrap();
     assert!(Vae::load_dir(&gpu, &tmp, DType::F32).is_err());
 }
+
+#[test]
+fn clip_exports_with_position_ids_load() {
+    // Some transformers exports include `vision_model.embeddings.position_ids` (int64): ignored, as the spec says.
+    let gpu = Gpu::shared().unwrap();
+    let src = dir("svd").join("image_encoder");
+    let tmp = std::env::temp_dir().join(format!("trajattn-clip-posids-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::copy(src.join("config.json"), tmp.join("config.json")).unwrap();
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let ids: Vec<u8> = (0..50i64).flat_map(|i| i.to_le_bytes()).collect();
+    let mut views: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+    views.push((
+        "vision_model.embeddings.position_ids".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1, 50], &ids).unwrap(),
+    ));
+    safetensors::serialize_to_file(views, None, &tmp.join("model.safetensors")).unwrap();
+    let clip = ClipVision::load_dir(&gpu, &tmp, DType::F32).unwrap();
+    assert_eq!(clip.cfg.hidden_size, 32);
+}

@@ -40,6 +40,10 @@ pub(crate) fn load_all(
     let names: Vec<String> = file.names().map(str::to_string).collect();
     let host = host_dtype(dtype);
     for name in &names {
+        // Some CLIP exports carry the non-persistent int64 `position_ids` buffer: not a weight.
+        if name.ends_with("position_ids") {
+            continue;
+        }
         w.load(gpu, file, name, dtype)?;
         for kind in ["weight", "bias"] {
             if let Some(p) =
