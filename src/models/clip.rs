@@ -33,7 +33,9 @@ impl ClipVision {
         let cfg = ClipVisionConfig::from_file(&dir.join("config.json"))?;
         let full = dir.join("model.safetensors");
         let half = dir.join("model.fp16.safetensors");
-        let path = if full.exists() || !half.exists() { full } else { half };
+        // The reference loads the `fp16` variant of the VAE and the image encoder (svd-architecture.md §0, §7.1):
+        // prefer it, so that even an f32 run uses the same (fp16-rounded) weights.
+        let path = if half.exists() { half } else { full };
         let file = SafetensorsFile::open(&path)?;
         let mut weights = Weights::new();
         let names = load_all(gpu, &file, dtype, &mut weights)?;

@@ -68,7 +68,9 @@ impl Vae {
         let cfg = VaeConfig::from_file(&dir.join("config.json"))?;
         let full = dir.join("diffusion_pytorch_model.safetensors");
         let half = dir.join("diffusion_pytorch_model.fp16.safetensors");
-        let path = if full.exists() || !half.exists() { full } else { half };
+        // The reference loads the `fp16` variant of the VAE and the image encoder (svd-architecture.md §0, §7.1):
+        // prefer it, so that even an f32 run uses the same (fp16-rounded) weights.
+        let path = if half.exists() { half } else { full };
         let file = SafetensorsFile::open(&path)?;
         let mut weights = Weights::new();
         load_all(gpu, &file, dtype, &mut weights)?;
