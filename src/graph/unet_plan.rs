@@ -248,6 +248,7 @@ pub fn plan_unet(
                 cs[1] += skip.shape[1];
                 let cat = sim.t("up.concat", &cs);
                 drop(skip);
+                drop(y);
                 y = walk.resnet(&cat, c);
                 drop(cat);
                 if cfg.up_block_types[i] == UpBlockKind::CrossAttn {

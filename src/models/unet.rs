@@ -917,7 +917,9 @@ impl UNetGraph {
             for j in 0..cfg.layers_per_block[r] + 1 {
                 let skip = skips.pop().ok_or_else(|| input_err("skip list exhausted"))?;
                 let cat = cx.b.concat_channels(&x, &skip)?;
+                // Both halves live on in the concatenation: release them before the res-block allocates.
                 drop(skip);
+                drop(x);
                 x = cx.resnet(&format!("{p}.resnets.{j}"), &cat, 1e-6)?;
                 drop(cat);
                 if cfg.up_block_types[i] == UpBlockKind::CrossAttn {
