@@ -1,7 +1,7 @@
 //! Previews: trajectories drawn over the first frame (PNG) and animated over the frames (GIF).
 
 use super::folder::Trajectories;
-use image::{Delay, Frame, Rgb, RgbImage, RgbaImage};
+use image::{Rgb, RgbImage};
 use std::path::Path;
 
 /// Which trajectories to draw: those starting on a `step`-pixel grid (all of them when there are few).
@@ -113,10 +113,8 @@ pub fn write_previews(
 ) -> Result<(), image::ImageError> {
     let picked = pick(t, step);
     overlay(base, t, &picked).save(png)?;
-    let file = std::fs::File::create(gif).map_err(image::ImageError::IoError)?;
-    let mut enc = image::codecs::gif::GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
-    enc.set_repeat(image::codecs::gif::Repeat::Infinite)?;
     let w = base.width().max(1) as f64;
+    let mut frames = Vec::with_capacity(t.frames);
     for f in 0..t.frames {
         let mut img = dimmed(base);
         for &i in &picked {
@@ -131,8 +129,7 @@ pub fn write_previews(
             }
             dot(&mut img, pos(t, f, i), c);
         }
-        let rgba: RgbaImage = image::DynamicImage::ImageRgb8(img).to_rgba8();
-        enc.encode_frame(Frame::from_parts(rgba, 0, 0, Delay::from_numer_denom_ms(100, 1)))?;
+        frames.push(img);
     }
-    Ok(())
+    crate::video::write_gif(&frames, gif, 100)
 }
