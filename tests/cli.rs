@@ -377,3 +377,44 @@ fn generate_refuses_trajectories_made_for_another_size() {
     assert!(!err.contains("panicked"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn edit_with_a_model_generates_the_edited_video() {
+    // First-frame editing end to end: an "edited" 48×28 frame, 84 source tracks over 4 frames (the camera fixture's
+    // tracks in the official folder names), the bundled tiny model and its trajectory weights.
+    let dir = std::env::temp_dir().join(format!("trajattn-edit-{}", std::process::id()));
+    let tracks = dir.join("tracks");
+    std::fs::create_dir_all(&tracks).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let fx = std::path::Path::new(root).join("tests/fixtures/camera");
+    std::fs::copy(fx.join("tracks_coords.npy"), tracks.join("trans_coordinates.npy")).unwrap();
+    std::fs::copy(fx.join("tracks_valid.npy"), tracks.join("trans_valid.npy")).unwrap();
+    image::RgbImage::from_fn(48, 28, |x, y| image::Rgb([(x * 5) as u8, (y * 9) as u8, 90]))
+        .save(dir.join("edited.png"))
+        .unwrap();
+    let out = dir.join("out");
+    let o = trajattn(&[
+        "edit",
+        "--edited-frame",
+        dir.join("edited.png").to_str().unwrap(),
+        "--tracks",
+        tracks.to_str().unwrap(),
+        "--frames",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        &format!("{root}/tests/fixtures/pipeline/svd"),
+        "--trajectory-weights",
+        &format!("{root}/tests/fixtures/pipeline/svd_traj/trajattn_temp.pth"),
+        "--steps",
+        "1",
+        "--dtype",
+        "f32",
+        "--grouping",
+        "per-trajectory",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("video/video.gif").exists() && out.join("video/frames/frame_003.png").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -265,6 +265,10 @@ pub struct ChainArgs {
     /// Device precision of the generation (default: f16 when supported).
     #[arg(long, value_parser = ["f32", "f16"])]
     pub dtype: Option<String>,
+    /// Attention grouping of the trajectory branch: `pairs` (the released code) or `per-trajectory` (the paper;
+    /// works for any number of tracks).
+    #[arg(long, default_value = "pairs", value_parser = ["pairs", "per-trajectory"])]
+    pub grouping: String,
 }
 
 /// Generates from `image` with the trajectory folder `traj_dir` (in pixels of the image, `frames` frames).
@@ -295,7 +299,7 @@ pub fn chain(
         max_guidance: 3.0,
         decode_chunk: 8,
         dtype: c.dtype.clone(),
-        grouping: "pairs".into(),
+        grouping: c.grouping.clone(),
         per_batch_time_context: false,
         save_latents: None,
         out: out.join("video"),
