@@ -4,9 +4,10 @@
 use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
+use crate::lender::{Lender, Loan};
 use crate::pipelines::Pipeline;
-use crate::tensor::{Tensor, Window};
-use std::sync::{Arc, Mutex};
+use crate::tensor::Window;
+use std::sync::Arc;
 
 /// One dispatch: pipeline, uniform parameters (binding 0), storage windows (bindings 1..), workgroups.
 pub struct Dispatch {
@@ -20,44 +21,14 @@ pub struct Dispatch {
 pub struct Recorder<'g> {
     gpu: &'g Gpu,
     dispatches: Vec<Dispatch>,
-    scratch: Arc<Mutex<ScratchPool>>,
-}
-
-/// Scratch buffers of one recording: every buffer is kept until the recording drops (a replay writes them
-/// again), and a buffer is lent to one op at a time, then reused by later ops.
-#[derive(Default)]
-struct ScratchPool {
-    free: Vec<Tensor>,
-    all: Vec<Tensor>,
-}
-
-/// A scratch tensor on loan to one op while it records; back to the recorder's pool on drop.
-pub struct Scratch {
-    t: Tensor,
-    base: Option<Tensor>,
-    home: Arc<Mutex<ScratchPool>>,
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = Tensor;
-    fn deref(&self) -> &Tensor {
-        &self.t
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let (Some(b), Ok(mut pool)) = (self.base.take(), self.home.lock()) {
-            pool.free.push(b);
-        }
-    }
+    scratch: Lender,
 }
 
 /// Dispatches ready to encode (and re-encode) without new allocations.
 pub struct Recording {
     steps: Vec<(Arc<Pipeline>, wgpu::BindGroup, [u32; 3])>,
     /// Scratch buffers the dispatches use (held so no one else receives them between replays).
-    _scratch: Vec<Tensor>,
+    _scratch: Lender,
     /// The buffer holding every dispatch's parameters, one aligned slot each.
     pub params: Option<wgpu::Buffer>,
     /// Byte offset of each dispatch's parameter slot in `params`.
@@ -67,32 +38,14 @@ pub struct Recording {
 impl<'g> Recorder<'g> {
     /// An empty recorder on `gpu`.
     pub fn new(gpu: &'g Gpu) -> Self {
-        Recorder { gpu, dispatches: Vec::new(), scratch: Arc::default() }
+        Recorder { gpu, dispatches: Vec::new(), scratch: Lender::new() }
     }
 
     /// A scratch tensor for the op being recorded (e.g. a column buffer). Ops must not keep it past their
     /// own dispatches: after the guard drops, a later op may receive the same buffer. Never hand scratch
     /// from the global pool to a recording: a replay would write into whoever holds it by then.
-    pub fn scratch(&self, shape: &[usize], dtype: DType) -> Result<Scratch> {
-        let bytes = (crate::tensor::numel(shape) as u64 * dtype.size()).max(4);
-        let mut pool = self.scratch.lock().map_err(|_| invalid("scratch", "scratch pool poisoned"))?;
-        let pick = pool
-            .free
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.dtype() == dtype && t.capacity_bytes() >= bytes)
-            .min_by_key(|(_, t)| t.capacity_bytes())
-            .map(|(i, _)| i);
-        let base = match pick {
-            Some(i) => pool.free.swap_remove(i),
-            None => {
-                let t = Tensor::empty(self.gpu, shape, dtype)?;
-                pool.all.push(t.clone());
-                t
-            }
-        };
-        let t = base.fit(shape)?;
-        Ok(Scratch { t, base: Some(base), home: self.scratch.clone() })
+    pub fn scratch(&self, shape: &[usize], dtype: DType) -> Result<Loan> {
+        self.scratch.lend(self.gpu, shape, dtype)
     }
 
     /// The device.
@@ -205,8 +158,7 @@ impl<'g> Recorder<'g> {
             });
             steps.push((d.pipeline.clone(), bg, d.groups));
         }
-        let scratch = self.scratch.lock().map(|mut p| std::mem::take(&mut p.all)).unwrap_or_default();
-        Recording { steps, params, param_offsets: offsets, _scratch: scratch }
+        Recording { steps, params, param_offsets: offsets, _scratch: self.scratch }
     }
 
     /// Finishes, submits and waits for completion.

@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod dtype;
 pub mod error;
 pub mod gpu;
+pub mod lender;
 pub mod ops;
 pub mod pipelines;
 pub mod pool;

@@ -16,7 +16,7 @@ use std::path::Path;
 use half::{bf16, f16};
 
 use crate::models::config::UNetConfig;
-use crate::models::unet_keys::{trajectory_keys, KeyList};
+use crate::models::unet_keys::trajectory_keys;
 
 pub use self::safetensors::SafetensorsFile;
 
@@ -304,9 +304,4 @@ pub fn open_unet(path: &Path, cfg: &UNetConfig) -> Result<SafetensorsFile> {
     let file = SafetensorsFile::open(path)?;
     file.check(&crate::models::unet_keys::expected_unet_keys(cfg, false), &[])?;
     Ok(file)
-}
-
-/// Check a key list against an open file; convenience re-export for callers holding a [`KeyList`].
-pub fn check_file(file: &SafetensorsFile, expected: &KeyList) -> Result<()> {
-    file.check(expected, &[])
 }

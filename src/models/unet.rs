@@ -23,11 +23,12 @@ use trajattn_kernels::ops::matmul::Epilogue;
 use trajattn_kernels::ops::trajectory_attention::{self as traj, Grouping};
 use trajattn_kernels::{DType, Gpu, KernelError, Recording, Tensor};
 
-use crate::checkpoint::{self, CheckpointError, HostTensor, SafetensorsFile};
+use crate::checkpoint::{self, CheckpointError, HostTensor};
 use crate::models::config::{ConfigError, DownBlockKind, UNetConfig, UpBlockKind};
 use crate::models::unet_keys::{expected_unet_keys, trajectory_keys};
 use crate::nn::weights::host_dtype;
-use crate::nn::{resnet, Act, Arena, ArenaStats, Builder, Weights, WeightsError};
+use crate::nn::{resnet, Act, Builder, Weights, WeightsError};
+use trajattn_kernels::lender::{Lender, LenderStats};
 
 /// Errors of building or running the UNet.
 #[derive(Debug, thiserror::Error)]
@@ -291,8 +292,9 @@ pub struct UNetGraph {
     trajectories: Option<Trajectories>,
     taps: HashMap<String, Tensor>,
     _persist: Vec<Tensor>,
-    arena: Rc<Arena>,
-    _pre_arena: Rc<Arena>,
+    /// Owners of the step's and the prelude's intermediate buffers.
+    lender: Lender,
+    _pre_lender: Lender,
     dtype: DType,
     /// FLOPs of one step (matmuls, convolutions, attentions).
     pub flops: f64,
@@ -354,7 +356,6 @@ struct Ctx<'a, 'g> {
     emb_act: Act,
     traj: Option<&'a Trajectories>,
     slots: Vec<TrajSlot>,
-    persist: Vec<Tensor>,
     taps: Option<HashMap<String, Tensor>>,
     opts: GraphOptions,
     /// FLOPs the reference spends beyond ours (full cross-attention, trajectory projections of gathered tokens).
@@ -818,7 +819,7 @@ impl UNetGraph {
                 }
             }
         }
-        let pre_arena = pre.arena();
+        let pre_lender = pre.lender();
         let prelude = pre.rec.finish();
 
         // Step graph.
@@ -868,13 +869,12 @@ impl UNetGraph {
             emb_act,
             traj: trajectories.as_ref(),
             slots: Vec::new(),
-            persist: Vec::new(),
             taps: if taps { Some(HashMap::new()) } else { None },
             opts,
             ref_extra: 0.0,
         };
         let n = cfg.n_blocks();
-        // Activations are shared with the skip list: a buffer returns to the arena when its last holder drops.
+        // Activations are shared with the skip list: a buffer returns to the lender when its last holder drops.
         let mut x: Rc<Act> = Rc::new(cx.b.conv2d(
             &sample,
             u.w("conv_in.weight")?,
@@ -961,12 +961,11 @@ impl UNetGraph {
         drop(y);
         drop(skips);
         cx.b.flops += 2.0 * (bf * cfg.out_channels * h0 * w0 * 9 * cfg.block_out_channels[0]) as f64;
-        let Ctx { b: bd, slots, persist: p2, taps, consts, emb_act, ref_extra, .. } = cx;
+        let Ctx { b: bd, slots, taps, consts, emb_act, ref_extra, .. } = cx;
         let flops = bd.flops;
-        let arena = bd.arena();
+        let lender = bd.lender();
         drop(emb_act);
         let step = bd.rec.finish();
-        persist.extend(p2);
         persist.extend(consts.cross.into_values());
         persist.extend(consts.pos.into_values());
         Ok(UNetGraph {
@@ -982,8 +981,8 @@ impl UNetGraph {
             trajectories,
             taps: taps.unwrap_or_default(),
             _persist: persist,
-            arena,
-            _pre_arena: pre_arena,
+            lender,
+            _pre_lender: pre_lender,
             dtype,
             flops,
             reference_flops: flops + ref_extra,
@@ -992,8 +991,8 @@ impl UNetGraph {
     }
 
     /// Memory of the step graph's intermediates.
-    pub fn arena_stats(&self) -> ArenaStats {
-        self.arena.stats()
+    pub fn arena_stats(&self) -> LenderStats {
+        self.lender.stats()
     }
 
     /// Dispatches per step.
@@ -1099,9 +1098,4 @@ impl UNetGraph {
     pub fn taps(&self) -> &HashMap<String, Tensor> {
         &self.taps
     }
-}
-
-/// Opens a UNet safetensors file just to list what it holds (for `trajattn plan`-style inspection).
-pub fn open_weights(path: &Path) -> Result<SafetensorsFile> {
-    Ok(SafetensorsFile::open(path)?)
 }

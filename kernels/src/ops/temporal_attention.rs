@@ -125,34 +125,6 @@ pub fn record_temporal_attention(
     Ok(())
 }
 
-/// Temporal attention into a new dense `(sequences, L, heads·head_dim)` tensor, run now.
-pub fn temporal_attention(
-    gpu: &Gpu,
-    s: AttnShape,
-    q: Strided,
-    k: Strided,
-    v: Strided,
-    scale: Option<f32>,
-) -> Result<Tensor> {
-    let out = Tensor::empty(gpu, &[s.batch, s.seq_q, s.heads * s.head_dim], q.tensor.dtype())?;
-    let mut rec = Recorder::new(gpu);
-    record_temporal_attention(&mut rec, s, q, k, v, &out, scale)?;
-    rec.run()?;
-    Ok(out)
-}
-
-/// FLOPs (4·L²·channels per sequence) of the temporal self-attentions (`attn1` of every temporal transformer
-/// block) in one UNet call at 576×1024 with `batch` (2 with CFG) × `frames`: levels 72×128 / 36×64 / 18×32
-/// with 5 attentions each (2 down + 3 up) at 320 / 640 / 1280 channels, plus the mid block at 9×16, 1280.
-pub fn unet_call_flops(batch: usize, frames: usize) -> f64 {
-    let levels: [(usize, usize, usize); 4] =
-        [(72 * 128, 320, 5), (36 * 64, 640, 5), (18 * 32, 1280, 5), (9 * 16, 1280, 1)];
-    levels
-        .iter()
-        .map(|&(hw, c, count)| count as f64 * 4.0 * (batch * hw) as f64 * (frames * frames) as f64 * c as f64)
-        .sum()
-}
-
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("temporal-attention", shape, 4)?;
     let case = fused_bench_case(
