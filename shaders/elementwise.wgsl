@@ -113,6 +113,17 @@ fn broadcast_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     y[p.base_y + i] = T(f32(a[p.base_a + i]) + f32(b[p.base_b + j]));
 }
 
+// y += b[...] in place (same indexing as broadcast_add; y bound once, read-write)
+@compute @workgroup_size(WG)
+fn broadcast_add_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let g = p.first + i;
+    let j = (g / p.div) % p.modn * p.inner + g % max(p.inner, 1u);
+    y[p.base_y + i] = T(f32(y[p.base_y + i]) + f32(b[p.base_b + j]));
+}
+
 // y = alpha·a + (1 − alpha)·b, alpha a scalar
 @compute @workgroup_size(WG)
 fn blend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -197,6 +197,12 @@ fn broadcasts_and_blends() {
         rec.run().unwrap();
         let want = reference::table_add(&to_f64(&a), &to_f64(&b), 7 * c, 4, c);
         assert_close(&format!("table {dtype}"), &y.to_f32(&gpu).unwrap(), &want, tol(dtype));
+        // In place (y is a): the same sums, written over a copy of a.
+        let ta2 = Tensor::from_f32(&gpu, &a, &shape, dtype).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        elementwise::record_broadcast_add(&mut rec, kind, &ta2, &tb, &ta2).unwrap();
+        rec.run().unwrap();
+        assert_close(&format!("table in place {dtype}"), &ta2.to_f32(&gpu).unwrap(), &want, tol(dtype));
         let bad = Bcast::Table { tokens: 4, entries: 4 };
         assert!(elementwise::record_broadcast_add(&mut Recorder::new(&gpu), bad, &ta, &tb, &y).is_err());
         let b = inputs(84, n, dtype);

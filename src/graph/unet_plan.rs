@@ -144,8 +144,6 @@ impl Walk<'_> {
         let n = s.t("spatial.norm1", &[rows, c]);
         self.attention(bf, hw, c);
         drop(n);
-        let y = s.t("spatial.attn2_add", &[rows, c]);
-        drop(y);
         self.feed_forward(rows, c);
         let mix = s.t("transformer.mix", &[rows, c]);
         let tm = s.t("temporal.sequences", &[rows, c]);
@@ -163,8 +161,6 @@ impl Walk<'_> {
             drop(out);
         }
         drop(n);
-        let y = s.t("temporal.attn2_add", &[rows, c]);
-        drop(y);
         self.feed_forward(rows, c);
         let back = s.t("temporal.back", &[rows, c]);
         drop(tm);

@@ -478,20 +478,8 @@ impl Ctx<'_, '_> {
         let (rows, c) = (x.numel() / k.shape()[1], k.shape()[1] as f64);
         // The reference projects every token through to_q and to_out and attends to the single key.
         self.ref_extra += 4.0 * rows as f64 * c * c + 4.0 * rows as f64 * c;
-        let y = self.b.bcast_add(Bcast::Table { tokens: f * s, entries: self.shape.batch }, x, k)?;
-        self.copy_into(x, &y)?;
-        drop(y);
+        self.b.bcast_add_inplace(Bcast::Table { tokens: f * s, entries: self.shape.batch }, x, k)?;
         self.feed_forward(x, &format!("{p}.norm3"), &format!("{p}.ff"))
-    }
-
-    fn copy_into(&mut self, dst: &Tensor, src: &Tensor) -> Result<()> {
-        trajattn_kernels::ops::elementwise::record_unary(
-            &mut self.b.rec,
-            trajattn_kernels::ops::elementwise::Unary::Scale { alpha: 1.0, beta: 0.0 },
-            src,
-            dst,
-        )?;
-        Ok(())
     }
 
     /// `TemporalBasicTransformerBlock` (§3.10) on `(B, S, F, C)` sequences, in place, with the trajectory
@@ -519,9 +507,7 @@ impl Ctx<'_, '_> {
             TimeContext::Faithful => Bcast::Table { tokens: f, entries: b },
             TimeContext::PerBatch => Bcast::Table { tokens: s * f, entries: b },
         };
-        let y = self.b.bcast_add(kind, x, k)?;
-        self.copy_into(x, &y)?;
-        drop(y);
+        self.b.bcast_add_inplace(kind, x, k)?;
         self.feed_forward(x, &format!("{p}.norm3"), &format!("{p}.ff"))
     }
 

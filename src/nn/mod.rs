@@ -151,6 +151,11 @@ impl<'g> Builder<'g> {
         Ok(y)
     }
 
+    /// `y += b` broadcast along `kind`, in place.
+    pub fn bcast_add_inplace(&mut self, kind: Bcast, y: &Tensor, b: &Tensor) -> Result<()> {
+        elementwise::record_broadcast_add(&mut self.rec, kind, y, b, y)
+    }
+
     /// `α·a + (1 − α)·b`.
     pub fn blend(&mut self, alpha: f32, a: &Tensor, b: &Tensor) -> Result<Act> {
         let y = self.empty(a.shape())?;

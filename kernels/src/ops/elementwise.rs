@@ -197,7 +197,8 @@ fn chunks(gpu: &Gpu, n: usize, dtype: DType, mut f: impl FnMut(usize, usize) -> 
     Ok(())
 }
 
-/// Records `y = a + b` with `b` broadcast along `kind`.
+/// Records `y = a + b` with `b` broadcast along `kind`. `y` may be `a` itself (the same view): the add then
+/// happens in place.
 pub fn record_broadcast_add(
     rec: &mut Recorder,
     kind: Bcast,
@@ -219,8 +220,13 @@ pub fn record_broadcast_add(
             why: "b dtype".into(),
         });
     }
+    let in_place = a.same_storage(y);
+    if in_place && a.byte_offset() != y.byte_offset() {
+        return Err(crate::error::invalid(NAME, "a and y share a buffer at different offsets"));
+    }
     let gpu = rec.gpu();
-    let pipe = gpu.pipelines().get(&gpu.device, &ELEMENTWISE, "broadcast_add", a.dtype(), &[])?;
+    let entry = if in_place { "broadcast_add_inplace" } else { "broadcast_add" };
+    let pipe = gpu.pipelines().get(&gpu.device, &ELEMENTWISE, entry, a.dtype(), &[])?;
     let bw = b.whole(gpu)?;
     chunks(gpu, a.numel(), a.dtype(), |s, len| {
         let (wa, wy) = (a.window(gpu, s, len)?, y.window(gpu, s, len)?);
@@ -235,12 +241,9 @@ pub fn record_broadcast_add(
             inner: inner as u32,
             ..Default::default()
         };
-        rec.dispatch(
-            &pipe,
-            bytemuck::bytes_of(&prm),
-            vec![wa, bw.clone(), wy],
-            grid(gpu, (len as u32).div_ceil(WG)),
-        )
+        let bound =
+            if in_place { vec![(2, bw.clone()), (3, wy)] } else { vec![(1, wa), (2, bw.clone()), (3, wy)] };
+        rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), bound, grid(gpu, (len as u32).div_ceil(WG)))
     })
 }
 
