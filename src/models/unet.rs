@@ -540,23 +540,10 @@ impl Ctx<'_, '_> {
             });
             return Ok(());
         }
-        let seq_len = match tr.grouping {
-            Grouping::PerTrajectory => f,
-            Grouping::Pairs => {
-                if !(m * f).is_multiple_of(s) {
-                    return Err(input_err(format!(
-                        "{p}: at latent {h}×{w} the paired grouping cuts {m}·{f} sampled tokens into {s} sequences, \
-                         which does not divide (the reference would fail here); use at least 2·h·w trajectories at the \
-                         finest level, a count N with N·F divisible by h·w at every level, or per-trajectory grouping"
-                    )));
-                }
-                m * f / s
-            }
-        };
+        let seq_len =
+            traj::sequence_length(tr.grouping, m, f, h, w).map_err(|e| input_err(format!("{p}: {e}")))?;
         let table = Tensor::from_u32(gpu, &vec![u32::MAX; m * f], &[m * f])?;
-        let mut off0 = vec![0u32; f * s + 1];
-        off0[f * s] = 0;
-        let offsets = Tensor::from_u32(gpu, &off0, &[f * s + 1])?;
+        let offsets = Tensor::from_u32(gpu, &vec![0u32; f * s + 1], &[f * s + 1])?;
         let hits = Tensor::from_u32(gpu, &vec![0u32; (m * f).max(1)], &[(m * f).max(1)])?;
         let g = traj::Geometry { b, h, w, f, c, heads, m, seq_len };
         let wqkv = self.u.w(&fused_qkv_name(p))?;

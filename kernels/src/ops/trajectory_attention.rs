@@ -126,10 +126,17 @@ pub fn check_tables(call: &Call) -> Result<usize> {
     if m == 0 {
         return Err(invalid(OP, "no trajectories sampled"));
     }
-    match call.grouping {
+    sequence_length(call.grouping, m, f, h, w)
+}
+
+/// Attention sequence length `L` of a call sampling `m` trajectories over `f` frames at latent `h × w`; in the
+/// paired grouping an error where the reference would fail (spec §7.7), saying what would work.
+pub fn sequence_length(grouping: Grouping, m: usize, f: usize, h: usize, w: usize) -> Result<usize> {
+    let s = h * w;
+    match grouping {
         Grouping::PerTrajectory => Ok(f),
         Grouping::Pairs => {
-            if !(m * f).is_multiple_of(s) {
+            if s == 0 || !(m * f).is_multiple_of(s) {
                 return Err(invalid(
                     OP,
                     format!(
