@@ -172,7 +172,7 @@ fn temporal_check(gpu: &Gpu) -> Result<f64> {
 
 fn trajectory_check(gpu: &Gpu) -> Result<f64> {
     use crate::ops::trajectory_attention::{
-        efficient_gpu, reference, samples_per_call, Call, Grouping, Weights,
+        prepare_efficient, reference, samples_per_call, Call, Grouping, Weights,
     };
     let (b, h, w, f, c, n) = (2, 6, 10, 5, 16, 150);
     let r = |seed, len| rand_vec(seed, len).iter().map(|&x| x as f64).collect::<Vec<f64>>();
@@ -203,7 +203,8 @@ fn trajectory_check(gpu: &Gpu) -> Result<f64> {
         idx: &idx,
         grouping: Grouping::Pairs,
     };
-    Ok(rel_err(&efficient_gpu(gpu, &call, &wts, DType::F32)?, &reference::literal(&call, &wts)?))
+    let got = prepare_efficient(gpu, &call, &wts, DType::F32)?.run_checked(gpu)?;
+    Ok(rel_err(&got, &reference::literal(&call, &wts)?))
 }
 
 /// Every self-check.

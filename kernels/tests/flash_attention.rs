@@ -25,29 +25,17 @@ fn data(seed: u64, n: usize, mul: f32, dtype: DType) -> Vec<f32> {
     }
 }
 
-/// Runs self-attention on a fused QKV tensor `[b, seq, 3·heads·d]` and checks it against the reference.
+/// Fused-QKV self-attention through flash attention against the float64 reference.
 fn check_fused(gpu: &Gpu, s: AttnShape, mul: f32, dtype: DType, seed: u64) {
-    let w = s.heads * s.head_dim;
-    let host = data(seed, s.batch * s.seq_q * 3 * w, mul, dtype);
-    let qkv = Tensor::from_f32(gpu, &host, &[s.batch, s.seq_q, 3 * w], dtype).unwrap();
-    let out = Tensor::empty(gpu, &[s.batch, s.seq_q, w], dtype).unwrap();
-    out.poison(gpu);
-    let mut rec = Recorder::new(gpu);
-    flash_attention::record_flash_attention(
-        &mut rec,
+    common::check_self_attention(
+        gpu,
+        flash_attention::record_flash_attention,
         s,
-        Strided::fused(&qkv, 0, w),
-        Strided::fused(&qkv, 1, w),
-        Strided::fused(&qkv, 2, w),
-        &out,
-        None,
-    )
-    .unwrap();
-    rec.run().unwrap();
-    let h = to_f64(&host);
-    let scale = 1.0 / (s.head_dim as f64).sqrt();
-    let want = reference::attention(&s, (&h, 0, 3 * w), (&h, w, 3 * w), (&h, 2 * w, 3 * w), scale);
-    assert_close(&format!("fused {s:?} ×{mul} {dtype}"), &out.to_f32(gpu).unwrap(), &want, tol(dtype));
+        mul,
+        dtype,
+        seed,
+        tol(dtype),
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use trajattn_kernels::ops::flash_attention::{reference, AttnShape, Strided};
 use trajattn_kernels::ops::temporal_attention::{self, MAX_SEQ};
-use trajattn_kernels::testing::{assert_close, rand_vec, round_f16, to_f64};
+use trajattn_kernels::testing::{assert_close, rand_vec, to_f64};
 use trajattn_kernels::{DType, Gpu, Recorder, Tensor};
 
 // f32: softmax over ≤ 64 scores and a weighted sum of ≤ 64 rows in f32 → 1e-4 (stated like flash attention's).
@@ -17,28 +17,15 @@ fn tol(d: DType) -> f64 {
 }
 
 fn check(gpu: &Gpu, s: AttnShape, mul: f32, dtype: DType, seed: u64) {
-    let w = s.heads * s.head_dim;
-    let v: Vec<f32> = rand_vec(seed, s.batch * s.seq_q * 3 * w).into_iter().map(|x| x * mul).collect();
-    let host = if dtype == DType::F16 { round_f16(&v) } else { v };
-    let qkv = Tensor::from_f32(gpu, &host, &[s.batch, s.seq_q, 3 * w], dtype).unwrap();
-    let out = Tensor::empty(gpu, &[s.batch, s.seq_q, w], dtype).unwrap();
-    out.poison(gpu);
-    let mut rec = Recorder::new(gpu);
-    temporal_attention::record_temporal_attention(
-        &mut rec,
+    common::check_self_attention(
+        gpu,
+        temporal_attention::record_temporal_attention,
         s,
-        Strided::fused(&qkv, 0, w),
-        Strided::fused(&qkv, 1, w),
-        Strided::fused(&qkv, 2, w),
-        &out,
-        None,
-    )
-    .unwrap();
-    rec.run().unwrap();
-    let h = to_f64(&host);
-    let scale = 1.0 / (s.head_dim as f64).sqrt();
-    let want = reference::attention(&s, (&h, 0, 3 * w), (&h, w, 3 * w), (&h, 2 * w, 3 * w), scale);
-    assert_close(&format!("temporal {s:?} ×{mul} {dtype}"), &out.to_f32(gpu).unwrap(), &want, tol(dtype));
+        mul,
+        dtype,
+        seed,
+        tol(dtype),
+    );
 }
 
 #[test]
@@ -81,6 +68,8 @@ fn agrees_with_flash_attention_on_unet_temporal_shapes() {
         Tensor::empty(&gpu, &[129 * 14, w], DType::F32).unwrap(),
         Tensor::empty(&gpu, &[129 * 14, w], DType::F32).unwrap(),
     );
+    a.poison(&gpu);
+    b.poison(&gpu);
     let mut rec = Recorder::new(&gpu);
     let (q, k, v) = (Strided::fused(&qkv, 0, w), Strided::fused(&qkv, 1, w), Strided::fused(&qkv, 2, w));
     temporal_attention::record_temporal_attention(&mut rec, s, q, k, v, &a, None).unwrap();

@@ -337,7 +337,7 @@ pub mod reference {
 }
 
 /// A self-attention launcher with [`record_flash_attention`]'s signature.
-pub(crate) type AttnLauncher =
+pub type AttnLauncher =
     fn(&mut Recorder, AttnShape, Strided, Strided, Strided, &Tensor, Option<f32>) -> Result<()>;
 
 /// Bench case of an attention launcher on a random fused QKV tensor `[b, seq, 3·heads·d]`.

@@ -719,18 +719,14 @@ pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> R
     Ok(Prepared { recording: rec.finish(), out, keep })
 }
 
-/// [`prepare_literal`], run, and the output downloaded as `(B·S, F, C)` f32.
-pub fn literal_gpu(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Vec<f32>> {
-    let p = prepare_literal(gpu, call, wts, dtype)?;
-    p.recording.submit(gpu, true)?;
-    p.out.to_f32(gpu)
-}
-
-/// [`prepare_efficient`], run, and the output downloaded as `(B·S, F, C)` f32.
-pub fn efficient_gpu(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Vec<f32>> {
-    let p = prepare_efficient(gpu, call, wts, dtype)?;
-    p.recording.submit(gpu, true)?;
-    p.out.to_f32(gpu)
+impl Prepared {
+    /// Runs the recording once on an output poisoned with NaN (so an element no dispatch writes shows up) and
+    /// downloads it as `(B·S, F, C)` f32: the checking path of tests and `trajattn demo`.
+    pub fn run_checked(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        self.out.poison(gpu);
+        self.recording.submit(gpu, true)?;
+        self.out.to_f32(gpu)
+    }
 }
 
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<crate::bench::BenchCase> {

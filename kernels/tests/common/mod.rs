@@ -17,3 +17,33 @@ pub fn dtypes(gpu: &Gpu) -> Vec<trajattn_kernels::DType> {
     }
     v
 }
+
+/// Runs a self-attention launcher on a random fused QKV tensor `[b, seq, 3·heads·d]` (values × `mul`, rounded
+/// through f16 for an f16 run) into a NaN-poisoned output and checks it against the float64 reference with `tol`.
+pub fn check_self_attention(
+    gpu: &Gpu,
+    launch: trajattn_kernels::ops::flash_attention::AttnLauncher,
+    s: trajattn_kernels::ops::flash_attention::AttnShape,
+    mul: f32,
+    dtype: trajattn_kernels::DType,
+    seed: u64,
+    tol: f64,
+) {
+    use trajattn_kernels::ops::flash_attention::{reference, Strided};
+    use trajattn_kernels::testing::{assert_close, rand_vec, round_f16, to_f64};
+    use trajattn_kernels::{DType, Recorder, Tensor};
+    let w = s.heads * s.head_dim;
+    let v: Vec<f32> = rand_vec(seed, s.batch * s.seq_q * 3 * w).into_iter().map(|x| x * mul).collect();
+    let host = if dtype == DType::F16 { round_f16(&v) } else { v };
+    let qkv = Tensor::from_f32(gpu, &host, &[s.batch, s.seq_q, 3 * w], dtype).unwrap();
+    let out = Tensor::empty(gpu, &[s.batch, s.seq_q, w], dtype).unwrap();
+    out.poison(gpu);
+    let mut rec = Recorder::new(gpu);
+    let (q, k, vv) = (Strided::fused(&qkv, 0, w), Strided::fused(&qkv, 1, w), Strided::fused(&qkv, 2, w));
+    launch(&mut rec, s, q, k, vv, &out, None).unwrap();
+    rec.run().unwrap();
+    let h = to_f64(&host);
+    let scale = 1.0 / (s.head_dim as f64).sqrt();
+    let want = reference::attention(&s, (&h, 0, 3 * w), (&h, w, 3 * w), (&h, 2 * w, 3 * w), scale);
+    assert_close(&format!("{s:?} ×{mul} {dtype}"), &out.to_f32(gpu).unwrap(), &want, tol);
+}
