@@ -13,7 +13,7 @@ use trajattn_kernels::{DType, Gpu, Tensor};
 use crate::checkpoint::SafetensorsFile;
 use crate::models::config::ClipVisionConfig;
 use crate::models::unet::UNetError;
-use crate::models::vae::{copy, load_all};
+use crate::models::vae::load_all;
 use crate::nn::{Builder, Weights};
 
 type Result<T> = std::result::Result<T, UNetError>;
@@ -193,10 +193,8 @@ impl ClipVision {
             eps,
         )?;
         let proj = b.linear(&pn, self.w("visual_projection.weight")?, None, Epilogue::None)?;
-        let out = Tensor::empty(gpu, proj.shape(), self.dtype)?;
-        copy(&mut b, &proj, &out)?;
-        drop((pn, proj, pooled));
+        drop((pn, pooled));
         b.rec.run()?;
-        Ok(out.to_f32(gpu)?)
+        Ok(proj.to_f32(gpu)?)
     }
 }

@@ -193,12 +193,10 @@ impl Vae {
         }
         let x = Tensor::from_f32(gpu, image, &[n, cin, h, w], self.dtype)?;
         let mut b = Builder::new(gpu, self.dtype);
+        // The result stays on loan (its buffer untouched) until it is downloaded after the run.
         let mean = self.record_encode(&mut b, &x)?;
-        let out = Tensor::empty(gpu, mean.shape(), self.dtype)?;
-        copy(&mut b, &mean, &out)?;
-        drop(mean);
         b.rec.run()?;
-        Ok(out.to_f32(gpu)?)
+        Ok(mean.to_f32(gpu)?)
     }
 
     fn record_encode(&self, b: &mut Builder, x: &Tensor) -> Result<Act> {
@@ -342,11 +340,8 @@ impl Vae {
         let x = Tensor::from_f32(gpu, latents, &[n, lc, h, w], self.dtype)?;
         let mut b = Builder::new(gpu, self.dtype);
         let y = self.record_decode(&mut b, &x, n)?;
-        let out = Tensor::empty(gpu, y.shape(), self.dtype)?;
-        copy(&mut b, &y, &out)?;
-        drop(y);
         b.rec.run()?;
-        Ok(out.to_f32(gpu)?)
+        Ok(y.to_f32(gpu)?)
     }
 
     /// Decodes `latents [F, C, h, w]` (already divided by the scaling factor) in chunks of `chunk` frames,
@@ -438,15 +433,4 @@ impl Vae {
     pub fn scale_factor(&self) -> usize {
         1 << (self.cfg.block_out_channels.len() - 1)
     }
-}
-
-/// Records `dst = src`.
-pub(crate) fn copy(b: &mut Builder, src: &Tensor, dst: &Tensor) -> Result<()> {
-    trajattn_kernels::ops::elementwise::record_unary(
-        &mut b.rec,
-        trajattn_kernels::ops::elementwise::Unary::Scale { alpha: 1.0, beta: 0.0 },
-        src,
-        dst,
-    )?;
-    Ok(())
 }
