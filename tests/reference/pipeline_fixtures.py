@@ -88,36 +88,6 @@ INPUT_WH = (72, 40)
 # ----------------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------------
-def reinit_any(module, g):
-    """uf.reinit plus the parameter kinds CLIP adds: `class_embedding` and nn.Embedding weights ~ N(0, 0.5²)."""
-    special = []
-    for _, mod in module.named_modules():
-        for pname, p in mod.named_parameters(recurse=False):
-            if isinstance(mod, torch.nn.Embedding) or pname == "class_embedding":
-                special.append(p)
-    ids = {id(p) for p in special}
-    done = set()
-    for _, mod in module.named_modules():
-        for pname, p in mod.named_parameters(recurse=False):
-            with torch.no_grad():
-                if id(p) in ids:
-                    p.copy_(0.5 * torch.randn(p.shape, generator=g))
-                elif pname == "mix_factor":
-                    p.copy_(torch.rand(p.shape, generator=g) * 2 - 1)
-                elif isinstance(mod, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
-                    p.copy_((1.0 if pname == "weight" else 0.0) + 0.1 * torch.randn(p.shape, generator=g))
-                elif isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Conv3d)):
-                    if pname == "weight":
-                        fan_in = int(np.prod(p.shape[1:]))
-                        p.copy_(torch.randn(p.shape, generator=g) * (0.5 / math.sqrt(fan_in)))
-                    else:
-                        p.copy_(0.1 * torch.randn(p.shape, generator=g))
-                else:
-                    raise RuntimeError(f"no init rule for {type(mod).__name__}.{pname}")
-            done.add(id(p))
-    assert all(id(p) in done for p in module.parameters())
-
-
 def save(tensors, path, meta):
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
     uf.save_safetensors(tensors, path, {k: str(v) for k, v in meta.items()})
@@ -137,13 +107,13 @@ def capture(module, key, store):
 
 def build_vae():
     vae = AutoencoderKLTemporalDecoder(**VAE_CONFIG).eval()
-    reinit_any(vae, torch.Generator().manual_seed(VAE_SEED + 100))
+    uf.reinit(vae, torch.Generator().manual_seed(VAE_SEED + 100))
     return vae
 
 
 def build_clip():
     clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_CONFIG)).eval()
-    reinit_any(clip, torch.Generator().manual_seed(CLIP_SEED + 100))
+    uf.reinit(clip, torch.Generator().manual_seed(CLIP_SEED + 100))
     return clip
 
 

@@ -197,7 +197,9 @@ def reinit(module, g):
     for _, mod in module.named_modules():
         for pname, p in mod.named_parameters(recurse=False):
             with torch.no_grad():
-                if pname == "mix_factor":
+                if isinstance(mod, torch.nn.Embedding) or pname == "class_embedding":  # CLIP's embeddings
+                    p.copy_(0.5 * torch.randn(p.shape, generator=g))
+                elif pname == "mix_factor":
                     p.copy_(torch.rand(p.shape, generator=g) * 2 - 1)
                 elif isinstance(mod, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
                     base = 1.0 if pname == "weight" else 0.0
