@@ -227,8 +227,8 @@ struct VideoCameraArgs {
     /// Output folder.
     #[arg(long)]
     out: std::path::PathBuf,
-    /// With --model: generation from the first frame and the merged trajectories (without NVS-solver guidance,
-    /// which the official video results add; not implemented yet).
+    /// With --model: generation from the first frame and the merged trajectories (add --warp --nvs for the
+    /// NVS-solver guidance of the official video results).
     #[command(flatten)]
     chain: cli::generate::ChainArgs,
 }
@@ -607,7 +607,8 @@ fn camera_cmd(g_args: &GpuArgs, a: CameraArgs) -> Result<()> {
     println!("visible per frame: {}", vis.join(" "));
     println!("previews: {} and {}", png.display(), gif.display());
     let open = || g_args.open();
-    cli::generate::chain(open, &a.chain, &a.image, &a.out, frames, &a.out)
+    let warps = a.warp.then_some(a.out.as_path());
+    cli::generate::chain(open, &a.chain, &a.image, &a.out, frames, &a.out, warps)
 }
 
 fn traj_cmd(c: TrajCmd) -> Result<()> {
@@ -827,7 +828,8 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
         merged_dir.display()
     );
     let open = || g_args.open();
-    cli::generate::chain(open, &a.chain, &frames[0], &merged_dir, f, &a.out)
+    let warps = a.warp.then_some(cam_dir.as_path());
+    cli::generate::chain(open, &a.chain, &frames[0], &merged_dir, f, &a.out, warps)
 }
 
 fn edit_cmd(
@@ -867,5 +869,5 @@ fn edit_cmd(
         out.display()
     );
     let open = || g_args.open();
-    cli::generate::chain(open, chain, edited, out, frames, out)
+    cli::generate::chain(open, chain, edited, out, frames, out, None)
 }

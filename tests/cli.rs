@@ -263,6 +263,7 @@ fn generate_and_plan_refuse_bad_input_clearly() {
             ],
             "nonexistent",
         ),
+        (vec!["generate", "--nvs", "/nonexistent-warps", "--steps", "1"], "0000.png is missing"),
         (vec!["plan", "--height", "100"], "multiples of 64"),
         (vec!["plan", "--unet-config", "/nonexistent/config.json"], "nonexistent"),
         (vec!["convert", "--input", img.to_str().unwrap(), "--output", "/tmp/x.safetensors"], "notimage"),
@@ -331,10 +332,31 @@ fn camera_with_a_model_goes_on_to_generation() {
         "1",
         "--dtype",
         "f32",
+        // with the NVS-solver guidance from the warped frames (one crop covers this small latent)
+        "--warp",
+        "--nvs",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.join("out/trans_coordinates.npy").exists());
+    assert!(dir.join("out/0002_mask.png").exists());
     assert!(dir.join("out/video/video.gif").exists());
+    // --nvs without --warp: nothing to guide with, said before any GPU work
+    let o = trajattn(&[
+        "camera",
+        "--image",
+        dir.join("img.png").to_str().unwrap(),
+        "--depth",
+        dir.join("d.npy").to_str().unwrap(),
+        "--frames",
+        "4",
+        "--out",
+        dir.join("out2").to_str().unwrap(),
+        "--model",
+        &format!("{root}/tests/fixtures/pipeline/svd"),
+        "--nvs",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--nvs needs the warped frames"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

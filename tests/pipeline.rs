@@ -203,3 +203,114 @@ fn the_same_seed_gives_the_same_video() {
     let c = generate(&gpu, &svd, &img, None, &GenerateOptions { seed: 7, ..o }, &mut Quiet).unwrap();
     assert_ne!(a.latents, c.latents);
 }
+
+/// NVS-solver guidance (trajectory-sources.md §8) against the official `My_SVD` pipeline with its NVS scheduler
+/// (tests/reference/nvs_fixtures.py): 25 frames of a 44×76 latent, where all four crops contribute.
+mod nvs {
+    use super::*;
+    use trajattn::models::clip::ClipVision;
+    use trajattn::models::unet::UNet;
+    use trajattn::models::vae::Vae;
+    use trajattn::pipeline::nvs_guidance::{crops, NvsConditioning, NvsParams};
+    use trajattn::pipeline::Progress;
+
+    /// Prints when each stage starts (the test's cost is dominated by 25 frames at 44×76).
+    struct Timed(std::time::Instant);
+    impl Progress for Timed {
+        fn stage(&mut self, name: &str, _total: usize) {
+            eprintln!("{:7.1} s: {name}", self.0.elapsed().as_secs_f64());
+        }
+        fn advance(&mut self, done: usize) {
+            eprintln!("{:7.1} s:   {done}", self.0.elapsed().as_secs_f64());
+        }
+    }
+
+    const W: usize = 152;
+    const H: usize = 88;
+
+    fn conditioning() -> NvsConditioning {
+        NvsConditioning::load_dir(&fixture("pipeline/nvs/cond"), 25, W, H, 2, NvsParams::default()).unwrap()
+    }
+
+    #[test]
+    fn hole_maps_and_lambda_table_match_the_official_steps() {
+        let io = Io::open("pipeline/nvs/nvs_io.safetensors");
+        let (s, hole) = io.f32("hole");
+        assert_eq!(s, vec![24, H / 2, W / 2]);
+        let c = conditioning();
+        assert_eq!(c.hole, hole);
+        assert!(hole.contains(&1.0) && hole.contains(&0.0));
+        let (_, sigmas) = io.f32("sigmas");
+        let sig: Vec<f64> = sigmas[..sigmas.len() - 1].iter().map(|&v| v as f64).collect();
+        let ours = trajattn::nvs::search(&sig, 25).unwrap().table;
+        let (ls, want) = io.f32("lambda");
+        assert_eq!(ls, vec![sig.len(), 25]);
+        for (a, b) in ours.iter().flatten().zip(&want) {
+            assert!((a - *b as f64).abs() < 1e-6, "λ {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn crops_follow_the_official_geometry() {
+        // 72×128 (the official size): rows [0,40) [24,72), columns [0,72) [56,128), stitched at 40 and 72.
+        let c = crops(72, 128);
+        let got: Vec<_> = c.iter().map(|c| (c.r0, c.r1, c.c0, c.c1, c.sr0, c.sc0, c.contributes)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 40, 0, 72, 0, 0, true),
+                (24, 72, 0, 72, 40, 0, true),
+                (0, 40, 56, 128, 0, 72, true),
+                (24, 72, 56, 128, 40, 72, true)
+            ]
+        );
+        // Small latents: the bottom/right crops exist (the reference runs them) but supply nothing.
+        let c = crops(32, 64);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.iter().filter(|c| c.contributes).count(), 1);
+        // At most 24 rows: the reference cannot run a bottom crop at all.
+        assert_eq!(crops(16, 24).len(), 1);
+    }
+
+    #[test]
+    fn nvs_guided_generation_matches_the_official_pipeline() {
+        let gpu = Gpu::shared().unwrap();
+        let io = Io::open("pipeline/nvs/nvs_io.safetensors");
+        let base = fixture("pipeline/svd");
+        let svd = Svd {
+            unet: UNet::load_dir(&gpu, &fixture("pipeline/nvs/unet"), None, DType::F32).unwrap(),
+            vae_encoder: Vae::load_dir(&gpu, &base.join("vae"), DType::F32).unwrap(),
+            vae_decoder: None,
+            clip: ClipVision::load_dir(&gpu, &base.join("image_encoder"), DType::F32).unwrap(),
+            dir: base.clone(),
+        };
+        let (_, img) = io.u8("image_resized_uint8");
+        let o = GenerateOptions {
+            frames: 25,
+            steps: 2,
+            seed: 12345,
+            width: W,
+            height: H,
+            decode_chunk: 5,
+            dtype: DType::F32,
+            // The fixture ran on the CPU: every step_single (four crops, then the ordinary step) drew its noise.
+            cpu_reference_stream: true,
+            nvs: Some(conditioning()),
+            trace: true,
+            ..Default::default()
+        };
+        let mut timed = Timed(std::time::Instant::now());
+        let g = generate(&gpu, &svd, &img, None, &o, &mut timed).unwrap();
+        timed.stage("done", 0);
+        for i in 0..2 {
+            let name = format!("step.{i}.latents_guided");
+            let (_, want) = io.f32(&name);
+            let ours = &g.trace.iter().find(|(n, _)| *n == name).unwrap().1;
+            let e = rel(ours, &want);
+            let worst = ours.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            eprintln!("{name}: relative error {e:.3e}, worst {worst:.3e}");
+            assert!(e < 1e-4, "{name}: {e:.3e}");
+        }
+        check_outputs(&io, &g, "nvs");
+    }
+}

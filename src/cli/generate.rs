@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use trajattn::models::unet::{TimeContext, Trajectories};
+use trajattn::pipeline::nvs_guidance::{NvsConditioning, NvsParams};
 use trajattn::pipeline::{generate, resize, GenerateOptions, Progress, Svd};
 use trajattn_kernels::ops::trajectory_attention::Grouping;
 use trajattn_kernels::{DType, Gpu};
@@ -77,6 +78,14 @@ pub struct GenerateArgs {
     /// Use the per-batch temporal context of diffusers ≥ 0.28 instead of 0.27.0's (the official code's).
     #[arg(long)]
     pub per_batch_time_context: bool,
+    /// NVS-solver guidance (the official video workflow's `--use_nvs_solver`): a folder with the warped frames
+    /// `NNNN.png` and hole masks `NNNN_mask.png` of frames 1.. at the output size (`trajattn camera --warp` or
+    /// `video-camera --warp` write them). Each step then runs four extra UNet passes on crops (≈ 3× the time).
+    #[arg(long)]
+    pub nvs: Option<PathBuf>,
+    /// Step size of the NVS-solver guidance.
+    #[arg(long, default_value_t = trajattn::pipeline::nvs_guidance::LR)]
+    pub nvs_lr: f32,
     /// Also store the final latents ([F, 4, h, w], tensor `latents`) before decoding.
     #[arg(long)]
     pub save_latents: Option<PathBuf>,
@@ -193,6 +202,17 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
             })
         }
     };
+    let nvs = match &a.nvs {
+        None => None,
+        Some(dir) => {
+            let params = NvsParams { lr: a.nvs_lr, ..Default::default() };
+            let f8 = svd.vae_encoder.scale_factor();
+            Some(
+                NvsConditioning::load_dir(dir, frames, width, height, f8, params)
+                    .with_context(|| format!("reading the NVS-solver conditioning from {}", dir.display()))?,
+            )
+        }
+    };
     let o = GenerateOptions {
         frames,
         steps: a.steps,
@@ -208,6 +228,8 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         dtype,
         time_context: if a.per_batch_time_context { TimeContext::PerBatch } else { TimeContext::Faithful },
         cpu_reference_stream: false,
+        nvs,
+        trace: false,
     };
     let mut bars = Bars { bar: None };
     let t1 = std::time::Instant::now();
@@ -269,9 +291,14 @@ pub struct ChainArgs {
     /// works for any number of tracks).
     #[arg(long, default_value = "pairs", value_parser = ["pairs", "per-trajectory"])]
     pub grouping: String,
+    /// NVS-solver guidance from the warped frames and hole masks that --warp writes (the official video
+    /// workflow's "w. NVS_Solver" setting; about 3× the generation time).
+    #[arg(long, requires = "model")]
+    pub nvs: bool,
 }
 
-/// Generates from `image` with the trajectory folder `traj_dir` (in pixels of the image, `frames` frames).
+/// Generates from `image` with the trajectory folder `traj_dir` (in pixels of the image, `frames` frames);
+/// `warps`: the folder of warped frames and masks, if they were written (for `--nvs`).
 pub fn chain(
     gpu: impl Fn() -> Result<Gpu>,
     c: &ChainArgs,
@@ -279,8 +306,14 @@ pub fn chain(
     traj_dir: &Path,
     frames: usize,
     out: &Path,
+    warps: Option<&Path>,
 ) -> Result<()> {
     let Some(model) = &c.model else { return Ok(()) };
+    let nvs = match (c.nvs, warps) {
+        (false, _) => None,
+        (true, Some(d)) => Some(d.to_path_buf()),
+        (true, None) => bail!("--nvs needs the warped frames: add --warp (first-frame editing has none)"),
+    };
     let (_, w, h) = load_rgb(image)?;
     let a = GenerateArgs {
         model: Some(model.clone()),
@@ -301,6 +334,8 @@ pub fn chain(
         dtype: c.dtype.clone(),
         grouping: c.grouping.clone(),
         per_batch_time_context: false,
+        nvs,
+        nvs_lr: trajattn::pipeline::nvs_guidance::LR,
         save_latents: None,
         out: out.join("video"),
     };

@@ -5,6 +5,7 @@
 //! initial latents, then per step the trajectory subsets (one `randperm` per trajectory layer, execution order)
 //! and, when emulating a CPU reference run, the Euler step's unused noise.
 
+pub mod nvs_guidance;
 pub mod resize;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,10 @@ pub struct GenerateOptions {
     /// Draw the Euler step's unused noise from the stream, as the reference does when run on the CPU (changes
     /// the trajectory subsets of later steps; the GPU reference draws it elsewhere).
     pub cpu_reference_stream: bool,
+    /// NVS-solver guidance before every step (trajectory-sources.md §8); `None`: the plain sampler.
+    pub nvs: Option<nvs_guidance::NvsConditioning>,
+    /// Keep the latents after each step's guidance and after each step in [`Generated::trace`].
+    pub trace: bool,
 }
 
 impl Default for GenerateOptions {
@@ -81,6 +86,8 @@ impl Default for GenerateOptions {
             dtype: DType::F32,
             time_context: TimeContext::Faithful,
             cpu_reference_stream: false,
+            nvs: None,
+            trace: false,
         }
     }
 }
@@ -152,6 +159,8 @@ pub struct Generated {
     pub width: usize,
     pub height: usize,
     pub frames: usize,
+    /// With [`GenerateOptions::trace`]: `("step.{i}.latents_guided" | "step.{i}.latents_out", latents)`.
+    pub trace: Vec<(String, Vec<f32>)>,
 }
 
 /// Progress callbacks (the CLI draws bars).
@@ -280,6 +289,45 @@ pub fn generate(
     };
     let guidance = sampler::guidance_scales(o.min_guidance, o.max_guidance, f, dtype).map_err(sampler_err)?;
     let cfg_on = sampler::cfg_enabled(o.max_guidance);
+    let mut guide = match &o.nvs {
+        None => None,
+        Some(cond) => {
+            if !cfg_on {
+                return Err(input_err(
+                    "NVS guidance follows the official pipeline, which needs classifier-free guidance \
+                     (max guidance > 1)",
+                ));
+            }
+            if (cond.width, cond.height, cond.factor) != (ww, hh, f8) {
+                return Err(input_err(format!(
+                    "NVS conditioning is {}×{} (factor {}); the video is {ww}×{hh} (VAE factor {f8})",
+                    cond.width, cond.height, cond.factor
+                )));
+            }
+            if cond.images.len() + 1 != f {
+                return Err(input_err(format!(
+                    "NVS conditioning holds {} warped frames; {f} frames need {}",
+                    cond.images.len(),
+                    f.saturating_sub(1)
+                )));
+            }
+            // The warped frames' VAE latents: preprocessing without noise augmentation, f32 encoder, mean.
+            progress.stage("encoding warped frames", cond.images.len());
+            let mut encoded = Vec::with_capacity(cond.images.len() * plane);
+            for (k, img) in cond.images.iter().enumerate() {
+                let mut px = vec![0f32; 3 * hh * ww];
+                for p in 0..hh * ww {
+                    for c in 0..3 {
+                        px[c * hh * ww + p] = 2.0 * (img[p * 3 + c] as f32 / 255.0) - 1.0;
+                    }
+                }
+                encoded.extend(svd.vae_encoder.encode(gpu, &px, 1, hh, ww)?);
+                progress.advance(k + 1);
+            }
+            let dims = (f, lc, h, w);
+            Some(nvs_guidance::Guide::new(&svd.unet, cond, &encoded, &z, &sched, dims, dtype, d, &added)?)
+        }
+    };
     let batch = if cfg_on { 2 } else { 1 };
     let shape = UNetShape { batch, frames: f, height: h, width: w };
     let opts = GraphOptions { time_context: o.time_context, chunk_elems: None };
@@ -293,7 +341,24 @@ pub fn generate(
     progress.stage("denoising", o.steps);
     let cin = svd.unet.cfg.in_channels;
     let mut sample = vec![0f32; batch * f * cin * h * w];
+    let mut trace = Vec::new();
     for i in 0..o.steps {
+        if let Some(gd) = guide.as_mut() {
+            let g = gd.pass(gpu, &sched, i, &latents)?;
+            latents.iter_mut().zip(&g).for_each(|(l, gv)| *l = round_to(dtype, *l - gv));
+            if o.cpu_reference_stream {
+                // Each crop's step_single draws (and ignores) noise of the crop's shape.
+                for n in gd.crop_draws() {
+                    match dtype {
+                        DType::F32 => drop(rng.randn_f32(n, path).map_err(rn)?),
+                        DType::F16 => drop(rng.randn_f16(n).map_err(rn)?),
+                    }
+                }
+            }
+            if o.trace {
+                trace.push((format!("step.{i}.latents_guided"), latents.clone()));
+            }
+        }
         let sigma = sched.sigmas[i];
         let div = (sigma * sigma + 1.0).sqrt();
         for b in 0..batch {
@@ -327,9 +392,12 @@ pub fn generate(
                 DType::F16 => drop(rng.randn_f16(f * plane).map_err(rn)?),
             }
         }
+        if o.trace {
+            trace.push((format!("step.{i}.latents_out"), latents.clone()));
+        }
         progress.advance(i + 1);
     }
-    drop(graph);
+    drop((graph, guide));
 
     // 6. Decoding in chunks.
     progress.stage("decoding", f);
@@ -338,5 +406,5 @@ pub fn generate(
     let dec = svd.vae_decoder.as_ref().unwrap_or(&svd.vae_encoder);
     let decoded = dec.decode(gpu, &scaled, f, h, w, o.decode_chunk, |done| progress.advance(done))?;
     let frames_u8 = to_uint8(&decoded, f, hh, ww);
-    Ok(Generated { latents, decoded, frames_u8, width: ww, height: hh, frames: f })
+    Ok(Generated { latents, decoded, frames_u8, width: ww, height: hh, frames: f, trace })
 }
