@@ -37,7 +37,8 @@ struct GpuArgs {
 }
 
 fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
-    trajattn_kernels::gpu::parse_bytes(s).ok_or_else(|| format!("'{s}' is not a byte size (e.g. 1048576, 64K, 16MiB)"))
+    trajattn_kernels::gpu::parse_bytes(s)
+        .ok_or_else(|| format!("'{s}' is not a byte size (e.g. 1048576, 64K, 16MiB)"))
 }
 
 impl GpuArgs {

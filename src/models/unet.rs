@@ -547,17 +547,17 @@ impl Ctx<'_, '_> {
         let hits = Tensor::from_u32(gpu, &vec![0u32; (m * f).max(1)], &[(m * f).max(1)])?;
         let g = traj::Geometry { b, h, w, f, c, heads, m, seq_len };
         let wqkv = self.u.w(&fused_qkv_name(p))?;
-        // Stages with their own lifetimes: the QKV projection dies after the attention, the attention outputs
-        // after the mean.
-        let qkv = self.b.empty(&[b * s * f, 3 * c])?;
-        let att = self.b.empty(&[b * m * f, c])?;
-        traj::record_attend(&mut self.b.rec, &g, n, wqkv, &table, &qkv, &att)?;
-        drop(qkv);
+        // The head means live through the head loop; the per-head Q/K/V and attention scratch (reused head after
+        // head, bound in windows that fit the adapter) die after it, before the output is allocated.
+        let qkv = self.b.empty(&g.qkv_scratch_shape())?;
+        let att = self.b.empty(&g.att_scratch_shape())?;
         let abar = self.b.empty(&[b * s * f, c])?;
+        traj::record_heads(&mut self.b.rec, &g, n, wqkv, &table, &offsets, &hits, &qkv, &att, &abar)?;
+        drop((qkv, att));
         let out = self.b.empty(&[b * s * f, c])?;
         let (wo, bo) = (self.u.w(&format!("{p}.to_out.0.weight"))?, self.u.w(&format!("{p}.to_out.0.bias"))?);
-        traj::record_mean_project(&mut self.b.rec, &g, &att, &offsets, &hits, &abar, wo, bo, &out)?;
-        drop((att, abar));
+        traj::record_output(&mut self.b.rec, &g, &abar, &offsets, wo, bo, &out)?;
+        drop(abar);
         // Ours: Q/K/V and output projections of the dense grid; the reference projects the B·M·F gathered
         // tokens instead (twice the grid at the standard sizes). Same attention.
         let (rows, gathered, cf) = ((b * s * f) as f64, (b * m * f) as f64, c as f64);
