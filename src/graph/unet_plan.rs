@@ -10,6 +10,7 @@ use std::rc::Rc;
 use crate::graph::plan::{self, Lifetime};
 use crate::models::config::{DownBlockKind, UNetConfig, UpBlockKind};
 use crate::models::unet_keys::expected_unet_keys;
+use trajattn_kernels::ops::trajectory_attention::Geometry;
 
 /// Element budget of one chunk (same as the graph's).
 const CHUNK_ELEMS: usize = 1 << 24;
@@ -152,11 +153,13 @@ impl Walk<'_> {
         let n = s.t("temporal.norm1", &[rows, c]);
         self.attention(self.b * hw, self.f, c);
         if let Some(m) = self.trajectories.map(|nt| (8 * (hw / 4)).min(nt)).filter(|&m| m > 0) {
-            // One head at a time: the means, then the head's Q/K/V blocks and attention rows, reused head after
-            // head and dead before the output.
-            let d = c / heads.max(1);
-            let qkv = s.t("trajectory.qkv_head", &[3 * rows, d]);
-            let att = s.t("trajectory.attention_head", &[self.b * m * self.f, d]);
+            // One group of heads at a time (as the graph, on an adapter allowing at least the group budget per
+            // binding): the group's Q/K/V blocks and attention rows, reused group after group, then the means of
+            // all heads; the group scratch is dead before the output.
+            let g = Geometry { b: self.b, h, w, f: self.f, c, heads, m, seq_len: 1 };
+            let group = g.heads_per_group(s.elem, u64::MAX);
+            let qkv = s.t("trajectory.qkv_heads", &g.qkv_scratch_shape(group));
+            let att = s.t("trajectory.attention_heads", &g.att_scratch_shape(group));
             let abar = s.t("trajectory.mean", &[rows, c]);
             drop((qkv, att));
             let out = s.t("trajectory.out", &[rows, c]);

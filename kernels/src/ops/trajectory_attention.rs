@@ -463,19 +463,43 @@ impl Geometry {
     pub fn head_dim(&self) -> usize {
         self.c.checked_div(self.heads).unwrap_or(0)
     }
-    /// Shape of the per-head Q/K/V scratch: the three `(B·S·F, d)` blocks of one head, Q then K then V.
-    pub fn qkv_scratch_shape(&self) -> [usize; 2] {
-        [3 * self.rows(), self.head_dim()]
+    /// Heads projected and attended together ([`record_heads`]): the largest divisor `k` of `heads` whose
+    /// per-batch-element operands — the Q, K or V rows `(S·F, k·d)` and the attention rows `(M·F, k·d)` — each
+    /// fit `min(max_binding, GROUP_BINDING_BUDGET)` bytes in a dtype of `elem` bytes, and whose scratch
+    /// `(3·B·S·F + B·M·F) × k·d` is no larger than the means `(B·S·F, C)` (so the branch's transient memory stays
+    /// within twice the means); 1 if none is. Wider groups make wider, faster GEMMs. A function of the shapes and
+    /// the budget only, so the memory plan can mirror it.
+    pub fn heads_per_group(&self, elem: u64, max_binding: u64) -> usize {
+        let budget = max_binding.min(GROUP_BINDING_BUDGET);
+        let d = self.head_dim();
+        let per_b = (self.h * self.w * self.f).max(self.m * self.f) as u64;
+        let scratch_rows = 3 * self.rows() + self.tokens();
+        (1..=self.heads.max(1))
+            .rev()
+            .find(|&k| {
+                self.heads.is_multiple_of(k)
+                    && per_b * (k * d) as u64 * elem + 1024 <= budget
+                    && scratch_rows * k * d <= self.rows() * self.c
+            })
+            .unwrap_or(1)
     }
-    /// Shape of the per-head attention scratch `(B·M·F, d)`.
-    pub fn att_scratch_shape(&self) -> [usize; 2] {
-        [self.tokens(), self.head_dim()]
+    /// Shape of the Q/K/V scratch of a group of `group` heads: three `(B·S·F, group·d)` blocks, Q then K then V.
+    pub fn qkv_scratch_shape(&self, group: usize) -> [usize; 2] {
+        [3 * self.rows(), group * self.head_dim()]
+    }
+    /// Shape of the attention scratch of a group of `group` heads, `(B·M·F, group·d)`.
+    pub fn att_scratch_shape(&self, group: usize) -> [usize; 2] {
+        [self.tokens(), group * self.head_dim()]
     }
     /// Bytes a dense all-heads fused Q/K/V projection `(B·S·F, 3C)` would take (what the branch no longer binds).
     pub fn dense_qkv_bytes(&self, dtype: DType) -> u64 {
         (self.rows() * 3 * self.c) as u64 * dtype.size()
     }
 }
+
+/// The binding size [`Geometry::heads_per_group`] plans head groups for at most (128 MiB, WebGPU's default and
+/// lavapipe's limit): on larger adapters the groups, hence the memory plan, stay the same.
+pub const GROUP_BINDING_BUDGET: u64 = 128 << 20;
 
 /// Device operands of [`record_efficient`]: the branch input, weights, the call's tables and scratch.
 pub struct Operands<'a> {
@@ -490,8 +514,9 @@ pub struct Operands<'a> {
     pub table: &'a Tensor,
     pub offsets: &'a Tensor,
     pub hits: &'a Tensor,
-    /// Per-head scratch, reused head after head: [`Geometry::qkv_scratch_shape`] `(3·B·S·F, d)` and
-    /// [`Geometry::att_scratch_shape`] `(B·M·F, d)`; the head means `abar (B·S·F, C)`.
+    /// Scratch of a head group, reused group after group: [`Geometry::qkv_scratch_shape`] `(3·B·S·F, group·d)`
+    /// and [`Geometry::att_scratch_shape`] `(B·M·F, group·d)` (their width sets the group); the head means
+    /// `abar (B·S·F, C)`.
     pub qkv: &'a Tensor,
     pub att: &'a Tensor,
     pub abar: &'a Tensor,
@@ -572,15 +597,16 @@ fn ranges(n: usize, per: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n.div_ceil(per)).map(move |i| (i * per, per.min(n - i * per)))
 }
 
-/// First half of the branch, one head at a time (the scratch is reused): the head's Q/K/V projection of the dense
-/// grid into `qkv (3·B·S·F, d)` (blocks Q, K, V), the gathered attention into `att (B·M·F, d)`, and the CSR mean
-/// of `att` into the head's `d` columns of `abar (B·S·F, C)`.
+/// First half of the branch, one group of heads at a time (the scratch is reused; its width `group·d` sets the
+/// group, see [`Geometry::heads_per_group`]): the group's Q/K/V projection of the dense grid into
+/// `qkv (3·B·S·F, group·d)` (blocks Q, K, V), the gathered attention into `att (B·M·F, group·d)`, and the CSR mean
+/// of `att` into the group's columns of `abar (B·S·F, C)`.
 ///
 /// Bindings: the projection splits rows itself ([`matmul::record_gemm`]); the attention binds the Q, K and V rows
 /// of as many whole batch elements as fit one binding (a sequence gathers from anywhere in its batch element) and
 /// splits its output by sequences; the mean binds the attention rows of as many whole batch elements as fit and
 /// splits its output by rows. Fails with [`crate::error::KernelError::TooLarge`] only when one batch element's
-/// `(S·F, d)` block of one head, or its `(M·F, d)` attention rows, exceed one binding.
+/// `(S·F, group·d)` Q, K or V rows, or its `(M·F, group·d)` attention rows, exceed one binding.
 #[allow(clippy::too_many_arguments)]
 pub fn record_heads(
     rec: &mut Recorder,
@@ -598,10 +624,18 @@ pub fn record_heads(
     let d = check_geometry(g)?;
     let Geometry { b, h, w, f, c, heads, m, seq_len } = *g;
     let rows = g.rows();
+    let group = qkv.shape().get(1).copied().unwrap_or(0) / d;
+    if group == 0 || !heads.is_multiple_of(group) {
+        return Err(invalid(
+            OP,
+            format!("Q/K/V scratch {:?}: its width must be k·{d} with k dividing {heads}", qkv.shape()),
+        ));
+    }
+    let gd = group * d;
     check_shapes(&[
         ("hidden", hidden, vec![rows, c]),
-        ("per-head qkv scratch", qkv, g.qkv_scratch_shape().to_vec()),
-        ("per-head attention scratch", att, g.att_scratch_shape().to_vec()),
+        ("head-group qkv scratch", qkv, g.qkv_scratch_shape(group).to_vec()),
+        ("head-group attention scratch", att, g.att_scratch_shape(group).to_vec()),
         ("mean scratch", abar, vec![rows, c]),
         ("fused QKV weight", wqkv, vec![3 * c, c]),
     ])?;
@@ -619,47 +653,47 @@ pub fn record_heads(
     let seqs_b = tokens_b / seq_len;
     // Whole batch elements per binding of the gathered-from operands, sequences / rows per output binding.
     let nb_qkv =
-        per_binding(gpu, rows_b * d, dtype, "one batch element's Q, K or V rows of one head")?.min(b);
+        per_binding(gpu, rows_b * gd, dtype, "one batch element's Q, K or V rows of a head group")?.min(b);
     let nb_att =
-        per_binding(gpu, tokens_b * d, dtype, "one batch element's attention rows of one head")?.min(b);
+        per_binding(gpu, tokens_b * gd, dtype, "one batch element's attention rows of a head group")?.min(b);
     let seqs_win =
-        per_binding(gpu, seq_len * d, dtype, "one attention sequence of one head")?.min(65535 * 65535);
+        per_binding(gpu, seq_len * gd, dtype, "one attention sequence of a head group")?.min(65535 * 65535);
     let rows_win = per_binding(gpu, c, dtype, "one row of the mean")?;
     let (tw, ow, hw) = (table.whole(gpu)?, offsets.whole(gpu)?, hits.whole(gpu)?);
-    for hd in 0..heads {
-        // Q, K, V of this head: rows h·d.. of each C-row block of the fused weight, as a batch of three GEMMs
-        // writing the blocks of the scratch.
+    for h0 in (0..heads).step_by(group) {
+        // Q, K, V of heads h0..h0+group: rows h0·d.. of each C-row block of the fused weight, as a batch of three
+        // GEMMs writing the blocks of the scratch.
         matmul::record_gemm(
             rec,
             &matmul::Gemm {
                 batch: 3,
                 m: rows,
-                n: d,
+                n: gd,
                 k: c,
                 x: matmul::Operand { t: hidden, offset: 0, ld: c, sb: 0 },
-                w: matmul::Operand { t: wqkv, offset: hd * d * c, ld: c, sb: c * c },
+                w: matmul::Operand { t: wqkv, offset: h0 * d * c, ld: c, sb: c * c },
                 layout: WLayout::NK,
                 bias: None,
                 act: Epilogue::None,
-                y: matmul::Operand { t: qkv, offset: 0, ld: d, sb: rows * d },
+                y: matmul::Operand { t: qkv, offset: 0, ld: gd, sb: rows * gd },
                 accumulate: false,
             },
             None,
         )?;
         for (b0, nb) in ranges(b, nb_qkv) {
-            let span = nb * rows_b * d;
-            let start = b0 * rows_b * d;
+            let span = nb * rows_b * gd;
+            let start = b0 * rows_b * gd;
             let (qw, kw, vw) = (
                 qkv.window(gpu, start, span)?,
-                qkv.window(gpu, rows * d + start, span)?,
-                qkv.window(gpu, 2 * rows * d + start, span)?,
+                qkv.window(gpu, rows * gd + start, span)?,
+                qkv.window(gpu, 2 * rows * gd + start, span)?,
             );
             for (s0, ns) in ranges(nb * seqs_b, seqs_win) {
                 let s0 = b0 * seqs_b + s0;
-                let aw = att.window(gpu, s0 * seq_len * d, ns * seq_len * d)?;
+                let aw = att.window(gpu, s0 * seq_len * gd, ns * seq_len * gd)?;
                 let prm = Params {
-                    ld: d as u32,
-                    c_att: d as u32,
+                    ld: gd as u32,
+                    c_att: gd as u32,
                     n_rows: ns as u32,
                     row0: s0 as u32,
                     b0: b0 as u32,
@@ -670,7 +704,7 @@ pub fn record_heads(
                     base_out: aw.base,
                     ..base
                 };
-                let groups = [ns.min(65535) as u32, ns.div_ceil(65535) as u32, 1];
+                let groups = [ns.min(65535) as u32, ns.div_ceil(65535) as u32, group as u32];
                 rec.dispatch_bound(
                     &attend,
                     bytemuck::bytes_of(&prm),
@@ -680,13 +714,13 @@ pub fn record_heads(
             }
         }
         for (b0, nb) in ranges(b, nb_att) {
-            let aw = att.window(gpu, b0 * tokens_b * d, nb * tokens_b * d)?;
+            let aw = att.window(gpu, b0 * tokens_b * gd, nb * tokens_b * gd)?;
             for (r0, nr) in ranges(nb * rows_b, rows_win) {
                 let r0 = b0 * rows_b + r0;
-                let bw = abar.window(gpu, r0 * c + hd * d, (nr - 1) * c + d)?;
+                let bw = abar.window(gpu, r0 * c + h0 * d, (nr - 1) * c + gd)?;
                 let prm = Params {
-                    c_att: d as u32,
-                    width: d as u32,
+                    c_att: gd as u32,
+                    width: gd as u32,
                     ld_out: c as u32,
                     n_rows: nr as u32,
                     row0: r0 as u32,
@@ -700,7 +734,7 @@ pub fn record_heads(
                     &mean,
                     bytemuck::bytes_of(&prm),
                     vec![(4, aw.clone()), (5, ow.clone()), (6, hw.clone()), (7, bw)],
-                    grid(gpu, ((nr * d) as u32).div_ceil(64)),
+                    grid(gpu, ((nr * gd) as u32).div_ceil(64)),
                 )?;
             }
         }
@@ -787,8 +821,9 @@ pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) ->
     let hits = Tensor::from_u32(gpu, &t.hits, &[t.hits.len().max(1)])?;
     let g = Geometry { b, h, w, f, c, heads, m: t.m, seq_len: t.seq_len };
     check_geometry(&g)?;
-    let qkv = Tensor::empty(gpu, &g.qkv_scratch_shape(), dtype)?;
-    let att = Tensor::empty(gpu, &g.att_scratch_shape(), dtype)?;
+    let group = g.heads_per_group(dtype.size(), gpu.max_binding());
+    let qkv = Tensor::empty(gpu, &g.qkv_scratch_shape(group), dtype)?;
+    let att = Tensor::empty(gpu, &g.att_scratch_shape(group), dtype)?;
     let abar = Tensor::empty(gpu, &[g.rows(), c], dtype)?;
     let out = Tensor::empty(gpu, &[g.rows(), c], dtype)?;
     let mut rec = Recorder::new(gpu);
