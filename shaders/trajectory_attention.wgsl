@@ -1,93 +1,113 @@
-// Trajectory attention, efficient formulation (spec trajectory-attention.md §8):
+// Trajectory attention, efficient formulation (spec trajectory-attention.md §8), one head (or all heads, z) per
+// dispatch, every operand bound through a window (offset binding + element base) so large calls split into
+// dispatches that each fit the adapter's binding limit:
 //   traj_attend: per (sequence, head), each invocation one query token; Q/K/V rows are gathered from the dense
-//                projections through a token table (0xFFFFFFFF = invisible → zero token, still in the softmax);
-//                online softmax over the L tokens of the sequence.
+//                projections (three bindings, row stride ld) through a token table (0xFFFFFFFF = invisible → zero
+//                token, still in the softmax); online softmax over the L tokens of the sequence.
 //   traj_mean:   per grid row (b, cell, frame) and channel, the mean of the attention outputs of the samples that
-//                land there, through a CSR list (deterministic order), zero where none lands.
+//                land there, through a CSR list (deterministic order), zero where none lands; written into
+//                `width` columns from `col_out` of rows of stride `ld_out` (one head's columns of the mean).
 //   traj_bias:   adds the output-projection bias to reached rows only (unreached rows stay 0, as the reference).
 //   traj_gather: the literal formulation's gather (spec §5.4): rows of the grid by token table into (B·M·F, C),
 //                zero rows for invisible tokens.
+// Every gathered index is checked against the rows the dispatch bound (rows_bound, from b0): a row outside them
+// reads as an invisible token (attend, gather) or is skipped (mean), never out of the binding.
 alias T = f32;
 
 struct Params {
     seq_len: u32,     // L
     tokens: u32,      // M·F tokens per batch element
     rows_per_b: u32,  // S·F grid rows per batch element
-    heads: u32,
     d: u32,           // head dim
-    ld: u32,          // row stride of the QKV tensor
-    q_off: u32,       // column offsets of Q, K, V inside a row
-    k_off: u32,
-    v_off: u32,
-    c: u32,           // channels of the output rows
+    ld: u32,          // row stride of the Q/K/V (or gather source) bindings
+    c_att: u32,       // row stride of the attention rows (att, att_in)
+    width: u32,       // channels per row handled by mean / bias / gather
+    ld_out: u32,      // row stride of the mean / bias output rows
+    col_out: u32,     // first output column of the mean
     frames: u32,
     cells: u32,       // S
-    n_rows: u32,      // rows in this dispatch (mean, bias)
+    n_rows: u32,      // sequences (attend) or rows (mean, bias, gather) in this dispatch
+    row0: u32,        // global index of the dispatch's first sequence (attend) or row (mean, bias, gather)
+    b0: u32,          // batch element at the start of the gathered-from bindings (Q/K/V, att_in)
+    rows_bound: u32,  // rows those bindings hold from b0 on
     scale: f32,
-    base_qkv: u32,
+    base_q: u32,      // element bases inside the bindings
+    base_k: u32,
+    base_v: u32,
+    base_in: u32,
     base_out: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 override WG: u32 = 64u;
 const MAX_D: u32 = 128u;
+const NONE: u32 = 0xFFFFFFFFu;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<T>;
+@group(0) @binding(1) var<storage, read> qs: array<T>;           // Q rows (or the gather source)
 @group(0) @binding(2) var<storage, read> table: array<u32>;      // token → grid row within its batch element
-@group(0) @binding(3) var<storage, read_write> att: array<T>;    // (B·M·F, C) attention outputs
+@group(0) @binding(3) var<storage, read_write> att: array<T>;    // attention outputs (or gathered rows)
 @group(0) @binding(4) var<storage, read> att_in: array<T>;
 @group(0) @binding(5) var<storage, read> offsets: array<u32>;    // CSR over (f, cell): F·S + 1
 @group(0) @binding(6) var<storage, read> hits: array<u32>;       // sample m of each hit
-@group(0) @binding(7) var<storage, read_write> out: array<T>;    // (B·S·F, C) rows (b·S + cell)·F + f
+@group(0) @binding(7) var<storage, read_write> out: array<T>;    // grid rows (b·S + cell)·F + f
 @group(0) @binding(8) var<storage, read> bias: array<T>;
+@group(0) @binding(9) var<storage, read> ks: array<T>;           // K rows
+@group(0) @binding(10) var<storage, read> vs: array<T>;          // V rows
 
-fn qkv_row(token: u32) -> u32 {
-    // Global token g = b·(M·F) + t; the table maps t to a grid row of batch element b.
+// Row of global token g = b·(M·F) + t inside the bound source rows, or NONE (invisible, or not bound here).
+fn src_row(token: u32) -> u32 {
     let b = token / p.tokens;
     let r = table[token % p.tokens];
-    if (r == 0xFFFFFFFFu) { return 0xFFFFFFFFu; }
-    return b * p.rows_per_b + r;
+    if (r >= p.rows_per_b || b < p.b0) { return NONE; }
+    let row = (b - p.b0) * p.rows_per_b + r;
+    if (row >= p.rows_bound) { return NONE; }
+    return row;
 }
 
 @compute @workgroup_size(WG)
 fn traj_attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let seq = wid.x + wid.y * 65535u;
+    let local_seq = wid.x + wid.y * 65535u;
     let hd = wid.z;
-    if (seq >= p.n_rows) { return; }   // n_rows = number of sequences here
+    if (local_seq >= p.n_rows) { return; }   // n_rows = number of sequences in this dispatch
+    let seq = p.row0 + local_seq;
     for (var i = lid; i < p.seq_len; i += WG) {
     let g = seq * p.seq_len + i;
-    let qr = qkv_row(g);
+    let qr = src_row(g);
     var q: array<f32, MAX_D>;
     var acc: array<f32, MAX_D>;
     for (var t = 0u; t < p.d; t++) {
         acc[t] = 0.0;
         q[t] = 0.0;
-        if (qr != 0xFFFFFFFFu) { q[t] = f32(qkv[p.base_qkv + qr * p.ld + p.q_off + hd * p.d + t]); }
+        if (qr != NONE) { q[t] = f32(qs[p.base_q + qr * p.ld + hd * p.d + t]); }
     }
     var mx = -3.4028234e38;
     var sum = 0.0;
     for (var j = 0u; j < p.seq_len; j++) {
-        let kr = qkv_row(seq * p.seq_len + j);
+        let kr = src_row(seq * p.seq_len + j);
         var s = 0.0;
-        if (kr != 0xFFFFFFFFu) {
-            let kb = p.base_qkv + kr * p.ld + p.k_off + hd * p.d;
-            for (var t = 0u; t < p.d; t++) { s += q[t] * f32(qkv[kb + t]); }
+        if (kr != NONE) {
+            let kb = p.base_k + kr * p.ld + hd * p.d;
+            for (var t = 0u; t < p.d; t++) { s += q[t] * f32(ks[kb + t]); }
         }
         s *= p.scale;
         let nm = max(mx, s);
         let corr = exp(mx - nm);
         let e = exp(s - nm);
         sum = sum * corr + e;
-        if (kr != 0xFFFFFFFFu) {
-            let vb = p.base_qkv + kr * p.ld + p.v_off + hd * p.d;
-            for (var t = 0u; t < p.d; t++) { acc[t] = acc[t] * corr + e * f32(qkv[vb + t]); }
+        if (kr != NONE) {
+            let vb = p.base_v + kr * p.ld + hd * p.d;
+            for (var t = 0u; t < p.d; t++) { acc[t] = acc[t] * corr + e * f32(vs[vb + t]); }
         } else {
             for (var t = 0u; t < p.d; t++) { acc[t] = acc[t] * corr; }
         }
         mx = nm;
     }
     let inv = 1.0 / sum;
-    for (var t = 0u; t < p.d; t++) { att[g * p.c + hd * p.d + t] = T(acc[t] * inv); }
+    let ob = p.base_out + (local_seq * p.seq_len + i) * p.c_att + hd * p.d;
+    for (var t = 0u; t < p.d; t++) { att[ob + t] = T(acc[t] * inv); }
     }
 }
 
@@ -95,9 +115,10 @@ fn traj_attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 fn traj_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let e = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (e >= p.n_rows * p.c) { return; }
-    let row = e / p.c;          // global grid row (b·S + cell)·F + f
-    let ch = e % p.c;
+    if (e >= p.n_rows * p.width) { return; }
+    let lrow = e / p.width;
+    let ch = e % p.width;
+    let row = p.row0 + lrow;    // global grid row (b·S + cell)·F + f
     let b = row / p.rows_per_b;
     let within = row % p.rows_per_b;
     let cell = within / p.frames;
@@ -105,38 +126,44 @@ fn traj_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let k = f * p.cells + cell;
     let lo = offsets[k];
     let hi = offsets[k + 1u];
+    let samples = p.tokens / p.frames;
     var s = 0.0;
     for (var h = lo; h < hi; h++) {
         let m = hits[h];
-        s += f32(att_in[(b * p.tokens + m * p.frames + f) * p.c + ch]);
+        if (m < samples && b >= p.b0) {
+            let tok = (b - p.b0) * p.tokens + m * p.frames + f;
+            if (tok < p.rows_bound) { s += f32(att_in[p.base_in + tok * p.c_att + ch]); }
+        }
     }
     var v = 0.0;
     if (hi > lo) { v = s / f32(hi - lo); }
-    out[p.base_out + e] = T(v);
+    out[p.base_out + lrow * p.ld_out + p.col_out + ch] = T(v);
 }
 
 @compute @workgroup_size(WG)
 fn traj_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let e = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (e >= p.n_rows * p.c) { return; }
-    let row = e / p.c;
-    let within = row % p.rows_per_b;
+    if (e >= p.n_rows * p.width) { return; }
+    let lrow = e / p.width;
+    let ch = e % p.width;
+    let within = (p.row0 + lrow) % p.rows_per_b;
     let k = (within % p.frames) * p.cells + within / p.frames;
     if (offsets[k + 1u] > offsets[k]) {
-        out[p.base_out + e] = T(f32(out[p.base_out + e]) + f32(bias[e % p.c]));
+        let o = p.base_out + lrow * p.ld_out + ch;
+        out[o] = T(f32(out[o]) + f32(bias[ch]));
     }
 }
 
-// Literal formulation: gathered token row e / C of (B·M·F, C) is grid row qkv_row(row) of the hidden states bound
-// at binding 1 (ld = C), or zeros when invisible.
+// Literal formulation: gathered token row of (B·M·F, width) is grid row src_row(token) of the hidden states bound
+// at binding 1 (row stride ld), or zeros when invisible.
 @compute @workgroup_size(WG)
 fn traj_gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let e = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (e >= p.n_rows * p.c) { return; }
-    let src = qkv_row(e / p.c);
+    if (e >= p.n_rows * p.width) { return; }
+    let src = src_row(p.row0 + e / p.width);
     var v = 0.0;
-    if (src != 0xFFFFFFFFu) { v = f32(qkv[p.base_qkv + src * p.ld + e % p.c]); }
-    att[e] = T(v);
+    if (src != NONE) { v = f32(qs[p.base_q + src * p.ld + e % p.width]); }
+    att[p.base_out + e] = T(v);
 }

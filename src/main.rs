@@ -30,11 +30,25 @@ struct GpuArgs {
     /// Optional features not to use even if present (comma separated: f16, subgroup, timestamp).
     #[arg(long, global = true, value_delimiter = ',', env = "TRAJATTN_DISABLE")]
     disable: Vec<String>,
+    /// Lower the device's storage-binding limit to this many bytes (e.g. 64M), to exercise the kernels' binding
+    /// splits; also `TRAJATTN_MAX_BINDING`.
+    #[arg(long, global = true, value_parser = parse_byte_size)]
+    max_binding: Option<u64>,
+}
+
+fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
+    trajattn_kernels::gpu::parse_bytes(s)
+        .ok_or_else(|| format!("'{s}' is not a byte size (e.g. 1048576, 64K, 16MiB)"))
 }
 
 impl GpuArgs {
     fn options(&self) -> GpuOptions {
-        GpuOptions { backend: self.backend, adapter: self.adapter.clone(), disable: self.disable.clone() }
+        GpuOptions {
+            backend: self.backend,
+            adapter: self.adapter.clone(),
+            disable: self.disable.clone(),
+            max_binding: self.max_binding,
+        }
     }
     fn open(&self) -> Result<Gpu> {
         Gpu::new(&self.options()).context("opening the GPU")

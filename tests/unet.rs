@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use safetensors::SafeTensors;
 use trajattn::models::unet::{GraphOptions, UNet, UNetGraph, UNetShape};
 use trajattn::models::unet_io::{tensor_f32, UNetInputs};
-use trajattn_kernels::{DType, Gpu};
+use trajattn_kernels::ops::trajectory_attention::{samples_per_call, sequence_length, Geometry};
+use trajattn_kernels::{DType, Gpu, GpuOptions};
 
 fn case_dir(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet").join(case)
@@ -82,6 +83,45 @@ fn unet_case_b_matches_diffusers() {
 #[test]
 fn unet_case_c_matches_diffusers() {
     check("c");
+}
+
+#[test]
+fn unet_case_a_with_trajectories_under_a_lowered_binding_limit() {
+    // A device whose storage-binding limit (enforced by wgpu) is below the dense fused Q/K/V projection of the
+    // finest level, which the branch used to bind whole: the head-by-head, windowed branch still matches.
+    let limit = 320 * 1024;
+    let gpu = Gpu::new(&GpuOptions { max_binding: Some(limit), ..Default::default() }).unwrap();
+    assert_eq!(gpu.max_binding(), limit);
+    let c = load("a");
+    let s = &c.inputs.sample_shape;
+    let (b, f, h, w) = (s[0], s[1], s[3], s[4]);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case_dir("a").join("unet/config.json")).unwrap())
+            .unwrap();
+    let (ch, heads) = (
+        cfg["block_out_channels"][0].as_u64().unwrap() as usize,
+        cfg["num_attention_heads"][0].as_u64().unwrap() as usize,
+    );
+    let tr = c.inputs.trajectories.as_ref().unwrap();
+    let m = samples_per_call(tr.n, h, w);
+    let seq_len = sequence_length(tr.grouping, m, f, h, w).unwrap();
+    let g = Geometry { b, h, w, f, c: ch, heads, m, seq_len };
+    let mut dtypes = vec![DType::F32];
+    if gpu.caps.shader_f16 {
+        dtypes.push(DType::F16);
+    }
+    for dtype in dtypes {
+        assert!(
+            g.dense_qkv_bytes(dtype) > limit,
+            "{dtype}: the dense QKV of the finest level ({} B) must exceed the limit for this test to mean anything",
+            g.dense_qkv_bytes(dtype)
+        );
+        let tol = if dtype == DType::F32 { 1e-4 } else { 1e-2 };
+        let (ours, c) = run(&gpu, "a", dtype, true);
+        let e = rel(&ours, &reference(&c, "out_traj"));
+        eprintln!("case a {dtype} trajectory, binding limit {limit} B: relative error {e:.3e}");
+        assert!(e <= tol, "case a {dtype} under a {limit} B binding limit: relative error {e:.3e} > {tol:e}");
+    }
 }
 
 #[test]

@@ -48,7 +48,8 @@ impl std::str::FromStr for BackendChoice {
 }
 
 /// How to pick the adapter. Empty fields fall back to the environment
-/// (`TRAJATTN_BACKEND`, `TRAJATTN_ADAPTER`, `TRAJATTN_DISABLE`), then to the best adapter found.
+/// (`TRAJATTN_BACKEND`, `TRAJATTN_ADAPTER`, `TRAJATTN_DISABLE`, `TRAJATTN_MAX_BINDING`), then to the best adapter
+/// found.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
     /// Restrict to one backend.
@@ -57,10 +58,34 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// Optional features not to use even when present (`f16`, `subgroup`, `timestamp`), to test fallbacks.
     pub disable: Vec<String>,
+    /// Ask the device for a smaller `max_storage_buffer_binding_size` than the adapter's (bytes, rounded down to a
+    /// multiple of 256, at least 4096), so the binding-splitting paths of large operands run, and are enforced by
+    /// wgpu's validation, on any machine. [`Gpu::max_binding`] reports it. Ignored when above the adapter's limit.
+    pub max_binding: Option<u64>,
+}
+
+/// Smallest binding limit [`GpuOptions::max_binding`] accepts.
+pub const MIN_MAX_BINDING: u64 = 4096;
+
+/// Parses a byte size: a plain integer or one with a `K`/`KiB`, `M`/`MiB` or `G`/`GiB` suffix (powers of 1024).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 impl GpuOptions {
-    /// Fills empty fields from `TRAJATTN_BACKEND`, `TRAJATTN_ADAPTER` and `TRAJATTN_DISABLE` (comma separated).
+    /// Fills empty fields from `TRAJATTN_BACKEND`, `TRAJATTN_ADAPTER`, `TRAJATTN_DISABLE` (comma separated) and
+    /// `TRAJATTN_MAX_BINDING` (a byte size, see [`parse_bytes`]).
     pub fn with_env(mut self) -> Result<Self> {
         if self.backend.is_none() {
             if let Ok(b) = std::env::var("TRAJATTN_BACKEND") {
@@ -83,6 +108,17 @@ impl GpuOptions {
         if let Ok(d) = std::env::var("TRAJATTN_DISABLE") {
             self.disable
                 .extend(d.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()));
+        }
+        if self.max_binding.is_none() {
+            if let Ok(v) = std::env::var("TRAJATTN_MAX_BINDING") {
+                if !v.trim().is_empty() {
+                    self.max_binding = Some(parse_bytes(&v).ok_or_else(|| {
+                        KernelError::Device(format!(
+                            "TRAJATTN_MAX_BINDING='{v}' is not a byte size (e.g. 1048576, 64K, 16MiB)"
+                        ))
+                    })?);
+                }
+            }
         }
         Ok(self)
     }
@@ -216,7 +252,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     /// The adapter's description.
     pub info: wgpu::AdapterInfo,
-    /// Limits the device was created with (the adapter's own).
+    /// Limits the device was created with (the adapter's own, with a lowered
+    /// `max_storage_buffer_binding_size` if [`GpuOptions::max_binding`] asked for one).
     pub limits: wgpu::Limits,
     /// What the kernels may use.
     pub caps: Caps,
@@ -280,7 +317,18 @@ impl Gpu {
         if timestamp {
             want |= wgpu::Features::TIMESTAMP_QUERY;
         }
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(want) = opts.max_binding {
+            if want < MIN_MAX_BINDING {
+                return Err(KernelError::Device(format!(
+                    "requested binding limit {want} B is below the minimum {MIN_MAX_BINDING} B"
+                )));
+            }
+            let want = want / 256 * 256;
+            if want < limits.max_storage_buffer_binding_size {
+                limits.max_storage_buffer_binding_size = want;
+            }
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("trajattn"),
             required_features: want,

@@ -92,3 +92,55 @@ fn unknown_adapter_names_the_available_ones() {
     let msg = err.to_string();
     assert!(msg.contains("no-such-gpu-xyz") && msg.contains("available"), "{msg}");
 }
+
+#[test]
+fn a_lowered_binding_limit_is_reported_and_enforced_by_wgpu() {
+    use trajattn_kernels::gpu::parse_bytes;
+    assert_eq!(parse_bytes("64K"), Some(65536));
+    assert_eq!(parse_bytes("3MiB"), Some(3 << 20));
+    assert_eq!(parse_bytes("1000"), Some(1000));
+    assert_eq!(parse_bytes("12 parsecs"), None);
+    let full = Gpu::new(&GpuOptions::default()).unwrap();
+    let limit = 64 * 1024 + 100; // rounded down to a multiple of 256
+    let gpu = Gpu::new(&GpuOptions { max_binding: Some(limit), ..Default::default() }).unwrap();
+    assert!(full.max_binding() > 65536);
+    assert_eq!(gpu.max_binding(), 65536);
+    assert_eq!(gpu.limits.max_storage_buffer_binding_size, 65536);
+    assert!(Gpu::new(&GpuOptions { max_binding: Some(100), ..Default::default() }).is_err());
+    // Our windows refuse a larger binding...
+    let t = Tensor::empty(&gpu, &[65536 / 4 + 64], DType::F32).unwrap();
+    assert!(matches!(t.whole(&gpu).unwrap_err(), KernelError::TooLarge { .. }));
+    assert!(t.window(&gpu, 0, 1024).is_ok());
+    // ...and wgpu's validation does too: the device really has the lowered limit.
+    let layout = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: None,
+        entries: &[wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only: true },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }],
+    });
+    let bind = |size: u64| {
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let _bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: t.buffer(),
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(size),
+                }),
+            }],
+        });
+        pollster::block_on(scope.pop())
+    };
+    assert!(bind(65536).is_none(), "a binding at the limit is valid");
+    assert!(bind(65536 + 256).is_some(), "a binding above the lowered limit must fail validation");
+}

@@ -171,8 +171,13 @@ mod common;
 /// hidden, trajectories, mask, sampled indices, [Wq, Wk, Wv, Wo], output bias.
 type Case = (Vec<f64>, Vec<f64>, Vec<bool>, Vec<usize>, Vec<Vec<f64>>, Vec<f64>);
 
-fn random_case(seed: u64, (h, w): (usize, usize), n: usize) -> Case {
-    let (b, f, c) = (2, 5, 16);
+fn random_case(seed: u64, hw: (usize, usize), n: usize) -> Case {
+    random_case_sized(seed, hw, n, 2, 16)
+}
+
+/// A random case of batch `b`, 5 frames and `c` channels.
+fn random_case_sized(seed: u64, (h, w): (usize, usize), n: usize, b: usize, c: usize) -> Case {
+    let f = 5;
     let (ow, oh) = (w * 8, h * 8);
     let hidden: Vec<f64> = rand_vec(seed, b * h * w * f * c).iter().map(|&x| x as f64).collect();
     let traj: Vec<f64> =
@@ -237,5 +242,87 @@ fn gpu_efficient_and_literal_match_the_literal_port() {
                 assert_close(&format!("literal {what}"), &lit, &want, tol);
             }
         }
+    }
+}
+
+#[test]
+fn gpu_efficient_splits_operands_beyond_a_lowered_binding_limit() {
+    // A device whose storage bindings are limited (wgpu enforces it) far below the dense operands: the fused
+    // Q/K/V projection of all heads, the hidden states, the mean and the output each exceed it several times,
+    // one head group's Q/K/V rows of the whole batch do too (the attention binds two batch elements of three,
+    // then one), and one batch element's attention rows of the group just fit, so every stage runs in windows at
+    // offsets.
+    use trajattn_kernels::ops::trajectory_attention::{prepare_efficient, prepare_literal, tables, Geometry};
+    use trajattn_kernels::testing::assert_close;
+    use trajattn_kernels::{DType, Gpu, GpuOptions, KernelError};
+    let full = common::gpu();
+    let (b, hw, n) = (3usize, (6usize, 10usize), 150usize);
+    // Heads one at a time (4 heads of 32), then in groups of two (10 heads of 16: a group's scratch is no larger
+    // than the means), each group 32 columns wide; limits in elements (the [C, C] output weight must fit one).
+    let configs = [(128usize, 4usize, 1usize, 20 * 1024u64), (160, 10, 2, 28 * 1024)];
+    for (dtype, (c, heads, group, limit_elems)) in
+        common::dtypes(&full).into_iter().flat_map(|dt| configs.map(|cfg| (dt, cfg)))
+    {
+        let (hidden, traj, mask, idx, ws, bo) = random_case_sized(11, hw, n, b, c);
+        let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo: &bo };
+        let limit = limit_elems * dtype.size();
+        let gpu = Gpu::new(&GpuOptions { max_binding: Some(limit), ..Default::default() }).unwrap();
+        assert_eq!(gpu.max_binding(), limit);
+        for grouping in [Grouping::Pairs, Grouping::PerTrajectory] {
+            let call = Call {
+                hidden: &hidden,
+                b,
+                h: hw.0,
+                w: hw.1,
+                f: 5,
+                c,
+                heads,
+                traj: &traj,
+                mask: &mask,
+                n,
+                origin_w: hw.1 * 8,
+                origin_h: hw.0 * 8,
+                idx: &idx,
+                grouping,
+            };
+            let t = tables(&call).unwrap();
+            let g = Geometry { b, h: hw.0, w: hw.1, f: 5, c, heads, m: t.m, seq_len: t.seq_len };
+            let es = dtype.size();
+            assert_eq!(g.heads_per_group(es, limit), group);
+            let (rows_b, d) = (hw.0 * hw.1 * 5, group * c / heads);
+            // What the old whole-operand path bound, and what the windows must split.
+            assert!(g.dense_qkv_bytes(dtype) > 5 * limit);
+            assert!((g.rows() * c) as u64 * es > 2 * limit);
+            assert!((3 * rows_b * d) as u64 * es > limit && (2 * rows_b * d) as u64 * es < limit);
+            assert!((t.m * 5 * d) as u64 * es < limit && (2 * t.m * 5 * d) as u64 * es > limit);
+            let want = reference::literal(&call, &wts).unwrap();
+            assert!(want.contains(&0.0) && want.iter().any(|&v| v != 0.0));
+            let got = prepare_efficient(&gpu, &call, &wts, dtype).unwrap().run_checked(&gpu).unwrap();
+            let tol = if dtype == DType::F16 { 1e-2 } else { 1e-4 };
+            assert_close(&format!("windowed efficient {dtype} {grouping:?} group {group}"), &got, &want, tol);
+            // The literal comparison path binds its operands whole: refused here with a clear error.
+            let e = prepare_literal(&gpu, &call, &wts, dtype).err().expect("literal path must not fit");
+            assert!(matches!(e, KernelError::TooLarge { .. }), "{e}");
+        }
+        // One batch element's attention rows of one head above the limit: a clear error, not a bad binding.
+        let tiny = Gpu::new(&GpuOptions { max_binding: Some(4096), ..Default::default() }).unwrap();
+        let call = Call {
+            hidden: &hidden,
+            b,
+            h: hw.0,
+            w: hw.1,
+            f: 5,
+            c,
+            heads,
+            traj: &traj,
+            mask: &mask,
+            n,
+            origin_w: hw.1 * 8,
+            origin_h: hw.0 * 8,
+            idx: &idx,
+            grouping: Grouping::Pairs,
+        };
+        let e = prepare_efficient(&tiny, &call, &wts, dtype).err().expect("must not fit");
+        assert!(matches!(e, KernelError::TooLarge { .. }) && e.to_string().contains("trajectory"), "{e}");
     }
 }

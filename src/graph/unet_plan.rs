@@ -10,6 +10,7 @@ use std::rc::Rc;
 use crate::graph::plan::{self, Lifetime};
 use crate::models::config::{DownBlockKind, UNetConfig, UpBlockKind};
 use crate::models::unet_keys::expected_unet_keys;
+use trajattn_kernels::ops::trajectory_attention::Geometry;
 
 /// Element budget of one chunk (same as the graph's).
 const CHUNK_ELEMS: usize = 1 << 24;
@@ -131,7 +132,7 @@ impl Walk<'_> {
         drop(a);
     }
 
-    fn transformer(&self, x: &T) -> T {
+    fn transformer(&self, x: &T, heads: usize) -> T {
         let s = &self.sim;
         let [bf, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
         let hw = h * w;
@@ -152,12 +153,17 @@ impl Walk<'_> {
         let n = s.t("temporal.norm1", &[rows, c]);
         self.attention(self.b * hw, self.f, c);
         if let Some(m) = self.trajectories.map(|nt| (8 * (hw / 4)).min(nt)).filter(|&m| m > 0) {
-            let qkv = s.t("trajectory.qkv", &[rows, 3 * c]);
-            let att = s.t("trajectory.attention", &[self.b * m * self.f, c]);
-            drop(qkv);
+            // One group of heads at a time (as the graph, on an adapter allowing at least the group budget per
+            // binding): the group's Q/K/V blocks and attention rows, reused group after group, then the means of
+            // all heads; the group scratch is dead before the output.
+            let g = Geometry { b: self.b, h, w, f: self.f, c, heads, m, seq_len: 1 };
+            let group = g.heads_per_group(s.elem, u64::MAX);
+            let qkv = s.t("trajectory.qkv_heads", &g.qkv_scratch_shape(group));
+            let att = s.t("trajectory.attention_heads", &g.att_scratch_shape(group));
             let abar = s.t("trajectory.mean", &[rows, c]);
+            drop((qkv, att));
             let out = s.t("trajectory.out", &[rows, c]);
-            drop((att, abar));
+            drop(abar);
             drop(out);
         }
         drop(n);
@@ -219,7 +225,7 @@ pub fn plan_unet(
             for _ in 0..cfg.layers_per_block[i] {
                 x = Rc::new(walk.resnet(&x, c));
                 if cfg.down_block_types[i] == DownBlockKind::CrossAttn {
-                    x = Rc::new(walk.transformer(&x));
+                    x = Rc::new(walk.transformer(&x, cfg.num_attention_heads[i]));
                 }
                 skips.push(x.clone());
             }
@@ -233,7 +239,7 @@ pub fn plan_unet(
         let cm = cfg.block_out_channels[n - 1];
         let mut y = walk.resnet(&x, cm);
         drop(x);
-        y = walk.transformer(&y);
+        y = walk.transformer(&y, cfg.num_attention_heads[n - 1]);
         y = walk.resnet(&y, cm);
         for i in 0..n {
             let r = n - 1 - i;
@@ -248,7 +254,7 @@ pub fn plan_unet(
                 y = walk.resnet(&cat, c);
                 drop(cat);
                 if cfg.up_block_types[i] == UpBlockKind::CrossAttn {
-                    y = walk.transformer(&y);
+                    y = walk.transformer(&y, cfg.num_attention_heads[r]);
                 }
             }
             if i + 1 < n {

@@ -547,17 +547,21 @@ impl Ctx<'_, '_> {
         let hits = Tensor::from_u32(gpu, &vec![0u32; (m * f).max(1)], &[(m * f).max(1)])?;
         let g = traj::Geometry { b, h, w, f, c, heads, m, seq_len };
         let wqkv = self.u.w(&fused_qkv_name(p))?;
-        // Stages with their own lifetimes: the QKV projection dies after the attention, the attention outputs
-        // after the mean.
-        let qkv = self.b.empty(&[b * s * f, 3 * c])?;
-        let att = self.b.empty(&[b * m * f, c])?;
-        traj::record_attend(&mut self.b.rec, &g, n, wqkv, &table, &qkv, &att)?;
-        drop(qkv);
+        // One group of heads at a time (as many as fit one binding per batch element, see heads_per_group): the
+        // group's Q/K/V and attention scratch (reused group after group, bound in windows that fit the adapter) and
+        // the means of all heads; the scratch dies before the output is allocated.
+        // (In this order the arena's peak matches the plan on the fixtures; the means first lent case a's larger
+        // free buffers to the scratch, 1.24× the plan.)
+        let group = g.heads_per_group(n.dtype().size(), gpu.max_binding());
+        let qkv = self.b.empty(&g.qkv_scratch_shape(group))?;
+        let att = self.b.empty(&g.att_scratch_shape(group))?;
         let abar = self.b.empty(&[b * s * f, c])?;
+        traj::record_heads(&mut self.b.rec, &g, n, wqkv, &table, &offsets, &hits, &qkv, &att, &abar)?;
+        drop((qkv, att));
         let out = self.b.empty(&[b * s * f, c])?;
         let (wo, bo) = (self.u.w(&format!("{p}.to_out.0.weight"))?, self.u.w(&format!("{p}.to_out.0.bias"))?);
-        traj::record_mean_project(&mut self.b.rec, &g, &att, &offsets, &hits, &abar, wo, bo, &out)?;
-        drop((att, abar));
+        traj::record_output(&mut self.b.rec, &g, &abar, &offsets, wo, bo, &out)?;
+        drop(abar);
         // Ours: Q/K/V and output projections of the dense grid; the reference projects the B·M·F gathered
         // tokens instead (twice the grid at the standard sizes). Same attention.
         let (rows, gathered, cf) = ((b * s * f) as f64, (b * m * f) as f64, c as f64);

@@ -8,7 +8,7 @@ use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{self, Epilogue, WLayout};
 use crate::shaders::TRAJECTORY_ATTENTION;
-use crate::tensor::Tensor;
+use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 /// How sampled tokens are grouped into attention sequences.
@@ -404,24 +404,30 @@ struct Params {
     seq_len: u32,
     tokens: u32,
     rows_per_b: u32,
-    heads: u32,
     d: u32,
     ld: u32,
-    q_off: u32,
-    k_off: u32,
-    v_off: u32,
-    c: u32,
+    c_att: u32,
+    width: u32,
+    ld_out: u32,
+    col_out: u32,
     frames: u32,
     cells: u32,
     n_rows: u32,
+    row0: u32,
+    b0: u32,
+    rows_bound: u32,
     scale: f32,
-    base_qkv: u32,
+    base_q: u32,
+    base_k: u32,
+    base_v: u32,
+    base_in: u32,
     base_out: u32,
+    _pad: [u32; 3],
 }
 
 /// A recorded run of the branch: the dispatches, the output tensor and everything they bind.
 pub struct Prepared {
-    /// The dispatches of one call (QKV projection → attention → CSR mean → out-projection → bias).
+    /// The dispatches of one call (per head: Q/K/V projection → attention → CSR mean; then out-projection → bias).
     pub recording: crate::dispatch::Recording,
     /// `(B·S·F, C)` output rows `(b·S + cell)·F + f`.
     pub out: Tensor,
@@ -444,6 +450,57 @@ pub struct Geometry {
     pub seq_len: usize,
 }
 
+impl Geometry {
+    /// Grid rows `B·S·F`.
+    pub fn rows(&self) -> usize {
+        self.b * self.h * self.w * self.f
+    }
+    /// Gathered tokens `B·M·F`.
+    pub fn tokens(&self) -> usize {
+        self.b * self.m * self.f
+    }
+    /// Head dimension `C / heads` (0 for a bad geometry; [`record_heads`] checks it).
+    pub fn head_dim(&self) -> usize {
+        self.c.checked_div(self.heads).unwrap_or(0)
+    }
+    /// Heads projected and attended together ([`record_heads`]): the largest divisor `k` of `heads` whose
+    /// per-batch-element operands — the Q, K or V rows `(S·F, k·d)` and the attention rows `(M·F, k·d)` — each
+    /// fit `min(max_binding, GROUP_BINDING_BUDGET)` bytes in a dtype of `elem` bytes, and whose scratch
+    /// `(3·B·S·F + B·M·F) × k·d` is no larger than the means `(B·S·F, C)` (so the branch's transient memory stays
+    /// within twice the means); 1 if none is. Wider groups make wider, faster GEMMs. A function of the shapes and
+    /// the budget only, so the memory plan can mirror it.
+    pub fn heads_per_group(&self, elem: u64, max_binding: u64) -> usize {
+        let budget = max_binding.min(GROUP_BINDING_BUDGET);
+        let d = self.head_dim();
+        let per_b = (self.h * self.w * self.f).max(self.m * self.f) as u64;
+        let scratch_rows = 3 * self.rows() + self.tokens();
+        (1..=self.heads.max(1))
+            .rev()
+            .find(|&k| {
+                self.heads.is_multiple_of(k)
+                    && per_b * (k * d) as u64 * elem + 1024 <= budget
+                    && scratch_rows * k * d <= self.rows() * self.c
+            })
+            .unwrap_or(1)
+    }
+    /// Shape of the Q/K/V scratch of a group of `group` heads: three `(B·S·F, group·d)` blocks, Q then K then V.
+    pub fn qkv_scratch_shape(&self, group: usize) -> [usize; 2] {
+        [3 * self.rows(), group * self.head_dim()]
+    }
+    /// Shape of the attention scratch of a group of `group` heads, `(B·M·F, group·d)`.
+    pub fn att_scratch_shape(&self, group: usize) -> [usize; 2] {
+        [self.tokens(), group * self.head_dim()]
+    }
+    /// Bytes a dense all-heads fused Q/K/V projection `(B·S·F, 3C)` would take (what the branch no longer binds).
+    pub fn dense_qkv_bytes(&self, dtype: DType) -> u64 {
+        (self.rows() * 3 * self.c) as u64 * dtype.size()
+    }
+}
+
+/// The binding size [`Geometry::heads_per_group`] plans head groups for at most (128 MiB, WebGPU's default and
+/// lavapipe's limit): on larger adapters the groups, hence the memory plan, stay the same.
+pub const GROUP_BINDING_BUDGET: u64 = 128 << 20;
+
 /// Device operands of [`record_efficient`]: the branch input, weights, the call's tables and scratch.
 pub struct Operands<'a> {
     /// Normalised temporal sequences `(B·S·F, C)`, rows `(b·S + cell)·F + f`.
@@ -457,7 +514,9 @@ pub struct Operands<'a> {
     pub table: &'a Tensor,
     pub offsets: &'a Tensor,
     pub hits: &'a Tensor,
-    /// Scratch: `(B·S·F, 3C)`, `(B·M·F, C)`, `(B·S·F, C)`.
+    /// Scratch of a head group, reused group after group: [`Geometry::qkv_scratch_shape`] `(3·B·S·F, group·d)`
+    /// and [`Geometry::att_scratch_shape`] `(B·M·F, group·d)` (their width sets the group); the head means
+    /// `abar (B·S·F, C)`.
     pub qkv: &'a Tensor,
     pub att: &'a Tensor,
     pub abar: &'a Tensor,
@@ -465,12 +524,13 @@ pub struct Operands<'a> {
     pub out: &'a Tensor,
 }
 
-/// Records the branch, efficient formulation: fused Q/K/V projection of the dense grid, gathered attention,
-/// CSR mean, output projection, bias on reached rows. The tables may be rewritten between replays (same `m`).
-/// Every operand must fit one storage binding (a clear error otherwise).
+/// Records the branch, efficient formulation: per head, the head's Q/K/V projection of the dense grid, the
+/// gathered attention and the CSR mean into the head's columns of `abar`; then the output projection and the
+/// bias on reached rows. The tables may be rewritten between replays (same `m`). Every binding fits
+/// [`Gpu::max_binding`]: operands are bound through windows, split by rows where needed (see [`record_heads`]).
 pub fn record_efficient(rec: &mut Recorder, g: &Geometry, o: &Operands) -> Result<()> {
-    record_attend(rec, g, o.hidden, o.wqkv, o.table, o.qkv, o.att)?;
-    record_mean_project(rec, g, o.att, o.offsets, o.hits, o.abar, o.wo, o.bo, o.out)
+    record_heads(rec, g, o.hidden, o.wqkv, o.table, o.offsets, o.hits, o.qkv, o.att, o.abar)?;
+    record_output(rec, g, o.abar, o.offsets, o.wo, o.bo, o.out)
 }
 
 fn check_geometry(g: &Geometry) -> Result<usize> {
@@ -479,13 +539,21 @@ fn check_geometry(g: &Geometry) -> Result<usize> {
         || c == 0
         || !c.is_multiple_of(heads)
         || seq_len == 0
-        || !(b * m * f).is_multiple_of(seq_len)
+        || m == 0
+        || b * g.h * g.w == 0
+        || f == 0
+        || !(m * f).is_multiple_of(seq_len)
     {
         return Err(invalid(OP, format!("bad geometry {g:?}")));
     }
     let d = c / heads;
     if d > 128 {
         return Err(invalid(OP, format!("head dim {d} exceeds the kernel's 128")));
+    }
+    // Kernel indices are u32: every operand's element count must fit (Tensor::empty enforces it for the
+    // buffers; this covers the index arithmetic over rows).
+    if g.rows().max(g.tokens()).checked_mul(3 * c).is_none_or(|n| n > u32::MAX as usize) {
+        return Err(invalid(OP, format!("geometry {g:?} exceeds the kernels' u32 indexing")));
     }
     Ok(d)
 }
@@ -500,18 +568,12 @@ fn check_shapes(list: &[(&str, &Tensor, Vec<usize>)]) -> Result<()> {
 }
 
 fn base_params(g: &Geometry, d: usize) -> Params {
-    let Geometry { h, w, f, c, heads, m, seq_len, .. } = *g;
+    let Geometry { h, w, f, m, seq_len, .. } = *g;
     Params {
         seq_len: seq_len as u32,
         tokens: (m * f) as u32,
         rows_per_b: (h * w * f) as u32,
-        heads: heads as u32,
         d: d as u32,
-        ld: (3 * c) as u32,
-        q_off: 0,
-        k_off: c as u32,
-        v_off: (2 * c) as u32,
-        c: c as u32,
         frames: f as u32,
         cells: (h * w) as u32,
         scale: 1.0 / (d as f32).sqrt(),
@@ -519,88 +581,211 @@ fn base_params(g: &Geometry, d: usize) -> Params {
     }
 }
 
-/// First half of the branch: `qkv = hidden · wqkvᵀ` over the dense grid, then the gathered attention into
-/// `att (B·M·F, C)`. After it, `qkv` is dead (the caller may reuse its memory).
-pub fn record_attend(
+/// Largest count of consecutive items of `item` elements one binding holds (a `TooLarge` naming `what` if none).
+fn per_binding(gpu: &Gpu, item: usize, dtype: DType, what: &str) -> Result<usize> {
+    items_per_binding(gpu, item, dtype).map_err(|e| match e {
+        crate::error::KernelError::TooLarge { bytes, limit, limit_name, .. } => {
+            crate::error::KernelError::TooLarge { what: format!("{OP}: {what}"), bytes, limit, limit_name }
+        }
+        other => other,
+    })
+}
+
+/// Splits `0..n` into consecutive ranges of at most `per` items.
+fn ranges(n: usize, per: usize) -> impl Iterator<Item = (usize, usize)> {
+    let per = per.max(1);
+    (0..n.div_ceil(per)).map(move |i| (i * per, per.min(n - i * per)))
+}
+
+/// First half of the branch, one group of heads at a time (the scratch is reused; its width `group·d` sets the
+/// group, see [`Geometry::heads_per_group`]): the group's Q/K/V projection of the dense grid into
+/// `qkv (3·B·S·F, group·d)` (blocks Q, K, V), the gathered attention into `att (B·M·F, group·d)`, and the CSR mean
+/// of `att` into the group's columns of `abar (B·S·F, C)`.
+///
+/// Bindings: the projection splits rows itself ([`matmul::record_gemm`]); the attention binds the Q, K and V rows
+/// of as many whole batch elements as fit one binding (a sequence gathers from anywhere in its batch element) and
+/// splits its output by sequences; the mean binds the attention rows of as many whole batch elements as fit and
+/// splits its output by rows. Fails with [`crate::error::KernelError::TooLarge`] only when one batch element's
+/// `(S·F, group·d)` Q, K or V rows, or its `(M·F, group·d)` attention rows, exceed one binding.
+#[allow(clippy::too_many_arguments)]
+pub fn record_heads(
     rec: &mut Recorder,
     g: &Geometry,
     hidden: &Tensor,
     wqkv: &Tensor,
     table: &Tensor,
+    offsets: &Tensor,
+    hits: &Tensor,
     qkv: &Tensor,
     att: &Tensor,
+    abar: &Tensor,
 ) -> Result<()> {
     let gpu = rec.gpu();
     let d = check_geometry(g)?;
     let Geometry { b, h, w, f, c, heads, m, seq_len } = *g;
-    let rows = b * h * w * f;
+    let rows = g.rows();
+    let group = qkv.shape().get(1).copied().unwrap_or(0) / d;
+    if group == 0 || !heads.is_multiple_of(group) {
+        return Err(invalid(
+            OP,
+            format!("Q/K/V scratch {:?}: its width must be k·{d} with k dividing {heads}", qkv.shape()),
+        ));
+    }
+    let gd = group * d;
     check_shapes(&[
         ("hidden", hidden, vec![rows, c]),
-        ("qkv scratch", qkv, vec![rows, 3 * c]),
-        ("attention scratch", att, vec![b * m * f, c]),
+        ("head-group qkv scratch", qkv, g.qkv_scratch_shape(group).to_vec()),
+        ("head-group attention scratch", att, g.att_scratch_shape(group).to_vec()),
+        ("mean scratch", abar, vec![rows, c]),
         ("fused QKV weight", wqkv, vec![3 * c, c]),
     ])?;
     if table.numel() != m * f {
         return Err(invalid(OP, "token table size does not match the geometry"));
     }
-    matmul::record(rec, hidden, wqkv, WLayout::NK, None, Epilogue::None, qkv, None)?;
-    let n_seq = b * m * f / seq_len;
-    let pipe = gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, "traj_attend", hidden.dtype(), &[])?;
-    let (qw, tw, aw) = (qkv.whole(gpu)?, table.whole(gpu)?, att.whole(gpu)?);
-    let prm = Params { n_rows: n_seq as u32, base_qkv: qw.base, ..base_params(g, d) };
-    let groups = [n_seq.min(65535) as u32, n_seq.div_ceil(65535) as u32, heads as u32];
-    rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), vec![(1, qw), (2, tw), (3, aw)], groups)
+    if offsets.numel() != f * h * w + 1 || hits.numel() == 0 {
+        return Err(invalid(OP, "CSR table sizes do not match the geometry"));
+    }
+    let dtype = hidden.dtype();
+    let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
+    let (attend, mean) = (pipe("traj_attend")?, pipe("traj_mean")?);
+    let base = base_params(g, d);
+    let (rows_b, tokens_b) = (h * w * f, m * f);
+    let seqs_b = tokens_b / seq_len;
+    // Whole batch elements per binding of the gathered-from operands, sequences / rows per output binding.
+    let nb_qkv =
+        per_binding(gpu, rows_b * gd, dtype, "one batch element's Q, K or V rows of a head group")?.min(b);
+    let nb_att =
+        per_binding(gpu, tokens_b * gd, dtype, "one batch element's attention rows of a head group")?.min(b);
+    let seqs_win =
+        per_binding(gpu, seq_len * gd, dtype, "one attention sequence of a head group")?.min(65535 * 65535);
+    let rows_win = per_binding(gpu, c, dtype, "one row of the mean")?;
+    let (tw, ow, hw) = (table.whole(gpu)?, offsets.whole(gpu)?, hits.whole(gpu)?);
+    for h0 in (0..heads).step_by(group) {
+        // Q, K, V of heads h0..h0+group: rows h0·d.. of each C-row block of the fused weight, as a batch of three
+        // GEMMs writing the blocks of the scratch.
+        matmul::record_gemm(
+            rec,
+            &matmul::Gemm {
+                batch: 3,
+                m: rows,
+                n: gd,
+                k: c,
+                x: matmul::Operand { t: hidden, offset: 0, ld: c, sb: 0 },
+                w: matmul::Operand { t: wqkv, offset: h0 * d * c, ld: c, sb: c * c },
+                layout: WLayout::NK,
+                bias: None,
+                act: Epilogue::None,
+                y: matmul::Operand { t: qkv, offset: 0, ld: gd, sb: rows * gd },
+                accumulate: false,
+            },
+            None,
+        )?;
+        for (b0, nb) in ranges(b, nb_qkv) {
+            let span = nb * rows_b * gd;
+            let start = b0 * rows_b * gd;
+            let (qw, kw, vw) = (
+                qkv.window(gpu, start, span)?,
+                qkv.window(gpu, rows * gd + start, span)?,
+                qkv.window(gpu, 2 * rows * gd + start, span)?,
+            );
+            for (s0, ns) in ranges(nb * seqs_b, seqs_win) {
+                let s0 = b0 * seqs_b + s0;
+                let aw = att.window(gpu, s0 * seq_len * gd, ns * seq_len * gd)?;
+                let prm = Params {
+                    ld: gd as u32,
+                    c_att: gd as u32,
+                    n_rows: ns as u32,
+                    row0: s0 as u32,
+                    b0: b0 as u32,
+                    rows_bound: (nb * rows_b) as u32,
+                    base_q: qw.base,
+                    base_k: kw.base,
+                    base_v: vw.base,
+                    base_out: aw.base,
+                    ..base
+                };
+                let groups = [ns.min(65535) as u32, ns.div_ceil(65535) as u32, group as u32];
+                rec.dispatch_bound(
+                    &attend,
+                    bytemuck::bytes_of(&prm),
+                    vec![(1, qw.clone()), (2, tw.clone()), (3, aw), (9, kw.clone()), (10, vw.clone())],
+                    groups,
+                )?;
+            }
+        }
+        for (b0, nb) in ranges(b, nb_att) {
+            let aw = att.window(gpu, b0 * tokens_b * gd, nb * tokens_b * gd)?;
+            for (r0, nr) in ranges(nb * rows_b, rows_win) {
+                let r0 = b0 * rows_b + r0;
+                let bw = abar.window(gpu, r0 * c + h0 * d, (nr - 1) * c + gd)?;
+                let prm = Params {
+                    c_att: gd as u32,
+                    width: gd as u32,
+                    ld_out: c as u32,
+                    n_rows: nr as u32,
+                    row0: r0 as u32,
+                    b0: b0 as u32,
+                    rows_bound: (nb * tokens_b) as u32,
+                    base_in: aw.base,
+                    base_out: bw.base,
+                    ..base
+                };
+                rec.dispatch_bound(
+                    &mean,
+                    bytemuck::bytes_of(&prm),
+                    vec![(4, aw.clone()), (5, ow.clone()), (6, hw.clone()), (7, bw)],
+                    grid(gpu, ((nr * gd) as u32).div_ceil(64)),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Second half: the CSR mean of `att` onto the grid (`abar`), the output projection into `out` and the bias
-/// on reached rows. After the mean, `att` is dead.
-#[allow(clippy::too_many_arguments)]
-pub fn record_mean_project(
+/// Second half: the output projection `out = abar · woᵀ` and the bias on reached rows, bound in row windows.
+pub fn record_output(
     rec: &mut Recorder,
     g: &Geometry,
-    att: &Tensor,
-    offsets: &Tensor,
-    hits: &Tensor,
     abar: &Tensor,
+    offsets: &Tensor,
     wo: &Tensor,
     bo: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
     let gpu = rec.gpu();
     let d = check_geometry(g)?;
-    let Geometry { b, h, w, f, c, m, .. } = *g;
-    let rows = b * h * w * f;
+    let Geometry { h, w, f, c, .. } = *g;
+    let rows = g.rows();
     check_shapes(&[
-        ("attention scratch", att, vec![b * m * f, c]),
         ("mean scratch", abar, vec![rows, c]),
         ("output", out, vec![rows, c]),
         ("out weight", wo, vec![c, c]),
         ("out bias", bo, vec![c]),
     ])?;
-    if offsets.numel() != f * h * w + 1 || hits.numel() == 0 {
+    if offsets.numel() != f * h * w + 1 {
         return Err(invalid(OP, "CSR table sizes do not match the geometry"));
     }
-    let dtype = att.dtype();
-    let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
-    let base = base_params(g, d);
-    let (aw, ow, hw, bw) = (att.whole(gpu)?, offsets.whole(gpu)?, hits.whole(gpu)?, abar.whole(gpu)?);
-    let prm = Params { n_rows: rows as u32, base_out: bw.base, ..base };
-    let grp = grid(gpu, ((rows * c) as u32).div_ceil(64));
-    rec.dispatch_bound(
-        &pipe("traj_mean")?,
-        bytemuck::bytes_of(&prm),
-        vec![(4, aw), (5, ow.clone()), (6, hw), (7, bw)],
-        grp,
-    )?;
     matmul::record(rec, abar, wo, WLayout::NK, None, Epilogue::None, out, None)?;
-    let outw = out.whole(gpu)?;
-    let prm = Params { n_rows: rows as u32, base_out: outw.base, ..base };
-    rec.dispatch_bound(
-        &pipe("traj_bias")?,
-        bytemuck::bytes_of(&prm),
-        vec![(5, ow), (7, outw), (8, bo.whole(gpu)?)],
-        grp,
-    )
+    let pipe = gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, "traj_bias", out.dtype(), &[])?;
+    let (ow, bw) = (offsets.whole(gpu)?, bo.whole(gpu)?);
+    for (r0, nr) in ranges(rows, per_binding(gpu, c, out.dtype(), "one output row")?) {
+        let outw = out.window(gpu, r0 * c, nr * c)?;
+        let prm = Params {
+            width: c as u32,
+            ld_out: c as u32,
+            n_rows: nr as u32,
+            row0: r0 as u32,
+            base_out: outw.base,
+            ..base_params(g, d)
+        };
+        rec.dispatch_bound(
+            &pipe,
+            bytemuck::bytes_of(&prm),
+            vec![(5, ow.clone()), (7, outw), (8, bw.clone())],
+            grid(gpu, ((nr * c) as u32).div_ceil(64)),
+        )?;
+    }
+    Ok(())
 }
 
 /// A call's inputs on the device: hidden states, fused Q/K/V weight, output projection, token table.
@@ -631,15 +816,16 @@ fn upload(gpu: &Gpu, call: &Call, wts: &Weights, t: &Tables, dtype: DType) -> Re
 pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Prepared> {
     let t = tables(call)?;
     let Call { b, h, w, f, c, heads, .. } = *call;
-    let s = h * w;
     let Uploaded { hidden, wqkv, wo, bo, table } = upload(gpu, call, wts, &t, dtype)?;
     let offsets = Tensor::from_u32(gpu, &t.offsets, &[t.offsets.len()])?;
     let hits = Tensor::from_u32(gpu, &t.hits, &[t.hits.len().max(1)])?;
-    let qkv = Tensor::empty(gpu, &[b * s * f, 3 * c], dtype)?;
-    let att = Tensor::empty(gpu, &[b * t.m * f, c], dtype)?;
-    let abar = Tensor::empty(gpu, &[b * s * f, c], dtype)?;
-    let out = Tensor::empty(gpu, &[b * s * f, c], dtype)?;
     let g = Geometry { b, h, w, f, c, heads, m: t.m, seq_len: t.seq_len };
+    check_geometry(&g)?;
+    let group = g.heads_per_group(dtype.size(), gpu.max_binding());
+    let qkv = Tensor::empty(gpu, &g.qkv_scratch_shape(group), dtype)?;
+    let att = Tensor::empty(gpu, &g.att_scratch_shape(group), dtype)?;
+    let abar = Tensor::empty(gpu, &[g.rows(), c], dtype)?;
+    let out = Tensor::empty(gpu, &[g.rows(), c], dtype)?;
     let mut rec = Recorder::new(gpu);
     let ops = Operands {
         hidden: &hidden,
@@ -661,6 +847,7 @@ pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) ->
 
 /// The literal formulation on the GPU (spec §5, for comparison): gather the sampled tokens (zeros where
 /// invisible), project them, attend, project out (bias included), scatter-mean onto the grid (0 where unreached).
+/// Binds its operands whole (a comparison path: fails with a clear error where one exceeds the binding limit).
 pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Prepared> {
     let t = tables(call)?;
     let Call { b, h, w, f, c, heads, .. } = *call;
@@ -683,7 +870,15 @@ pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> R
     let rows_g = b * m * f;
     // Gather (§5.4).
     let (hw, tw, gw) = (hidden.whole(gpu)?, table.whole(gpu)?, gathered.whole(gpu)?);
-    let prm = Params { n_rows: rows_g as u32, ld: c as u32, base_qkv: hw.base, ..base };
+    let prm = Params {
+        n_rows: rows_g as u32,
+        width: c as u32,
+        ld: c as u32,
+        rows_bound: (b * s * f) as u32,
+        base_q: hw.base,
+        base_out: gw.base,
+        ..base
+    };
     let grp = grid(gpu, ((rows_g * c) as u32).div_ceil(64));
     rec.dispatch_bound(
         &pipe("traj_gather")?,
@@ -691,23 +886,44 @@ pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> R
         vec![(1, hw), (2, tw), (3, gw)],
         grp,
     )?;
-    // Projections of the gathered tokens (§5.5), attention over the same sequences (§5.6): an identity table.
+    // Projections of the gathered tokens (§5.5), attention over the same sequences (§5.6): an identity table,
+    // all heads in one dispatch (grid z), Q/K/V the column blocks of the fused rows.
     matmul::record(&mut rec, &gathered, &wqkv, WLayout::NK, None, Epilogue::None, &qkv, None)?;
     let n_seq = rows_g / t.seq_len;
     let (qw, iw, aw) = (qkv.whole(gpu)?, ident.whole(gpu)?, att.whole(gpu)?);
-    let prm = Params { n_rows: n_seq as u32, rows_per_b: (m * f) as u32, base_qkv: qw.base, ..base };
+    let prm = Params {
+        n_rows: n_seq as u32,
+        rows_per_b: (m * f) as u32,
+        rows_bound: rows_g as u32,
+        ld: (3 * c) as u32,
+        c_att: c as u32,
+        base_q: qw.base,
+        base_k: qw.base + c as u32,
+        base_v: qw.base + 2 * c as u32,
+        base_out: aw.base,
+        ..base
+    };
     let groups = [n_seq.min(65535) as u32, n_seq.div_ceil(65535) as u32, heads as u32];
     rec.dispatch_bound(
         &pipe("traj_attend")?,
         bytemuck::bytes_of(&prm),
-        vec![(1, qw), (2, iw), (3, aw)],
+        vec![(1, qw.clone()), (2, iw), (3, aw), (9, qw.clone()), (10, qw)],
         groups,
     )?;
     // Output projection of every token, bias included (§5.7), then the scatter-mean (§5.8).
     matmul::record(&mut rec, &att, &wo, WLayout::NK, Some(&bo), Epilogue::None, &o, None)?;
     let rows = b * s * f;
     let (ow_, ofw, hiw, outw) = (o.whole(gpu)?, offsets.whole(gpu)?, hits.whole(gpu)?, out.whole(gpu)?);
-    let prm = Params { n_rows: rows as u32, base_out: outw.base, ..base };
+    let prm = Params {
+        n_rows: rows as u32,
+        c_att: c as u32,
+        width: c as u32,
+        ld_out: c as u32,
+        rows_bound: rows_g as u32,
+        base_in: ow_.base,
+        base_out: outw.base,
+        ..base
+    };
     let grp = grid(gpu, ((rows * c) as u32).div_ceil(64));
     rec.dispatch_bound(
         &pipe("traj_mean")?,
