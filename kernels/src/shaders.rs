@@ -51,6 +51,7 @@ shader!(SOFTMAX, "softmax");
 shader!(LAYOUT, "layout");
 shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
 shader!(FLASH_ATTENTION, "flash_attention");
+shader!(FLASH_ATTENTION_SG8, "flash_attention_sg8");
 shader!(TEMPORAL_ATTENTION, "temporal_attention");
 
 /// Every shader, for validation.
@@ -67,5 +68,6 @@ pub const ALL: &[Shader] = &[
     LAYOUT,
     TRAJECTORY_ATTENTION,
     FLASH_ATTENTION,
+    FLASH_ATTENTION_SG8,
     TEMPORAL_ATTENTION,
 ];

@@ -4,7 +4,7 @@ mod common;
 
 use trajattn_kernels::ops::flash_attention::{self, reference, AttnShape, Strided};
 use trajattn_kernels::testing::{assert_close, rand_vec, round_f16, to_f64};
-use trajattn_kernels::{DType, Gpu, KernelError, Recorder, Tensor};
+use trajattn_kernels::{DType, Gpu, GpuOptions, KernelError, Recorder, Tensor};
 
 // f32: each output is a softmax-weighted sum over up to ~1000 keys with f32 exp and accumulation (and an
 // online rescaling): a long reduction → 1e-4. f16: storage rounding of inputs (mirrored in the reference) and
@@ -58,6 +58,21 @@ fn long_sequence_and_large_logits() {
     check_fused(&gpu, AttnShape::self_attn(2, 129, 3, 64), 8.0, DType::F32, 8);
     if gpu.caps.shader_f16 {
         check_fused(&gpu, AttnShape::self_attn(1, 300, 2, 64), 4.0, DType::F16, 9);
+    }
+}
+
+#[test]
+fn subgroup_and_register_paths_match_reference() {
+    // Head dims that are multiples of 32 take `attn_sg8` on 8-lane-subgroup adapters (lavapipe); the same shapes
+    // on a device without subgroups take `attn_reg`. Odd sequence lengths leave partial key blocks and idle lanes.
+    let shapes = [(2, 45, 3, 32), (1, 70, 2, 64), (3, 9, 1, 96), (1, 33, 2, 128)];
+    let plain = Gpu::new(&GpuOptions { disable: vec!["subgroup".into()], ..Default::default() }).unwrap();
+    for gpu in [&common::gpu(), &plain] {
+        for dtype in common::dtypes(gpu) {
+            for (i, &(b, seq, heads, d)) in shapes.iter().enumerate() {
+                check_fused(gpu, AttnShape::self_attn(b, seq, heads, d), 2.0, dtype, 300 + i as u64);
+            }
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! is read in place (no transposes). The output is dense `(b, seq_q, heads·d)`.
 //!
 //! Head dims that are multiples of 4 up to 128 (UNet 64, CLIP 80) use `attn_reg` (q and the accumulator in
-//! registers, one invocation per query). Others (the VAE's single 512-wide head) use `attn_wide`, which splits
+//! registers, one invocation per query); on adapters with 8-lane subgroups, multiples of 32 take `attn_sg8`
+//! (`shaders/flash_attention_sg8.wgsl`: the same with K/V rows read once per subgroup and broadcast). Others (the VAE's single 512-wide head) use `attn_wide`, which splits
 //! the output columns across invocations. Dispatches are split over batches so every binding stays within
 //! the adapter's binding limit; one batch's Q, K, V and output must each fit one binding.
 
@@ -14,7 +15,7 @@ use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{invalid, shape_err, KernelError, Result};
 use crate::gpu::Gpu;
-use crate::shaders::FLASH_ATTENTION;
+use crate::shaders::{FLASH_ATTENTION, FLASH_ATTENTION_SG8};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 
@@ -216,7 +217,17 @@ pub fn record_flash_attention(
     let d = s.head_dim;
     let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
     let reg = d.is_multiple_of(4) && d <= MAX_REG_HEAD_DIM;
-    let pipe = if reg {
+    // 8-lane subgroups (lavapipe on AVX2): K/V rows read once per subgroup and shared by broadcast.
+    let sg8 = gpu.caps.subgroup && gpu.caps.subgroup_min_size == 8 && gpu.caps.subgroup_max_size == 8;
+    let pipe = if reg && sg8 && d.is_multiple_of(32) {
+        gpu.pipelines().get(
+            &gpu.device,
+            &FLASH_ATTENTION_SG8,
+            "attn_sg8",
+            dtype,
+            &[("D", d as f64), ("QB", QB as f64)],
+        )?
+    } else if reg {
         gpu.pipelines().get(
             &gpu.device,
             &FLASH_ATTENTION,
