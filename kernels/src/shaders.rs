@@ -50,6 +50,7 @@ shader!(LAYER_NORM, "layer_norm");
 shader!(SOFTMAX, "softmax");
 shader!(LAYOUT, "layout");
 shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
+shader!(TRAJECTORY_ATTENTION_SG8, "trajectory_attention_sg8");
 shader!(FLASH_ATTENTION, "flash_attention");
 shader!(FLASH_ATTENTION_SG8, "flash_attention_sg8");
 shader!(TEMPORAL_ATTENTION, "temporal_attention");
@@ -67,6 +68,7 @@ pub const ALL: &[Shader] = &[
     SOFTMAX,
     LAYOUT,
     TRAJECTORY_ATTENTION,
+    TRAJECTORY_ATTENTION_SG8,
     FLASH_ATTENTION,
     FLASH_ATTENTION_SG8,
     TEMPORAL_ATTENTION,

@@ -7,7 +7,7 @@ use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{self, Epilogue, WLayout};
-use crate::shaders::TRAJECTORY_ATTENTION;
+use crate::shaders::{TRAJECTORY_ATTENTION, TRAJECTORY_ATTENTION_SG8};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 
@@ -567,6 +567,18 @@ fn check_shapes(list: &[(&str, &Tensor, Vec<usize>)]) -> Result<()> {
     Ok(())
 }
 
+/// The gathered attention's pipeline: `traj_attend_sg8` (K/V rows shared by subgroup broadcast) for head dims
+/// that are multiples of 32 on adapters with exactly 8-lane subgroups, `traj_attend` otherwise.
+fn attend_pipeline(gpu: &Gpu, dtype: DType, d: usize) -> Result<std::sync::Arc<crate::pipelines::Pipeline>> {
+    let sg8 = gpu.caps.subgroup && gpu.caps.subgroup_min_size == 8 && gpu.caps.subgroup_max_size == 8;
+    if sg8 && d.is_multiple_of(32) && d <= 128 {
+        let o = [("D", d as f64)];
+        gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION_SG8, "traj_attend_sg8", dtype, &o)
+    } else {
+        gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, "traj_attend", dtype, &[])
+    }
+}
+
 fn base_params(g: &Geometry, d: usize) -> Params {
     let Geometry { h, w, f, m, seq_len, .. } = *g;
     Params {
@@ -647,7 +659,7 @@ pub fn record_heads(
     }
     let dtype = hidden.dtype();
     let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
-    let (attend, mean) = (pipe("traj_attend")?, pipe("traj_mean")?);
+    let (attend, mean) = (attend_pipeline(gpu, dtype, d)?, pipe("traj_mean")?);
     let base = base_params(g, d);
     let (rows_b, tokens_b) = (h * w * f, m * f);
     let seqs_b = tokens_b / seq_len;
@@ -905,7 +917,7 @@ pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> R
     };
     let groups = [n_seq.min(65535) as u32, n_seq.div_ceil(65535) as u32, heads as u32];
     rec.dispatch_bound(
-        &pipe("traj_attend")?,
+        &attend_pipeline(gpu, hidden.dtype(), d)?,
         bytemuck::bytes_of(&prm),
         vec![(1, qw.clone()), (2, iw), (3, aw), (9, qw.clone()), (10, qw)],
         groups,
