@@ -80,7 +80,7 @@ pub struct GenerateArgs {
     pub per_batch_time_context: bool,
     /// NVS-solver guidance (the official video workflow's `--use_nvs_solver`): a folder with the warped frames
     /// `NNNN.png` and hole masks `NNNN_mask.png` of frames 1.. at the output size (`trajattn camera --warp` or
-    /// `video-camera --warp` write them). Each step then runs four extra UNet passes on crops (≈ 3× the time).
+    /// `video-camera --warp` write them). Each step then runs four extra UNet passes on crops (about 2× the time per step).
     #[arg(long)]
     pub nvs: Option<PathBuf>,
     /// Step size of the NVS-solver guidance.
@@ -292,7 +292,7 @@ pub struct ChainArgs {
     #[arg(long, default_value = "pairs", value_parser = ["pairs", "per-trajectory"])]
     pub grouping: String,
     /// NVS-solver guidance from the warped frames and hole masks that --warp writes (the official video
-    /// workflow's "w. NVS_Solver" setting; about 3× the generation time).
+    /// workflow's "w. NVS_Solver" setting; about 2× the time per step).
     #[arg(long, requires = "model")]
     pub nvs: bool,
 }
