@@ -312,49 +312,39 @@ fn camera_with_a_model_goes_on_to_generation() {
     let depth: Vec<f32> = (0..48 * 32).map(|i| 1.0 + (i % 48) as f32 / 48.0).collect();
     trajattn::trajectory::npy::write_f32(&dir.join("d.npy"), &[32, 48], &depth).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
-    let o = trajattn(&[
-        "camera",
-        "--image",
-        dir.join("img.png").to_str().unwrap(),
-        "--depth",
-        dir.join("d.npy").to_str().unwrap(),
-        "--frames",
-        "4",
-        "--degrees-per-frame",
-        "2",
-        "--out",
-        dir.join("out").to_str().unwrap(),
-        "--model",
-        &format!("{root}/tests/fixtures/pipeline/svd"),
-        "--trajectory-weights",
-        &format!("{root}/tests/fixtures/pipeline/svd_traj/trajattn_temp.pth"),
-        "--steps",
-        "1",
-        "--dtype",
-        "f32",
-        // with the NVS-solver guidance from the warped frames (one crop covers this small latent)
-        "--warp",
-        "--nvs",
-    ]);
+    let model = format!("{root}/tests/fixtures/pipeline/svd");
+    let (image, depth) = (dir.join("img.png"), dir.join("d.npy"));
+    // `camera` on that image into OUT with the bundled model, then `extra`.
+    let camera = |out: &str, extra: &[&str]| {
+        let out = dir.join(out);
+        let mut args = vec!["camera", "--image", image.to_str().unwrap(), "--depth", depth.to_str().unwrap()];
+        args.extend(["--frames", "4", "--out", out.to_str().unwrap(), "--model", &model]);
+        args.extend(extra);
+        trajattn(&args)
+    };
+    let weights = format!("{root}/tests/fixtures/pipeline/svd_traj/trajattn_temp.pth");
+    let o = camera(
+        "out",
+        &[
+            "--degrees-per-frame",
+            "2",
+            "--trajectory-weights",
+            &weights,
+            "--steps",
+            "1",
+            "--dtype",
+            "f32",
+            // with the NVS-solver guidance from the warped frames (one crop covers this small latent)
+            "--warp",
+            "--nvs",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.join("out/trans_coordinates.npy").exists());
     assert!(dir.join("out/0002_mask.png").exists());
     assert!(dir.join("out/video/video.gif").exists());
     // --nvs without --warp: nothing to guide with, said before any GPU work
-    let o = trajattn(&[
-        "camera",
-        "--image",
-        dir.join("img.png").to_str().unwrap(),
-        "--depth",
-        dir.join("d.npy").to_str().unwrap(),
-        "--frames",
-        "4",
-        "--out",
-        dir.join("out2").to_str().unwrap(),
-        "--model",
-        &format!("{root}/tests/fixtures/pipeline/svd"),
-        "--nvs",
-    ]);
+    let o = camera("out2", &["--nvs"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--nvs needs the warped frames"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

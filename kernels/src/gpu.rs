@@ -404,6 +404,12 @@ impl Gpu {
         &self.pipelines
     }
 
+    /// Whether the subgroup paths written for exactly 8 lanes (`*_sg8` shaders: lavapipe on AVX2, some Intel/ARM
+    /// GPUs) may run: the SUBGROUP feature with subgroups of exactly 8 invocations.
+    pub fn subgroup8(&self) -> bool {
+        self.caps.subgroup && self.caps.subgroup_min_size == 8 && self.caps.subgroup_max_size == 8
+    }
+
     /// Largest byte size one storage binding may have.
     pub fn max_binding(&self) -> u64 {
         self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)

@@ -171,6 +171,33 @@ mod common;
 /// hidden, trajectories, mask, sampled indices, [Wq, Wk, Wv, Wo], output bias.
 type Case = (Vec<f64>, Vec<f64>, Vec<bool>, Vec<usize>, Vec<Vec<f64>>, Vec<f64>);
 
+/// The call of a [`random_case_sized`] case: 5 frames, trajectories in pixels of 8 per latent cell.
+fn case_call(
+    k: &Case,
+    b: usize,
+    hw: (usize, usize),
+    n: usize,
+    (c, heads): (usize, usize),
+    g: Grouping,
+) -> Call<'_> {
+    Call {
+        hidden: &k.0,
+        b,
+        h: hw.0,
+        w: hw.1,
+        f: 5,
+        c,
+        heads,
+        traj: &k.1,
+        mask: &k.2,
+        n,
+        origin_w: hw.1 * 8,
+        origin_h: hw.0 * 8,
+        idx: &k.3,
+        grouping: g,
+    }
+}
+
 /// A random case of batch `b`, 5 frames and `c` channels.
 fn random_case_sized(seed: u64, (h, w): (usize, usize), n: usize, b: usize, c: usize) -> Case {
     let f = 5;
@@ -216,25 +243,11 @@ fn gpu_efficient_and_literal_match_the_literal_port() {
     for gpu in [&common::gpu(), &plain] {
         let mut pairs_ran = 0;
         for &(seed, hw, n, c, heads) in &cases {
-            let (hidden, traj, mask, idx, ws, bo) = random_case_sized(seed, hw, n, 2, c);
-            let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo: &bo };
+            let case = random_case_sized(seed, hw, n, 2, c);
+            let (ws, bo) = (&case.4, &case.5);
+            let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo };
             for grouping in [Grouping::Pairs, Grouping::PerTrajectory] {
-                let call = Call {
-                    hidden: &hidden,
-                    b: 2,
-                    h: hw.0,
-                    w: hw.1,
-                    f: 5,
-                    c,
-                    heads,
-                    traj: &traj,
-                    mask: &mask,
-                    n,
-                    origin_w: hw.1 * 8,
-                    origin_h: hw.0 * 8,
-                    idx: &idx,
-                    grouping,
-                };
+                let call = case_call(&case, 2, hw, n, (c, heads), grouping);
                 if check(&call).is_err() {
                     continue; // paired grouping undefined for this count (covered by bad_inputs_say_what_is_required)
                 }
@@ -280,28 +293,14 @@ fn gpu_efficient_splits_operands_beyond_a_lowered_binding_limit() {
     for (dtype, (c, heads, group, limit_elems)) in
         common::dtypes(&full).into_iter().flat_map(|dt| configs.map(|cfg| (dt, cfg)))
     {
-        let (hidden, traj, mask, idx, ws, bo) = random_case_sized(11, hw, n, b, c);
-        let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo: &bo };
+        let case = random_case_sized(11, hw, n, b, c);
+        let (ws, bo) = (&case.4, &case.5);
+        let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo };
         let limit = limit_elems * dtype.size();
         let gpu = Gpu::new(&GpuOptions { max_binding: Some(limit), ..Default::default() }).unwrap();
         assert_eq!(gpu.max_binding(), limit);
         for grouping in [Grouping::Pairs, Grouping::PerTrajectory] {
-            let call = Call {
-                hidden: &hidden,
-                b,
-                h: hw.0,
-                w: hw.1,
-                f: 5,
-                c,
-                heads,
-                traj: &traj,
-                mask: &mask,
-                n,
-                origin_w: hw.1 * 8,
-                origin_h: hw.0 * 8,
-                idx: &idx,
-                grouping,
-            };
+            let call = case_call(&case, b, hw, n, (c, heads), grouping);
             let t = tables(&call).unwrap();
             let g = Geometry { b, h: hw.0, w: hw.1, f: 5, c, heads, m: t.m, seq_len: t.seq_len };
             let es = dtype.size();
@@ -323,22 +322,7 @@ fn gpu_efficient_splits_operands_beyond_a_lowered_binding_limit() {
         }
         // One batch element's attention rows of one head above the limit: a clear error, not a bad binding.
         let tiny = Gpu::new(&GpuOptions { max_binding: Some(4096), ..Default::default() }).unwrap();
-        let call = Call {
-            hidden: &hidden,
-            b,
-            h: hw.0,
-            w: hw.1,
-            f: 5,
-            c,
-            heads,
-            traj: &traj,
-            mask: &mask,
-            n,
-            origin_w: hw.1 * 8,
-            origin_h: hw.0 * 8,
-            idx: &idx,
-            grouping: Grouping::Pairs,
-        };
+        let call = case_call(&case, b, hw, n, (c, heads), Grouping::Pairs);
         let e = prepare_efficient(&tiny, &call, &wts, dtype).err().expect("must not fit");
         assert!(matches!(e, KernelError::TooLarge { .. }) && e.to_string().contains("trajectory"), "{e}");
     }

@@ -207,6 +207,17 @@ pub fn clip_pixels(image: &[f32], h: usize, w: usize, size: usize) -> Vec<f32> {
     out
 }
 
+/// RGB bytes `[H, W, 3]` → planar `[3, H, W]` in [0, 1].
+fn planar_unit(rgb: &[u8], h: usize, w: usize) -> Vec<f32> {
+    let mut planar = vec![0f32; 3 * h * w];
+    for p in 0..h * w {
+        for c in 0..3 {
+            planar[c * h * w + p] = rgb[p * 3 + c] as f32 / 255.0;
+        }
+    }
+    planar
+}
+
 /// Runs the whole pipeline on `image` (RGB bytes `[H, W, 3]` already at the output size).
 pub fn generate(
     gpu: &Gpu,
@@ -245,12 +256,7 @@ pub fn generate(
     let rn = |e: crate::rng::RngError| input_err(e.to_string());
 
     // 1. Image in [0, 1], planar.
-    let mut planar = vec![0f32; 3 * hh * ww];
-    for p in 0..hh * ww {
-        for c in 0..3 {
-            planar[c * hh * ww + p] = image[p * 3 + c] as f32 / 255.0;
-        }
-    }
+    let planar = planar_unit(image, hh, ww);
     // 2. CLIP conditioning.
     progress.stage("encoding", 2);
     let side = svd.clip.cfg.image_size;
@@ -298,29 +304,12 @@ pub fn generate(
                      (max guidance > 1)",
                 ));
             }
-            if (cond.width, cond.height, cond.factor) != (ww, hh, f8) {
-                return Err(input_err(format!(
-                    "NVS conditioning is {}×{} (factor {}); the video is {ww}×{hh} (VAE factor {f8})",
-                    cond.width, cond.height, cond.factor
-                )));
-            }
-            if cond.images.len() + 1 != f {
-                return Err(input_err(format!(
-                    "NVS conditioning holds {} warped frames; {f} frames need {}",
-                    cond.images.len(),
-                    f.saturating_sub(1)
-                )));
-            }
+            cond.check(f, ww, hh, f8)?;
             // The warped frames' VAE latents: preprocessing without noise augmentation, f32 encoder, mean.
             progress.stage("encoding warped frames", cond.images.len());
             let mut encoded = Vec::with_capacity(cond.images.len() * plane);
             for (k, img) in cond.images.iter().enumerate() {
-                let mut px = vec![0f32; 3 * hh * ww];
-                for p in 0..hh * ww {
-                    for c in 0..3 {
-                        px[c * hh * ww + p] = 2.0 * (img[p * 3 + c] as f32 / 255.0) - 1.0;
-                    }
-                }
+                let px: Vec<f32> = planar_unit(img, hh, ww).iter().map(|&v| 2.0 * v - 1.0).collect();
                 encoded.extend(svd.vae_encoder.encode(gpu, &px, 1, hh, ww)?);
                 progress.advance(k + 1);
             }

@@ -130,6 +130,25 @@ impl NvsConditioning {
         Ok(NvsConditioning { images, hole, width, height, factor, params })
     }
 
+    /// Whether this conditioning fits a generation of `frames` frames of `width × height` pixels with VAE factor
+    /// `factor` (one warped frame per frame after the first).
+    pub fn check(&self, frames: usize, width: usize, height: usize, factor: usize) -> Result<()> {
+        if (self.width, self.height, self.factor) != (width, height, factor) {
+            return Err(input_err(format!(
+                "NVS conditioning is {}×{} (factor {}); the video is {width}×{height} (VAE factor {factor})",
+                self.width, self.height, self.factor
+            )));
+        }
+        if self.images.len() + 1 != frames {
+            return Err(input_err(format!(
+                "NVS conditioning holds {} warped frames; {frames} frames need {}",
+                self.images.len(),
+                frames.saturating_sub(1)
+            )));
+        }
+        Ok(())
+    }
+
     /// Reads `NNNN.png` and `NNNN_mask.png` (`NNNN = 0 … frames − 2`) from a camera-trajectory folder.
     pub fn load_dir(
         dir: &Path,
@@ -236,13 +255,7 @@ impl<'a> Guide<'a> {
         added: &[f32],
     ) -> Result<Self> {
         let plane = lc * h * w;
-        if cond.images.len() + 1 != frames || cond.hole.len() != (frames - 1) * h * w {
-            return Err(input_err(format!(
-                "NVS conditioning holds {} warped frames; {frames} frames need {}",
-                cond.images.len(),
-                frames - 1
-            )));
-        }
+        cond.check(frames, cond.width, cond.height, cond.factor)?;
         if encoded.len() != (frames - 1) * plane || z.len() != plane {
             return Err(input_err("NVS: encoded conditioning frames have the wrong size"));
         }
@@ -288,10 +301,10 @@ impl<'a> Guide<'a> {
         let q = sigma * sigma + 1.0;
         let mut g = vec![0f32; f * lc * h * w];
         for crop in crops(h, w).into_iter().filter(|c| c.contributes) {
-            let x = self.cut(latents, lc, &crop);
+            let x = self.cut(latents, f * lc, &crop);
             let v = self.predict(gpu, &crop, &x, pre.c_noise, q.sqrt())?;
             // x̂0 − Cnd with x̂0 = fp(v·c_out) + x/(σ² + 1) (svd-pipeline.md §7.5).
-            let target = self.cut(&self.targets, lc, &crop);
+            let target = self.cut(&self.targets, f * lc, &crop);
             let diff: Vec<f32> = v
                 .iter()
                 .zip(&x)
@@ -321,11 +334,11 @@ impl<'a> Guide<'a> {
         Ok(g.into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect())
     }
 
-    /// The crop of a `(F, channels, h, w)` tensor, as `(F, channels, ch, cw)`.
-    fn cut(&self, t: &[f32], channels: usize, crop: &Crop) -> Vec<f32> {
+    /// The crop of `planes` stacked `h × w` planes, as `(planes, ch, cw)`.
+    fn cut(&self, t: &[f32], planes: usize, crop: &Crop) -> Vec<f32> {
         let (h, w) = (self.h, self.w);
-        let mut out = Vec::with_capacity(self.frames * channels * (crop.r1 - crop.r0) * (crop.c1 - crop.c0));
-        for plane in 0..self.frames * channels {
+        let mut out = Vec::with_capacity(planes * (crop.r1 - crop.r0) * (crop.c1 - crop.c0));
+        for plane in 0..planes {
             for y in crop.r0..crop.r1 {
                 out.extend_from_slice(&t[(plane * h + y) * w + crop.c0..(plane * h + y) * w + crop.c1]);
             }
@@ -339,13 +352,7 @@ impl<'a> Guide<'a> {
         let (f, lc) = (self.frames, self.lc);
         let (ch, cw) = (crop.r1 - crop.r0, crop.c1 - crop.c0);
         let per = lc * ch * cw;
-        let zc: Vec<f32> = (0..lc)
-            .flat_map(|c| (crop.r0..crop.r1).map(move |y| (c, y)))
-            .flat_map(|(c, y)| {
-                let row = (c * self.h + y) * self.w;
-                self.z[row + crop.c0..row + crop.c1].iter().copied()
-            })
-            .collect();
+        let zc = self.cut(self.z, lc, crop);
         let mut input = Vec::with_capacity(f * (per + zc.len()));
         for fr in 0..f {
             input.extend(x[fr * per..(fr + 1) * per].iter().map(|&v| round_to(self.dtype, v / div)));

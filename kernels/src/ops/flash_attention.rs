@@ -218,26 +218,16 @@ pub fn record_flash_attention(
     let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
     let reg = d.is_multiple_of(4) && d <= MAX_REG_HEAD_DIM;
     // 8-lane subgroups (lavapipe on AVX2): K/V rows read once per subgroup and shared by broadcast.
-    let sg8 = gpu.caps.subgroup && gpu.caps.subgroup_min_size == 8 && gpu.caps.subgroup_max_size == 8;
-    let pipe = if reg && sg8 && d.is_multiple_of(32) {
-        gpu.pipelines().get(
-            &gpu.device,
-            &FLASH_ATTENTION_SG8,
-            "attn_sg8",
-            dtype,
-            &[("D", d as f64), ("QB", QB as f64)],
-        )?
+    let (shader, entry) = if reg && gpu.subgroup8() && d.is_multiple_of(32) {
+        (&FLASH_ATTENTION_SG8, "attn_sg8")
     } else if reg {
-        gpu.pipelines().get(
-            &gpu.device,
-            &FLASH_ATTENTION,
-            "attn_reg",
-            dtype,
-            &[("D", d as f64), ("QB", QB as f64)],
-        )?
+        (&FLASH_ATTENTION, "attn_reg")
     } else {
-        gpu.pipelines().get(&gpu.device, &FLASH_ATTENTION, "attn_wide", dtype, &[("QB", QB as f64)])?
+        (&FLASH_ATTENTION, "attn_wide")
     };
+    let with_d = [("D", d as f64), ("QB", QB as f64)];
+    let overrides = if reg { &with_d[..] } else { &with_d[1..] };
+    let pipe = gpu.pipelines().get(&gpu.device, shader, entry, dtype, overrides)?;
     let width = s.heads * d;
     let per_batch = [
         ("Q", s.seq_q * q.row_stride),

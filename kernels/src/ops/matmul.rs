@@ -212,7 +212,7 @@ pub fn record_gemm(rec: &mut Recorder, g: &Gemm, tiling: Option<Tiling>) -> Resu
         None
     };
     // Subgroup path: exactly 8-lane subgroups, K % 32 == 0.
-    let sg8_ok = gpu.caps.subgroup && gpu.caps.subgroup_min_size == 8 && gpu.caps.subgroup_max_size == 8;
+    let sg8_ok = gpu.subgroup8();
     let sg8 = if k_contig && sg8_ok && g.k.is_multiple_of(32) {
         Some(gpu.pipelines().get(&gpu.device, &MATMUL_SG8, "matmul_sg8", dtype, &[])?)
     } else {

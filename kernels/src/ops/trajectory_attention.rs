@@ -570,8 +570,7 @@ fn check_shapes(list: &[(&str, &Tensor, Vec<usize>)]) -> Result<()> {
 /// The gathered attention's pipeline: `traj_attend_sg8` (K/V rows shared by subgroup broadcast) for head dims
 /// that are multiples of 32 on adapters with exactly 8-lane subgroups, `traj_attend` otherwise.
 fn attend_pipeline(gpu: &Gpu, dtype: DType, d: usize) -> Result<std::sync::Arc<crate::pipelines::Pipeline>> {
-    let sg8 = gpu.caps.subgroup && gpu.caps.subgroup_min_size == 8 && gpu.caps.subgroup_max_size == 8;
-    if sg8 && d.is_multiple_of(32) && d <= 128 {
+    if gpu.subgroup8() && d.is_multiple_of(32) && d <= 128 {
         let o = [("D", d as f64)];
         gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION_SG8, "traj_attend_sg8", dtype, &o)
     } else {
