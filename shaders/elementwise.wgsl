@@ -29,10 +29,6 @@ fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
 }
 
-fn silu(x: f32) -> f32 {
-    return x / (1.0 + exp(-x));
-}
-
 // y = a + b
 @compute @workgroup_size(WG)
 fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -69,27 +65,15 @@ fn scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     y[p.base_y + i] = T(p.alpha * f32(a[p.base_a + i]) + p.beta);
 }
 
-// erfc(z) for z >= 0 with relative error < 1.2e-7 (Chebyshev-fitted exponent form). GELU uses erfc directly
-// for negative inputs, so 1 + erf(x) never cancels there.
-fn erfc_pos(z: f32) -> f32 {
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let p = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
-        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
-    return t * exp(-z * z + p);
-}
+#include "activation"
 
-fn gelu(v: f32) -> f32 {
-    let e = erfc_pos(abs(v) * 0.70710678118654752);
-    return 0.5 * v * select(2.0 - e, e, v < 0.0);
-}
-
-// y = gelu(a), exact (erf) form
+// y = gelu_erf(a), exact (erf) form
 @compute @workgroup_size(WG)
 fn gelu_op(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     let i = linear_id(wid, nwg, lid);
     if (i >= p.n) { return; }
-    y[p.base_y + i] = T(gelu(f32(a[p.base_a + i])));
+    y[p.base_y + i] = T(gelu_erf(f32(a[p.base_a + i])));
 }
 
 // y += a (residual accumulate; y and a are different buffers)
@@ -143,7 +127,7 @@ fn blend_per_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     y[p.base_y + i] = T(al * f32(a[p.base_a + i]) + (1.0 - al) * f32(b[p.base_b + i]));
 }
 
-// GEGLU: a [rows, 2·inner] → y [rows, inner] = first half · gelu(second half)
+// GEGLU: a [rows, 2·inner] → y [rows, inner] = first half · gelu_erf(second half)
 @compute @workgroup_size(WG)
 fn geglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
@@ -152,7 +136,7 @@ fn geglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let r = i / p.inner;
     let j = i % p.inner;
     let src = p.base_a + r * 2u * p.inner + j;
-    y[p.base_y + i] = T(f32(a[src]) * gelu(f32(a[src + p.inner])));
+    y[p.base_y + i] = T(f32(a[src]) * gelu_erf(f32(a[src + p.inner])));
 }
 
 // sin/cos after reducing the argument to [-π, π] (two-constant Cody–Waite split of 2π), so large arguments

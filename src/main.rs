@@ -34,6 +34,10 @@ struct GpuArgs {
     /// splits; also `TRAJATTN_MAX_BINDING`.
     #[arg(long, global = true, value_parser = parse_byte_size)]
     max_binding: Option<u64>,
+    /// Kernel tier: auto (the best the adapter runs), gpu (workgroup-tiled kernels for real GPUs) or sg8
+    /// (kernels for exactly 8-lane subgroups, e.g. lavapipe); also `TRAJATTN_KERNELS`.
+    #[arg(long, global = true, env = "TRAJATTN_KERNELS")]
+    kernels: Option<trajattn_kernels::select::KernelSet>,
 }
 
 fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
@@ -48,6 +52,7 @@ impl GpuArgs {
             adapter: self.adapter.clone(),
             disable: self.disable.clone(),
             max_binding: self.max_binding,
+            kernels: self.kernels,
         }
     }
     fn open(&self) -> Result<Gpu> {

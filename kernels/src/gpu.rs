@@ -3,6 +3,7 @@
 use crate::error::{KernelError, Result};
 use crate::pipelines::PipelineCache;
 use crate::pool::BufferPool;
+use crate::select::{AdapterFacts, KernelSet, Tier};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
@@ -62,6 +63,8 @@ pub struct GpuOptions {
     /// multiple of 256, at least 4096), so the binding-splitting paths of large operands run, and are enforced by
     /// wgpu's validation, on any machine. [`Gpu::max_binding`] reports it. Ignored when above the adapter's limit.
     pub max_binding: Option<u64>,
+    /// Force a kernel tier (`TRAJATTN_KERNELS=auto|gpu|sg8`); see [`crate::select`].
+    pub kernels: Option<KernelSet>,
 }
 
 /// Smallest binding limit [`GpuOptions::max_binding`] accepts.
@@ -116,6 +119,15 @@ impl GpuOptions {
                         KernelError::Device(format!(
                             "TRAJATTN_MAX_BINDING='{v}' is not a byte size (e.g. 1048576, 64K, 16MiB)"
                         ))
+                    })?);
+                }
+            }
+        }
+        if self.kernels.is_none() {
+            if let Ok(v) = std::env::var("TRAJATTN_KERNELS") {
+                if !v.trim().is_empty() {
+                    self.kernels = Some(KernelSet::parse(&v).ok_or_else(|| {
+                        KernelError::Device(format!("TRAJATTN_KERNELS='{v}' is not one of auto, gpu, sg8"))
                     })?);
                 }
             }
@@ -257,6 +269,10 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     /// What the kernels may use.
     pub caps: Caps,
+    /// What kernel selection looks at (the adapter's report with the user's switches applied).
+    pub facts: AdapterFacts,
+    /// The kernel tier every op selects its variants for.
+    pub tier: Tier,
     pool: BufferPool,
     pipelines: PipelineCache,
     errors: ErrorSink,
@@ -346,6 +362,8 @@ impl Gpu {
                 v.push(e.to_string());
             }
         }));
+        let facts = AdapterFacts::of(&adapter, &opts.disable, opts.max_binding);
+        let tier = facts.tier(opts.kernels.unwrap_or_default())?;
         let caps = Caps {
             shader_f16,
             subgroup,
@@ -354,10 +372,11 @@ impl Gpu {
             subgroup_max_size: info.subgroup_max_size,
         };
         log::info!(
-            "adapter {} ({:?}, {:?}), f16={} subgroup={} ({}..{}), max binding {} B",
+            "adapter {} ({:?}, {:?}), kernels {}, f16={} subgroup={} ({}..{}), max binding {} B",
             info.name,
             info.backend,
             info.device_type,
+            tier,
             caps.shader_f16,
             caps.subgroup,
             caps.subgroup_min_size,
@@ -372,6 +391,8 @@ impl Gpu {
             info,
             limits,
             caps,
+            facts,
+            tier,
             errors,
             submit_lock: Mutex::new(()),
         })
@@ -404,10 +425,10 @@ impl Gpu {
         &self.pipelines
     }
 
-    /// Whether the subgroup paths written for exactly 8 lanes (`*_sg8` shaders: lavapipe on AVX2, some Intel/ARM
-    /// GPUs) may run: the SUBGROUP feature with subgroups of exactly 8 invocations.
+    /// Whether the kernels written for exactly 8-lane subgroups (`*_sg8` shaders: lavapipe on AVX2, some
+    /// Intel/ARM GPUs) are the selected tier (see [`crate::select`]; `TRAJATTN_KERNELS=gpu` turns them off).
     pub fn subgroup8(&self) -> bool {
-        self.caps.subgroup && self.caps.subgroup_min_size == 8 && self.caps.subgroup_max_size == 8
+        self.tier == Tier::Sg8
     }
 
     /// Largest byte size one storage binding may have.

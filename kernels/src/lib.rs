@@ -14,6 +14,7 @@ pub mod lender;
 pub mod ops;
 pub mod pipelines;
 pub mod pool;
+pub mod select;
 pub mod selfcheck;
 pub mod shaders;
 pub mod tensor;

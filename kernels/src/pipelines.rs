@@ -59,16 +59,18 @@ impl PipelineCache {
         }
         let module = {
             let mut modules = self.modules.lock().map_err(poisoned)?;
-            modules
-                .entry((shader.name, dtype))
-                .or_insert_with(|| {
-                    let src = shader.source(dtype);
-                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            match modules.get(&(shader.name, dtype)) {
+                Some(m) => m.clone(),
+                None => {
+                    let src = shader.source(dtype)?;
+                    let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(shader.name),
                         source: wgpu::ShaderSource::Wgsl(src.into()),
-                    })
-                })
-                .clone()
+                    });
+                    modules.insert((shader.name, dtype), m.clone());
+                    m
+                }
+            }
         };
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -92,6 +94,19 @@ impl PipelineCache {
         let p = Arc::new(Pipeline { pipeline, layout, key: key.clone() });
         self.pipelines.lock().map_err(poisoned)?.insert(key, p.clone());
         Ok(p)
+    }
+
+    /// Keys of every pipeline compiled so far, sorted (tests use it to assert which variant ran).
+    pub fn keys(&self) -> Vec<PipelineKey> {
+        let mut k: Vec<PipelineKey> =
+            self.pipelines.lock().map(|p| p.keys().cloned().collect()).unwrap_or_default();
+        k.sort_by(|a, b| (a.shader, a.entry, a.dtype as u8).cmp(&(b.shader, b.entry, b.dtype as u8)));
+        k
+    }
+
+    /// Whether a pipeline of `shader.entry` was compiled (any dtype or constants).
+    pub fn used(&self, shader: &str, entry: &str) -> bool {
+        self.keys().iter().any(|k| k.shader == shader && k.entry == entry)
     }
 
     /// Number of compiled pipelines.

@@ -3,8 +3,13 @@
 //! Every shader is written for f32 with the line `alias T = f32;` (storage type) near the top; the f16
 //! variant replaces it with `alias T = f16;` and prepends `enable f16;`. Arithmetic is written in f32
 //! (`f32(x[i])` on load, `T(v)` on store), so the f16 variant stores f16 and accumulates in f32.
+//!
+//! Shared WGSL has one source: a line `#include "NAME"` is replaced by `shaders/include/NAME.wgsl` (each
+//! include at most once per expanded file, includes may include others). The expanded file is what naga
+//! validates (`kernels/tests/shaders.rs`) and what the device compiles; an unknown include is an error.
 
 use crate::dtype::DType;
+use crate::error::{KernelError, Result};
 
 /// One WGSL file.
 #[derive(Clone, Copy, Debug)]
@@ -17,13 +22,81 @@ pub struct Shader {
 
 const ALIAS_F32: &str = "alias T = f32;";
 
-impl Shader {
-    /// The source expanded for `dtype`.
-    pub fn source(&self, dtype: DType) -> String {
-        match dtype {
-            DType::F32 => self.src.to_string(),
-            DType::F16 => format!("enable f16;\n{}", self.src.replacen(ALIAS_F32, "alias T = f16;", 1)),
+/// One shared WGSL fragment of `shaders/include/`.
+#[derive(Clone, Copy, Debug)]
+pub struct Include {
+    /// Name used in `#include "NAME"`.
+    pub name: &'static str,
+    /// Its source.
+    pub src: &'static str,
+}
+
+/// Every shared fragment.
+pub const INCLUDES: &[Include] =
+    &[Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") }];
+
+/// Deepest include nesting accepted (a cycle fails here instead of recursing without end).
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+fn include_name(line: &str) -> Option<&str> {
+    let rest = line.trim().strip_prefix("#include")?;
+    let rest = rest.trim();
+    rest.strip_prefix('"')?.strip_suffix('"')
+}
+
+fn expand_into(
+    out: &mut String,
+    src: &str,
+    file: &str,
+    seen: &mut Vec<&'static str>,
+    depth: usize,
+) -> Result<()> {
+    if depth > MAX_INCLUDE_DEPTH {
+        return Err(KernelError::Invalid {
+            op: "shader loader",
+            msg: format!("{file}: includes nested deeper than {MAX_INCLUDE_DEPTH} (a cycle?)"),
+        });
+    }
+    for line in src.lines() {
+        if line.trim_start().starts_with("#include") {
+            let name = include_name(line).ok_or_else(|| KernelError::Invalid {
+                op: "shader loader",
+                msg: format!("{file}: malformed include line '{}' (expected #include \"NAME\")", line.trim()),
+            })?;
+            let inc = INCLUDES.iter().find(|i| i.name == name).ok_or_else(|| KernelError::Invalid {
+                op: "shader loader",
+                msg: format!(
+                    "{file}: unknown include \"{name}\" (known: {})",
+                    INCLUDES.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
+                ),
+            })?;
+            if !seen.contains(&inc.name) {
+                seen.push(inc.name);
+                expand_into(out, inc.src, inc.name, seen, depth + 1)?;
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
         }
+    }
+    Ok(())
+}
+
+/// `src` with every `#include` line expanded.
+pub fn expand_includes(name: &str, src: &str) -> Result<String> {
+    let mut out = String::with_capacity(src.len() + 4096);
+    expand_into(&mut out, src, name, &mut Vec::new(), 0)?;
+    Ok(out)
+}
+
+impl Shader {
+    /// The source expanded for `dtype`, includes resolved: exactly what the device compiles.
+    pub fn source(&self, dtype: DType) -> Result<String> {
+        let src = expand_includes(self.name, self.src)?;
+        Ok(match dtype {
+            DType::F32 => src,
+            DType::F16 => format!("enable f16;\n{}", src.replacen(ALIAS_F32, "alias T = f16;", 1)),
+        })
     }
     /// Whether the file has a dtype alias (so an f16 variant exists).
     pub fn has_dtype_alias(&self) -> bool {
