@@ -127,6 +127,7 @@ shader!(TRAJECTORY_ATTENTION_SG8, "trajectory_attention_sg8");
 shader!(FLASH_ATTENTION, "flash_attention");
 shader!(FLASH_ATTENTION_SG8, "flash_attention_sg8");
 shader!(TEMPORAL_ATTENTION, "temporal_attention");
+shader!(SAMPLER, "sampler");
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -145,4 +146,5 @@ pub const ALL: &[Shader] = &[
     FLASH_ATTENTION,
     FLASH_ATTENTION_SG8,
     TEMPORAL_ATTENTION,
+    SAMPLER,
 ];

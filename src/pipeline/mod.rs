@@ -10,7 +10,8 @@ pub mod resize;
 
 use std::path::{Path, PathBuf};
 
-use trajattn_kernels::{DType, Gpu};
+use trajattn_kernels::ops::sampler::{record_cfg_euler, record_scale_input, StepLayout, StepScalars};
+use trajattn_kernels::{DType, Gpu, Recorder, Tensor};
 
 use crate::models::clip::ClipVision;
 use crate::models::config::ConfigError;
@@ -379,7 +380,7 @@ pub fn generate(
     );
     let sched = Schedule::svd(o.steps).map_err(sampler_err)?;
     let init = sched.init_noise_sigma;
-    let mut latents: Vec<f32> = latent_noise.iter().map(|&v| round_to(dtype, v * init)).collect();
+    let latents: Vec<f32> = latent_noise.iter().map(|&v| round_to(dtype, v * init)).collect();
     let guidance = sampler::guidance_scales(o.min_guidance, o.max_guidance, f, dtype).map_err(sampler_err)?;
     let cfg_on = sampler::cfg_enabled(o.max_guidance);
     let mut guide = match &o.nvs {
@@ -413,16 +414,34 @@ pub fn generate(
     let added = if cfg_on { added } else { added[..3].to_vec() };
     graph.set_conditioning(gpu, &ctx, &added)?;
 
-    // 5. Denoising.
+    // 5. Denoising, on the device: the latents stay there between steps (scaled input, CFG and Euler update are
+    // kernels, `ops::sampler`); NVS guidance and traces bring them to the host when they need them.
     progress.stage("denoising", o.steps);
     let cin = svd.unet.cfg.in_channels;
+    let layout = StepLayout { frames: f, plane, batch, stride: cin * h * w };
+    // The UNet input once: image latents in the conditional half (zeros in the unconditional one); its noisy
+    // channels are rewritten by the scale kernel every step.
     let mut sample = vec![0f32; batch * f * cin * h * w];
+    for b in 0..batch {
+        for fr in 0..f {
+            if !cfg_on || b == 1 {
+                sample[(b * f + fr) * cin * h * w + plane..][..plane].copy_from_slice(&z[..plane]);
+            }
+        }
+    }
+    crate::models::unet::upload_input(gpu, graph.input(), &sample)?;
+    drop(sample);
+    let lat_t = Tensor::from_f32(gpu, &latents, &[f * plane], DType::F32)?;
+    let scales_t = Tensor::from_f32(gpu, &guidance, &[f], DType::F32)?;
+    let flag = Tensor::from_f32(gpu, &[0.0], &[1], DType::F32)?;
     let mut trace = Vec::new();
     for i in 0..o.steps {
         if let Some(gd) = guide.as_mut() {
-            let g = gd.pass(gpu, &sched, i, &latents)?;
-            latents.iter_mut().zip(&g).for_each(|(l, gv)| *l = round_to(dtype, *l - gv));
-            check_finite(format!("NVS guidance at step {} of {}", i + 1, o.steps), &latents, dtype)?;
+            let mut host = lat_t.to_f32(gpu)?;
+            let g = gd.pass(gpu, &sched, i, &host)?;
+            host.iter_mut().zip(&g).for_each(|(l, gv)| *l = round_to(dtype, *l - gv));
+            check_finite(format!("NVS guidance at step {} of {}", i + 1, o.steps), &host, dtype)?;
+            crate::models::unet::upload_input(gpu, &lat_t, &host)?;
             if o.cpu_reference_stream {
                 // Each crop's step_single draws (and ignores) noise of the crop's shape.
                 for n in gd.crop_draws() {
@@ -430,50 +449,42 @@ pub fn generate(
                 }
             }
             if o.trace {
-                trace.push((format!("step.{i}.latents_guided"), latents.clone()));
+                trace.push((format!("step.{i}.latents_guided"), host));
             }
         }
-        let sigma = sched.sigmas[i];
-        let div = (sigma * sigma + 1.0).sqrt();
-        for b in 0..batch {
-            for fr in 0..f {
-                let dst = &mut sample[(b * f + fr) * cin * h * w..(b * f + fr + 1) * cin * h * w];
-                for (k, v) in dst[..plane].iter_mut().enumerate() {
-                    *v = round_to(dtype, latents[fr * plane + k] / div);
-                }
-                // Image latents: zeros for the unconditional half.
-                let cond = !cfg_on || b == 1;
-                for (k, v) in dst[plane..].iter_mut().enumerate() {
-                    *v = if cond { z[k] } else { 0.0 };
-                }
-            }
-        }
+        let sc = StepScalars::new(sched.sigmas[i], sched.sigmas[i + 1]);
+        let mut rec = Recorder::new(gpu);
+        record_scale_input(&mut rec, &lat_t, graph.input(), &layout, &sc)?;
+        rec.run()?;
         let idx: Vec<Vec<usize>> = graph
             .traj_slots
             .iter()
             .map(|s| rng.randperm(n_traj.unwrap_or(0)).into_iter().take(s.m).map(|v| v as usize).collect())
             .collect();
-        graph.run(gpu, &sample, &vec![sched.timesteps[i]; batch], &idx)?;
-        let v = graph.output().to_f32(gpu)?;
-        // Per-frame guidance, then the v-prediction Euler step.
-        let guided: Vec<f32> =
-            if cfg_on { sampler::cfg_combine(&v, &guidance, plane, dtype).map_err(sampler_err)? } else { v };
-        latents = sched.step(i, &guided, &latents, dtype).map_err(sampler_err)?;
-        // The latents come back to the host every step already, so this check costs one pass over them.
-        check_finite(
-            format!("denoising step {} of {} (UNet + Euler update)", i + 1, o.steps),
-            &latents,
-            dtype,
-        )?;
+        graph.run_on_input(gpu, &vec![sched.timesteps[i]; batch], &idx)?;
+        // Per-frame guidance, then the v-prediction Euler step, in place on the device.
+        let mut rec = Recorder::new(gpu);
+        record_cfg_euler(&mut rec, graph.output(), &scales_t, &lat_t, &flag, &layout, &sc)?;
+        rec.run()?;
+        // A 4-byte read per step: the kernel flagged NaN or infinity in the new latents.
+        if flag.to_f32(gpu)?[0].to_bits() != 0 {
+            let host = lat_t.to_f32(gpu)?;
+            check_finite(
+                format!("denoising step {} of {} (UNet + Euler update)", i + 1, o.steps),
+                &host,
+                dtype,
+            )?;
+        }
         if o.cpu_reference_stream {
             // The CPU reference's Euler step draws (and ignores) noise of the model output's shape.
             draw_dropped(&mut rng, f * plane)?;
         }
         if o.trace {
-            trace.push((format!("step.{i}.latents_out"), latents.clone()));
+            trace.push((format!("step.{i}.latents_out"), lat_t.to_f32(gpu)?));
         }
         progress.advance(i + 1);
     }
+    let latents = lat_t.to_f32(gpu)?;
     drop((graph, guide));
 
     // 6. Decoding in chunks.
