@@ -74,28 +74,48 @@ fn mac_tile(lx: u32, ly: u32) {
     }
 }
 
-fn store_one(bi: u32, m: u32, n: u32, v: f32) {
-    if (m < p.m && n < p.n) {
-        var r = v;
-        let yi = p.base_y + bi * p.y_sb + m * p.ldy + n;
-        if ((p.flags & 1u) != 0u) { r += f32(bias[p.base_b + n]); }
-        if ((p.flags & 2u) != 0u) { r += f32(bias[p.base_b + m]); }
-        if ((p.flags & 4u) != 0u) { r += f32(y[yi]); }
-        y[yi] = T(activate(r, p.act));
+// Four consecutive values of the bias at `i0` (clamped to `len` entries; only in-range ones are stored).
+fn bias4(i0: u32, len: u32) -> vec4<f32> {
+    let l = len - 1u;
+    return vec4<f32>(f32(bias[p.base_b + min(i0, l)]), f32(bias[p.base_b + min(i0 + 1u, l)]),
+        f32(bias[p.base_b + min(i0 + 2u, l)]), f32(bias[p.base_b + min(i0 + 3u, l)]));
+}
+
+fn act4(v: vec4<f32>, act: u32) -> vec4<f32> {
+    return vec4<f32>(activate(v.x, act), activate(v.y, act), activate(v.z, act), activate(v.w, act));
+}
+
+// Row m of the register tile: accumulate-into-y, activation, bounds-checked stores. `yi` indexes (m, n0).
+fn store_row(m: u32, n0: u32, yi: u32, v: vec4<f32>, accumulate: bool, act: u32) {
+    if (m >= p.m) { return; }
+    let nn = p.n;
+    var r = v;
+    if (accumulate) {
+        let l = nn - 1u - n0;
+        r += vec4<f32>(f32(y[yi]), f32(y[yi + min(1u, l)]), f32(y[yi + min(2u, l)]), f32(y[yi + min(3u, l)]));
     }
+    r = act4(r, act);
+    y[yi] = T(r.x);
+    if (n0 + 1u < nn) { y[yi + 1u] = T(r.y); }
+    if (n0 + 2u < nn) { y[yi + 2u] = T(r.z); }
+    if (n0 + 3u < nn) { y[yi + 3u] = T(r.w); }
 }
 
-fn store_row(bi: u32, m: u32, n0: u32, v: vec4<f32>) {
-    store_one(bi, m, n0, v.x);
-    store_one(bi, m, n0 + 1u, v.y);
-    store_one(bi, m, n0 + 2u, v.z);
-    store_one(bi, m, n0 + 3u, v.w);
-}
-
-// Bias, accumulate, activation and the bounds-checked store of the register tile at (m0, n0).
+// Bias, accumulate, activation and the bounds-checked store of the register tile at (m0, n0). The bias is
+// read once per tile (four columns or four rows), the parameters once.
 fn store_tile(bi: u32, m0: u32, n0: u32) {
-    store_row(bi, m0, n0, acc0);
-    store_row(bi, m0 + 1u, n0, acc1);
-    store_row(bi, m0 + 2u, n0, acc2);
-    store_row(bi, m0 + 3u, n0, acc3);
+    if (m0 >= p.m || n0 >= p.n) { return; }
+    let flags = p.flags;
+    let act = p.act;
+    let ldy = p.ldy;
+    var bc = vec4<f32>(0.0);
+    var br = vec4<f32>(0.0);
+    if ((flags & 1u) != 0u) { bc = bias4(n0, p.n); }
+    if ((flags & 2u) != 0u) { br = bias4(m0, p.m); }
+    let acc_in = (flags & 4u) != 0u;
+    let y0 = p.base_y + bi * p.y_sb + m0 * ldy + n0;
+    store_row(m0, n0, y0, acc0 + bc + br.x, acc_in, act);
+    store_row(m0 + 1u, n0, y0 + ldy, acc1 + bc + br.y, acc_in, act);
+    store_row(m0 + 2u, n0, y0 + 2u * ldy, acc2 + bc + br.z, acc_in, act);
+    store_row(m0 + 3u, n0, y0 + 3u * ldy, acc3 + bc + br.w, acc_in, act);
 }
