@@ -1,5 +1,5 @@
 // GPU-tier GEMM, any strides: Y[b, m, n] (+)= act( sum_k X[b, m, k] * W[b, n, k] + bias ).
-// Block tiles of X and W staged in workgroup memory, a 4 x 4 f32 register tile per invocation (geometry in
+// Block tiles of X and W staged in workgroup memory, an 8 x 8 f32 register tile per invocation (geometry in
 // `include/gemm.wgsl`). Scalar loads, so any K, row stride, offset and both W layouts (NK: W[n, k] at
 // n*w_sn + k, KN: W[k, n] at k*w_sk + n); `gemm_tiled_vec4.wgsl` is the vec4-load twin for aligned NK operands.
 // Edge blocks stage zeros outside M, N, K and skip their stores. Storage type T, f32 accumulation.
@@ -21,10 +21,7 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let wb = p.base_w + bi * p.w_sb;
     // Consecutive invocations read consecutive K for X and for an NK weight, consecutive N for a KN weight.
     let w_kn = p.w_sk != 1u;
-    acc0 = vec4<f32>(0.0);
-    acc1 = vec4<f32>(0.0);
-    acc2 = vec4<f32>(0.0);
-    acc3 = vec4<f32>(0.0);
+    clear_tiles();
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         for (var i = li; i < BM * BK; i += nt) {
             let mm = i / BK;
@@ -52,5 +49,5 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         mac_tile(lid.x, lid.y);
         workgroupBarrier();
     }
-    store_tile(bi, bm + 4u * lid.y, bn + 4u * lid.x);
+    store_tile(bi, bm, bn, lid.x, lid.y);
 }

@@ -20,10 +20,7 @@ fn gemm_tiled_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let wb = (p.base_w + bi * p.w_sb) / 4u;
     let ldx4 = p.ldx / 4u;
     let ldw4 = p.w_sn / 4u;
-    acc0 = vec4<f32>(0.0);
-    acc1 = vec4<f32>(0.0);
-    acc2 = vec4<f32>(0.0);
-    acc3 = vec4<f32>(0.0);
+    clear_tiles();
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         for (var i = li; i < BM * bk4; i += nt) {
             let mm = i / bk4;
@@ -53,5 +50,5 @@ fn gemm_tiled_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         mac_tile(lid.x, lid.y);
         workgroupBarrier();
     }
-    store_tile(bi, bm + 4u * lid.y, bn + 4u * lid.x);
+    store_tile(bi, bm, bn, lid.x, lid.y);
 }

@@ -347,6 +347,8 @@ fn tiled_gemm_every_feature_on_odd_shapes() {
         Case::new(2, false, (23, 29, 31), kn).bias(col).act(Epilogue::Silu),
         Case::new(1, true, (130, 66, 20), kn).accumulate(),
         Case::new(3, true, (17, 5, 16), kn).bias(row).act(Epilogue::GeluErf).pad(3),
+        // Several default (128 x 128) blocks along M and N.
+        Case::new(1, true, (140, 135, 12), nk).bias(col),
         // K spanning several BK steps with a ragged last one.
         Case::new(1, true, (9, 7, 83), nk).pad(2).bias(row).accumulate(),
     ];
@@ -429,9 +431,9 @@ fn tiled_gemm_tiles_follow_adapter_limits() {
         max_binding: 1 << 27,
     };
     let t = GemmTiles::for_facts(&facts(256, 16384));
-    assert_eq!(t, GemmTiles { wg_x: 16, wg_y: 16, bk: 16 });
-    assert_eq!((t.bm(), t.bn(), t.workgroup_bytes()), (64, 64, 8192));
-    for (inv, lds) in [(128, 16384), (64, 16384), (256, 4096), (256, 1024), (16, 512)] {
+    assert_eq!(t, GemmTiles { wg_x: 16, wg_y: 16, bk: 8 });
+    assert_eq!((t.bm(), t.bn(), t.workgroup_bytes()), (128, 128, 8192));
+    for (inv, lds) in [(128, 16384), (64, 16384), (256, 4096), (256, 2048), (16, 1024)] {
         let t = GemmTiles::for_facts(&facts(inv, lds));
         assert!(t.wg_x * t.wg_y <= inv && t.workgroup_bytes() <= lds, "{inv} {lds}: {t:?}");
     }

@@ -145,7 +145,7 @@ fn span(rows: usize, ld: usize, cols: usize) -> usize {
 }
 
 /// Workgroup shape and K step of the GPU-tier tiled GEMM (`shaders/gemm_tiled*.wgsl`): a workgroup of
-/// `wg_x × wg_y` invocations, each with a 4 × 4 register tile, computes a `4·wg_y × 4·wg_x` block of Y, staging
+/// `wg_x × wg_y` invocations, each with an 8 × 8 register tile, computes an `8·wg_y × 8·wg_x` block of Y, staging
 /// `bk`-deep blocks of X and W in workgroup memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmTiles {
@@ -160,31 +160,31 @@ pub struct GemmTiles {
 impl GemmTiles {
     /// Rows of Y one workgroup covers.
     pub fn bm(&self) -> u32 {
-        4 * self.wg_y
+        8 * self.wg_y
     }
 
     /// Columns of Y one workgroup covers.
     pub fn bn(&self) -> u32 {
-        4 * self.wg_x
+        8 * self.wg_x
     }
 
     /// Workgroup memory the staged blocks take (f32 vec4s), bytes.
     pub fn workgroup_bytes(&self) -> u32 {
-        16 * self.bk * (self.wg_x + self.wg_y)
+        32 * self.bk * (self.wg_x + self.wg_y)
     }
 
-    /// The largest tiling the adapter allows: 16 × 16 invocations (64 × 64 blocks) with BK = 16 (8 KiB of
+    /// The largest tiling the adapter allows: 16 × 16 invocations (128 × 128 blocks) with BK = 8 (8 KiB of
     /// workgroup memory) where it can, smaller where its invocation or workgroup-memory limits say so.
     pub fn for_facts(f: &AdapterFacts) -> GemmTiles {
         for (wg_x, wg_y) in [(16, 16), (16, 8), (8, 8), (8, 4), (4, 4)] {
-            for bk in [16, 8, 4] {
+            for bk in [8, 4] {
                 let t = GemmTiles { wg_x, wg_y, bk };
                 if wg_x * wg_y <= f.max_invocations && t.workgroup_bytes() <= f.max_workgroup_storage {
                     return t;
                 }
             }
         }
-        // 16 invocations and 512 bytes: below every adapter wgpu accepts (WebGPU guarantees 256 and 16 KiB).
+        // 16 invocations and 1 KiB: below every adapter wgpu accepts (WebGPU guarantees 256 and 16 KiB).
         GemmTiles { wg_x: 4, wg_y: 4, bk: 4 }
     }
 
