@@ -1,5 +1,6 @@
-//! Matmul / linear against the float64 reference: every code path (generic, vec4, 8-lane subgroup),
-//! every epilogue, bias, batches, both weight layouts, f16, and a tensor above the binding limit.
+//! Matmul / linear against the float64 reference: every code path (generic, vec4, 8-lane subgroup, and the
+//! GPU tier's tiled GEMM on a device with that tier forced), every epilogue, bias, batches, both weight layouts,
+//! f16, and tensors above the binding limit.
 
 mod common;
 

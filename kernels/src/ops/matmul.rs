@@ -1,7 +1,13 @@
-//! Matmul and linear (`shaders/matmul.wgsl`): launcher, float64 reference, benchmark case.
+//! Matmul and linear: launcher, float64 reference, benchmark case.
 //!
 //! `Y[b] = act(X[b] · W[b]ᵀ + bias)` with W in PyTorch's `[out, in]` layout (or `[in, out]` with
 //! [`WLayout::KN`]). Work is split over batch and row chunks so every binding fits the adapter's limit.
+//!
+//! Kernels, by tier (`crate::select`): the GPU tier runs `shaders/gemm_tiled.wgsl` (workgroup-memory block
+//! tiles, 8 × 8 register tiles; any strides and layouts) or its vec4-load twin `gemm_tiled_vec4.wgsl` (aligned,
+//! K-contiguous operands), with [`GemmTiles`] chosen from the adapter's limits; the 8-lane tier (lavapipe) runs
+//! `matmul_sg8.wgsl` where K % 32 == 0, else `matmul_vec4.wgsl` / `matmul.wgsl`. An explicit [`Tiling`] forces
+//! the generic register-block kernel `matmul.wgsl` on any adapter.
 
 use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::Recorder;
