@@ -336,8 +336,9 @@ fn tiled_gemm_every_feature_on_odd_shapes() {
     let cases = [
         // Scalar loads (K odd), several blocks along M and N, edge blocks everywhere.
         Case::new(1, true, (67, 71, 37), nk).bias(col),
-        // K < BK, N < 4, M = 1.
+        // K < BK, N < 4, M = 1; and K < BK on the vec4 path.
         Case::new(1, true, (1, 3, 5), nk).act(Epilogue::Silu),
+        Case::new(2, false, (5, 6, 4), nk).bias(col).act(Epilogue::GeluTanh),
         Case::new(1, true, (70, 3, 9), nk).bias(row).act(Epilogue::GeluErf),
         // vec4 loads (K, strides, offsets multiples of 4), batch with a shared and with strided weights.
         Case::new(2, true, (33, 65, 40), nk).bias(col).act(Epilogue::GeluTanh),
