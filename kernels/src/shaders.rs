@@ -32,8 +32,10 @@ pub struct Include {
 }
 
 /// Every shared fragment.
-pub const INCLUDES: &[Include] =
-    &[Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") }];
+pub const INCLUDES: &[Include] = &[
+    Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") },
+    Include { name: "gemm", src: include_str!("../../shaders/include/gemm.wgsl") },
+];
 
 /// Deepest include nesting accepted (a cycle fails here instead of recursing without end).
 const MAX_INCLUDE_DEPTH: usize = 8;
@@ -117,6 +119,8 @@ shader!(ELEMENTWISE_VEC4, "elementwise_vec4");
 shader!(MATMUL, "matmul");
 shader!(MATMUL_VEC4, "matmul_vec4");
 shader!(MATMUL_SG8, "matmul_sg8");
+shader!(GEMM_TILED, "gemm_tiled");
+shader!(GEMM_TILED_VEC4, "gemm_tiled_vec4");
 shader!(CONV_COLS, "conv_cols");
 shader!(GROUP_NORM, "group_norm");
 shader!(LAYER_NORM, "layer_norm");
@@ -136,6 +140,8 @@ pub const ALL: &[Shader] = &[
     MATMUL,
     MATMUL_VEC4,
     MATMUL_SG8,
+    GEMM_TILED,
+    GEMM_TILED_VEC4,
     CONV_COLS,
     GROUP_NORM,
     LAYER_NORM,
