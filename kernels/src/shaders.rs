@@ -32,8 +32,12 @@ pub struct Include {
 }
 
 /// Every shared fragment.
-pub const INCLUDES: &[Include] =
-    &[Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") }];
+pub const INCLUDES: &[Include] = &[
+    Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") },
+    Include { name: "norms", src: include_str!("../../shaders/include/norms.wgsl") },
+    Include { name: "rows_params", src: include_str!("../../shaders/include/rows_params.wgsl") },
+    Include { name: "group_norm_params", src: include_str!("../../shaders/include/group_norm_params.wgsl") },
+];
 
 /// Deepest include nesting accepted (a cycle fails here instead of recursing without end).
 const MAX_INCLUDE_DEPTH: usize = 8;
@@ -119,8 +123,10 @@ shader!(MATMUL_VEC4, "matmul_vec4");
 shader!(MATMUL_SG8, "matmul_sg8");
 shader!(CONV_COLS, "conv_cols");
 shader!(GROUP_NORM, "group_norm");
+shader!(GROUP_NORM_VEC4, "group_norm_vec4");
 shader!(LAYER_NORM, "layer_norm");
 shader!(SOFTMAX, "softmax");
+shader!(ROWS_VEC4, "rows_vec4");
 shader!(LAYOUT, "layout");
 shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
 shader!(TRAJECTORY_ATTENTION_SG8, "trajectory_attention_sg8");
@@ -137,8 +143,10 @@ pub const ALL: &[Shader] = &[
     MATMUL_SG8,
     CONV_COLS,
     GROUP_NORM,
+    GROUP_NORM_VEC4,
     LAYER_NORM,
     SOFTMAX,
+    ROWS_VEC4,
     LAYOUT,
     TRAJECTORY_ATTENTION,
     TRAJECTORY_ATTENTION_SG8,
