@@ -1,4 +1,4 @@
-// GPU-tier group norm with vec4 loads and stores: the chunk statistics and the apply pass of group_norm.wgsl
+// Group norm with vec4 loads and stores: the chunk statistics and the apply pass of group_norm.wgsl
 // (`gn_stats_wg`, `gn_apply_wg`) for tensors whose segment length, chunk, spatial size H·W and window bases are
 // multiples of 4 (the launcher checks), so the 4 elements of a vec4 share a segment and a channel. Same Params,
 // same part/stats layouts; `gn_finalize_wg` of group_norm.wgsl combines the chunks.

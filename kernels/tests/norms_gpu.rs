@@ -165,7 +165,6 @@ fn group_norm_gpu_tier() {
     ] {
         assert!(p.used(shader, entry), "{shader}::{entry} did not run: {:?}", p.keys());
     }
-    assert!(!p.used("group_norm", "gn_stats"), "the sg8 kernel ran on the gpu tier");
 }
 
 #[test]
