@@ -37,6 +37,12 @@ pub const INCLUDES: &[Include] = &[
     Include { name: "norms", src: include_str!("../../shaders/include/norms.wgsl") },
     Include { name: "rows_params", src: include_str!("../../shaders/include/rows_params.wgsl") },
     Include { name: "group_norm_params", src: include_str!("../../shaders/include/group_norm_params.wgsl") },
+    Include { name: "matmul_params", src: include_str!("../../shaders/include/matmul_params.wgsl") },
+    Include { name: "matmul_store", src: include_str!("../../shaders/include/matmul_store.wgsl") },
+    Include { name: "flash_params", src: include_str!("../../shaders/include/flash_params.wgsl") },
+    Include { name: "flash_loads", src: include_str!("../../shaders/include/flash_loads.wgsl") },
+    Include { name: "traj_params", src: include_str!("../../shaders/include/traj_params.wgsl") },
+    Include { name: "traj_src_row", src: include_str!("../../shaders/include/traj_src_row.wgsl") },
 ];
 
 /// Deepest include nesting accepted (a cycle fails here instead of recursing without end).
