@@ -34,6 +34,10 @@ pub struct Include {
 /// Every shared fragment.
 pub const INCLUDES: &[Include] = &[
     Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") },
+    Include {
+        name: "elementwise_params",
+        src: include_str!("../../shaders/include/elementwise_params.wgsl"),
+    },
     Include { name: "norms", src: include_str!("../../shaders/include/norms.wgsl") },
     Include { name: "rows_params", src: include_str!("../../shaders/include/rows_params.wgsl") },
     Include { name: "group_norm_params", src: include_str!("../../shaders/include/group_norm_params.wgsl") },
