@@ -15,24 +15,7 @@
 // of DC output columns; it computes the full dot products itself (redundantly per chunk).
 alias T = f32;
 
-struct Params {
-    seq_q: u32,
-    seq_kv: u32,
-    heads: u32,
-    groups: u32,     // workgroups in this dispatch (batches · heads · query blocks [· column chunks])
-    q_base: u32,
-    k_base: u32,
-    v_base: u32,
-    o_base: u32,
-    q_stride: u32,
-    k_stride: u32,
-    v_stride: u32,
-    o_stride: u32,
-    qblocks: u32,    // ceil(seq_q / QB)
-    scale: f32,
-    d: u32,          // head dim (attn_wide; attn_reg uses the override D)
-    chunks: u32,     // attn_wide: ceil(d / DC)
-}
+#include "flash_params"
 
 override D: u32 = 64u;   // attn_reg head dim
 override QB: u32 = 64u;  // queries (invocations) per workgroup
@@ -47,15 +30,7 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(3) var<storage, read> v: array<T>;
 @group(0) @binding(4) var<storage, read_write> o: array<T>;
 
-fn ld4q(i: u32) -> vec4<f32> {
-    return vec4<f32>(f32(q[i]), f32(q[i + 1u]), f32(q[i + 2u]), f32(q[i + 3u]));
-}
-fn ld4k(i: u32) -> vec4<f32> {
-    return vec4<f32>(f32(k[i]), f32(k[i + 1u]), f32(k[i + 2u]), f32(k[i + 3u]));
-}
-fn ld4v(i: u32) -> vec4<f32> {
-    return vec4<f32>(f32(v[i]), f32(v[i + 1u]), f32(v[i + 2u]), f32(v[i + 3u]));
-}
+#include "flash_loads"
 
 @compute @workgroup_size(QB)
 fn attn_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -9,24 +9,7 @@
 // memory, k-major, as vec4s of four consecutive rows (ta) or columns (tb); one k step of the register tile is
 // four vec4 loads from workgroup memory and 64 FMAs. Accumulation is f32 whatever the storage type.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    act: u32,        // 0 none, 1 SiLU, 2 GELU (erf), 3 GELU (tanh)
-    base_x: u32,
-    base_w: u32,
-    base_b: u32,
-    base_y: u32,
-    x_sb: u32,       // batch strides (elements; 0 = shared by the batch)
-    w_sb: u32,
-    y_sb: u32,
-    flags: u32,      // 1: bias per column, 2: bias per row, 4: accumulate into y
-    w_sn: u32,       // W strides: NK (w_sn = ld, w_sk = 1) or KN (w_sn = 1, w_sk = ld)
-    w_sk: u32,
-    ldx: u32,        // row stride of X
-    ldy: u32,        // row stride of Y
-}
+#include "matmul_params"
 
 // Invocations along N and along M; K step of one staged tile. Chosen by the launcher per adapter
 // (WG_X * WG_Y <= max invocations, 32 BK (WG_X + WG_Y) bytes <= workgroup memory).

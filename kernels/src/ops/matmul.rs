@@ -75,6 +75,26 @@ struct Params {
     ldy: u32,
 }
 
+/// Layout of the uniform `Params` of `matmul.wgsl`, `matmul_vec4.wgsl` and `matmul_sg8.wgsl`.
+pub const PARAMS_LAYOUT: crate::params::ParamsLayout = crate::params_layout!(Params {
+    m,
+    n,
+    k,
+    act,
+    base_x,
+    base_w,
+    base_b,
+    base_y,
+    x_sb,
+    w_sb,
+    y_sb,
+    flags,
+    w_sn,
+    w_sk,
+    ldx,
+    ldy
+});
+
 /// Register-block and workgroup shape (pipeline-overridable constants of the shader).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tiling {

@@ -33,6 +33,10 @@ struct Params {
     _pad: u32,
 }
 
+/// Layout of the uniform `Params` of `sampler.wgsl`.
+pub const PARAMS_LAYOUT: crate::params::ParamsLayout =
+    crate::params_layout!(Params { n, plane, frames, cfg, stride, batch, div, c_out, q, sigma, dt, _pad });
+
 /// How latents, the UNet input and its output are laid out.
 #[derive(Clone, Copy, Debug)]
 pub struct StepLayout {
