@@ -32,8 +32,10 @@ pub struct Include {
 }
 
 /// Every shared fragment.
-pub const INCLUDES: &[Include] =
-    &[Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") }];
+pub const INCLUDES: &[Include] = &[
+    Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") },
+    Include { name: "short_attention", src: include_str!("../../shaders/include/short_attention.wgsl") },
+];
 
 /// Deepest include nesting accepted (a cycle fails here instead of recursing without end).
 const MAX_INCLUDE_DEPTH: usize = 8;
@@ -124,9 +126,11 @@ shader!(SOFTMAX, "softmax");
 shader!(LAYOUT, "layout");
 shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
 shader!(TRAJECTORY_ATTENTION_SG8, "trajectory_attention_sg8");
+shader!(TRAJECTORY_ATTENTION_GPU, "trajectory_attention_gpu");
 shader!(FLASH_ATTENTION, "flash_attention");
 shader!(FLASH_ATTENTION_SG8, "flash_attention_sg8");
 shader!(TEMPORAL_ATTENTION, "temporal_attention");
+shader!(TEMPORAL_ATTENTION_GPU, "temporal_attention_gpu");
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -142,7 +146,9 @@ pub const ALL: &[Shader] = &[
     LAYOUT,
     TRAJECTORY_ATTENTION,
     TRAJECTORY_ATTENTION_SG8,
+    TRAJECTORY_ATTENTION_GPU,
     FLASH_ATTENTION,
     FLASH_ATTENTION_SG8,
     TEMPORAL_ATTENTION,
+    TEMPORAL_ATTENTION_GPU,
 ];

@@ -7,7 +7,9 @@ use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{self, Epilogue, WLayout};
-use crate::shaders::{TRAJECTORY_ATTENTION, TRAJECTORY_ATTENTION_SG8};
+use crate::ops::temporal_attention::{ShortPlan, MAX_HEAD_DIM_GPU};
+use crate::select::Tier;
+use crate::shaders::{TRAJECTORY_ATTENTION, TRAJECTORY_ATTENTION_GPU, TRAJECTORY_ATTENTION_SG8};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 
@@ -547,8 +549,8 @@ fn check_geometry(g: &Geometry) -> Result<usize> {
         return Err(invalid(OP, format!("bad geometry {g:?}")));
     }
     let d = c / heads;
-    if d > 128 {
-        return Err(invalid(OP, format!("head dim {d} exceeds the kernel's 128")));
+    if d > MAX_HEAD_DIM_GPU {
+        return Err(invalid(OP, format!("head dim {d} exceeds the kernels' {MAX_HEAD_DIM_GPU}")));
     }
     // Kernel indices are u32: every operand's element count must fit (Tensor::empty enforces it for the
     // buffers; this covers the index arithmetic over rows).
@@ -567,14 +569,35 @@ fn check_shapes(list: &[(&str, &Tensor, Vec<usize>)]) -> Result<()> {
     Ok(())
 }
 
-/// The gathered attention's pipeline: `traj_attend_sg8` (K/V rows shared by subgroup broadcast) for head dims
-/// that are multiples of 32 on adapters with exactly 8-lane subgroups, `traj_attend` otherwise.
-fn attend_pipeline(gpu: &Gpu, dtype: DType, d: usize) -> Result<std::sync::Arc<crate::pipelines::Pipeline>> {
-    if gpu.subgroup8() && d.is_multiple_of(32) && d <= 128 {
-        let o = [("D", d as f64)];
-        gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION_SG8, "traj_attend_sg8", dtype, &o)
-    } else {
-        gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, "traj_attend", dtype, &[])
+/// The gathered attention's pipeline (all three bind the same slots and take the same grid: one workgroup per
+/// (sequence, head)):
+/// - lavapipe tier: `traj_attend_sg8` (K/V rows shared by subgroup broadcast) for head dims that are multiples of
+///   32 up to 128, `traj_attend` for other head dims up to 128;
+/// - GPU tier (and head dims above 128 on any tier): `traj_attend_gpu` (sequence staged in workgroup memory,
+///   constants from [`ShortPlan`]), or `traj_attend` where the adapter's workgroup limits cannot hold its plan.
+fn attend_pipeline(
+    gpu: &Gpu,
+    dtype: DType,
+    d: usize,
+    seq_len: usize,
+) -> Result<std::sync::Arc<crate::pipelines::Pipeline>> {
+    let plan = ShortPlan::new(gpu, seq_len, d);
+    match plan {
+        Some(plan) if gpu.tier == Tier::Gpu || d > 128 => {
+            gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION_GPU, "traj_attend_gpu", dtype, &plan.constants())
+        }
+        _ if d > 128 => Err(invalid(
+            OP,
+            format!(
+                "head dim {d} above 128 needs the workgroup-memory kernel, which does not fit this adapter for \
+                 sequences of {seq_len}"
+            ),
+        )),
+        _ if gpu.subgroup8() && d.is_multiple_of(32) => {
+            let o = [("D", d as f64)];
+            gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION_SG8, "traj_attend_sg8", dtype, &o)
+        }
+        _ => gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, "traj_attend", dtype, &[]),
     }
 }
 
@@ -658,7 +681,7 @@ pub fn record_heads(
     }
     let dtype = hidden.dtype();
     let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
-    let (attend, mean) = (attend_pipeline(gpu, dtype, d)?, pipe("traj_mean")?);
+    let (attend, mean) = (attend_pipeline(gpu, dtype, d, seq_len)?, pipe("traj_mean")?);
     let base = base_params(g, d);
     let (rows_b, tokens_b) = (h * w * f, m * f);
     let seqs_b = tokens_b / seq_len;
@@ -916,7 +939,7 @@ pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> R
     };
     let groups = [n_seq.min(65535) as u32, n_seq.div_ceil(65535) as u32, heads as u32];
     rec.dispatch_bound(
-        &attend_pipeline(gpu, hidden.dtype(), d)?,
+        &attend_pipeline(gpu, hidden.dtype(), d, t.seq_len)?,
         bytemuck::bytes_of(&prm),
         vec![(1, qw.clone()), (2, iw), (3, aw), (9, qw.clone()), (10, qw)],
         groups,
