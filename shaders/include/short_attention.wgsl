@@ -1,13 +1,15 @@
 // Attention within one short sequence (L ≤ LM ≤ 64 tokens, one head) by one workgroup, everything staged in
 // workgroup memory (GPU tier of temporal_attention_gpu.wgsl and trajectory_attention_gpu.wgsl):
-//   1. scores: Q and K are staged DC4 vec4 columns at a time; invocation `lid` owns the 4×4 score tile
-//      (queries 4·(lid % LQ).., keys 4·(lid / LQ)..) in four vec4 registers across all chunks (the launcher makes
-//      WG ≥ LQ², so every tile has an owner and none has two);
+//   1. scores: Q and K are staged DC4 vec4 columns (4·DC4 dims) at a time, transposed (dim-major: one vec4 = four
+//      tokens at one dim); invocation `lid` owns the 4×4 score tile (queries 4·(lid % LQ).., keys 4·(lid / LQ)..)
+//      in four vec4 registers across all chunks (the launcher makes WG ≥ LQ², so every tile has an owner and none
+//      has two): per dim one vec4 of queries, one of keys, 16 FMAs;
 //   2. softmax: the tiles land key-major in sa_s (row j = key, LQ vec4 = query quads), one invocation per query
-//      quad takes max, exp and sum over the L keys (vec4 lanes = four queries), 1/sum kept in sa_inv;
-//   3. output: V is staged 2·DC4 vec4 columns at a time in the Q/K area; an invocation accumulates a 4-query ×
-//      vec4-column tile: one vec4 of probabilities and one vec4 of V per key, 16 FMAs.
-// No private arrays: registers are named vec4s, every loop bound is uniform (override constants or L).
+//      quad takes max, exp and sum over the L keys (vec4 lanes = four queries), 1/sum kept in sa_inv; the rows of
+//      the padding keys L..LM are set to 0 so the output loop runs over whole quads of keys;
+//   3. output: V is staged 2·DC4 vec4 columns at a time in the Q/K area (token-major); an invocation accumulates a
+//      4-query × 2-vec4-column tile over four keys per step: 4 + 8 loads, 128 FMAs.
+// No private arrays: registers are named vec4s, every loop bound is uniform (override constants, L or LM).
 //
 // The including shader declares `alias T`, the storage bindings `qs`, `ks`, `vs` (read) and `att` (read_write),
 // fills sa_rows with each token's element base (head offset included) of its Q, K, V and output row — NONE for a
@@ -61,36 +63,45 @@ fn short_attention(lid: u32, L: u32, scale: f32) {
     var s2 = vec4<f32>(0.0);
     var s3 = vec4<f32>(0.0);
     for (var c0 = 0u; c0 < d4; c0 += DC4) {
+        // Element e = (which, token t, vec4 column c): its four dims go to rows 4·(c - c0) + k of the dim-major
+        // chunk, lane t % 4 of vec4 t / 4.
         for (var e = lid; e < QK_LEN; e += WG) {
             let which = e / half;
             let r = e % half;
             let t = r / DC4;
-            let c = c0 + r % DC4;
+            let cl = r % DC4;
+            let c = c0 + cl;
             var x = vec4<f32>(0.0);
             if (t < L && c < d4) {
                 let b = sa_rows[which * LM + t];
                 if (b != NONE) { x = sa_ld4(which, b + 4u * c); }
             }
-            sa_qk[e] = x;
+            let o = which * half + 4u * cl * LQ + t / 4u;
+            let lane = t % 4u;
+            sa_qk[o][lane] = x.x;
+            sa_qk[o + LQ][lane] = x.y;
+            sa_qk[o + 2u * LQ][lane] = x.z;
+            sa_qk[o + 3u * LQ][lane] = x.w;
         }
         workgroupBarrier();
         if (own) {
-            let qb = 4u * ti * DC4;
-            let kb = half + 4u * tj * DC4;
-            for (var c = 0u; c < DC4; c++) {
-                let q0 = sa_qk[qb + c];
-                let q1 = sa_qk[qb + DC4 + c];
-                let q2 = sa_qk[qb + 2u * DC4 + c];
-                let q3 = sa_qk[qb + 3u * DC4 + c];
-                let k0 = sa_qk[kb + c];
-                let k1 = sa_qk[kb + DC4 + c];
-                let k2 = sa_qk[kb + 2u * DC4 + c];
-                let k3 = sa_qk[kb + 3u * DC4 + c];
-                s0 += vec4<f32>(dot(q0, k0), dot(q1, k0), dot(q2, k0), dot(q3, k0));
-                s1 += vec4<f32>(dot(q0, k1), dot(q1, k1), dot(q2, k1), dot(q3, k1));
-                s2 += vec4<f32>(dot(q0, k2), dot(q1, k2), dot(q2, k2), dot(q3, k2));
-                s3 += vec4<f32>(dot(q0, k3), dot(q1, k3), dot(q2, k3), dot(q3, k3));
+            // Per-chunk partial sums: shorter sequential sums (the large-logit test is at f32's limit otherwise).
+            var u0 = vec4<f32>(0.0);
+            var u1 = vec4<f32>(0.0);
+            var u2 = vec4<f32>(0.0);
+            var u3 = vec4<f32>(0.0);
+            for (var i = 0u; i < 4u * DC4; i++) {
+                let q = sa_qk[i * LQ + ti];
+                let k = sa_qk[half + i * LQ + tj];
+                u0 += q * k.x;
+                u1 += q * k.y;
+                u2 += q * k.z;
+                u3 += q * k.w;
             }
+            s0 += u0;
+            s1 += u1;
+            s2 += u2;
+            s3 += u3;
         }
         workgroupBarrier();
     }
@@ -111,6 +122,7 @@ fn short_attention(lid: u32, L: u32, scale: f32) {
             sa_s[j * LQ + lid] = e;
             l += e;
         }
+        for (var j = L; j < LM; j++) { sa_s[j * LQ + lid] = vec4<f32>(0.0); }
         sa_inv[lid] = 1.0 / l;
     }
     workgroupBarrier();
@@ -127,28 +139,54 @@ fn short_attention(lid: u32, L: u32, scale: f32) {
             sa_qk[e] = x;
         }
         workgroupBarrier();
-        for (var tile = lid; tile < LQ * vc4; tile += WG) {
+        // Tile: query quad qi, vec4 columns 2·cp and 2·cp + 1 of the chunk.
+        for (var tile = lid; tile < LQ * DC4; tile += WG) {
             let qi = tile % LQ;
-            let cc = tile / LQ;
-            let c = c0 + cc;
+            let cp = tile / LQ;
+            let c = c0 + 2u * cp;
             if (c < d4) {
                 var a0 = vec4<f32>(0.0);
                 var a1 = vec4<f32>(0.0);
                 var a2 = vec4<f32>(0.0);
                 var a3 = vec4<f32>(0.0);
-                for (var j = 0u; j < L; j++) {
-                    let pv = sa_s[j * LQ + qi];
-                    let vv = sa_qk[j * vc4 + cc];
-                    a0 += pv.x * vv;
-                    a1 += pv.y * vv;
-                    a2 += pv.z * vv;
-                    a3 += pv.w * vv;
+                var b0 = vec4<f32>(0.0);
+                var b1 = vec4<f32>(0.0);
+                var b2 = vec4<f32>(0.0);
+                var b3 = vec4<f32>(0.0);
+                for (var j = 0u; j < LM; j += 4u) {
+                    let p0 = sa_s[j * LQ + qi];
+                    let p1 = sa_s[(j + 1u) * LQ + qi];
+                    let p2 = sa_s[(j + 2u) * LQ + qi];
+                    let p3 = sa_s[(j + 3u) * LQ + qi];
+                    let vb = j * vc4 + 2u * cp;
+                    let v0 = sa_qk[vb];
+                    let w0 = sa_qk[vb + 1u];
+                    let v1 = sa_qk[vb + vc4];
+                    let w1 = sa_qk[vb + vc4 + 1u];
+                    let v2 = sa_qk[vb + 2u * vc4];
+                    let w2 = sa_qk[vb + 2u * vc4 + 1u];
+                    let v3 = sa_qk[vb + 3u * vc4];
+                    let w3 = sa_qk[vb + 3u * vc4 + 1u];
+                    a0 += p0.x * v0 + p1.x * v1 + p2.x * v2 + p3.x * v3;
+                    a1 += p0.y * v0 + p1.y * v1 + p2.y * v2 + p3.y * v3;
+                    a2 += p0.z * v0 + p1.z * v1 + p2.z * v2 + p3.z * v3;
+                    a3 += p0.w * v0 + p1.w * v1 + p2.w * v2 + p3.w * v3;
+                    b0 += p0.x * w0 + p1.x * w1 + p2.x * w2 + p3.x * w3;
+                    b1 += p0.y * w0 + p1.y * w1 + p2.y * w2 + p3.y * w3;
+                    b2 += p0.z * w0 + p1.z * w1 + p2.z * w2 + p3.z * w3;
+                    b3 += p0.w * w0 + p1.w * w1 + p2.w * w2 + p3.w * w3;
                 }
                 let inv = sa_inv[qi];
                 sa_put(4u * qi, L, c, a0 * inv.x);
                 sa_put(4u * qi + 1u, L, c, a1 * inv.y);
                 sa_put(4u * qi + 2u, L, c, a2 * inv.z);
                 sa_put(4u * qi + 3u, L, c, a3 * inv.w);
+                if (c + 1u < d4) {
+                    sa_put(4u * qi, L, c + 1u, b0 * inv.x);
+                    sa_put(4u * qi + 1u, L, c + 1u, b1 * inv.y);
+                    sa_put(4u * qi + 2u, L, c + 1u, b2 * inv.z);
+                    sa_put(4u * qi + 3u, L, c + 1u, b3 * inv.w);
+                }
             }
         }
         workgroupBarrier();

@@ -70,7 +70,8 @@ impl ShortPlan {
         let limit = gpu.limits.max_compute_workgroup_storage_size as usize;
         let target = limit.min((wg / 64) * LDS_PER_WAVE as usize);
         let lds = |dc4: usize| 16 * (2 * lm * dc4 + lm * lq + lq) + 16 * lm;
-        let cands = [8, 4, 2, 1].into_iter().filter(|&c| c == 1 || c <= d / 4);
+        // At most 4 vec4 columns (16 dims) per chunk: ACO unrolls the 16-step score loop fully, not a 32-step one.
+        let cands = [4, 2, 1].into_iter().filter(|&c| c == 1 || c <= d / 4);
         let dc4 =
             cands.clone().find(|&c| lds(c) <= target).or_else(|| cands.clone().find(|&c| lds(c) <= limit))?;
         Some(ShortPlan { d, lm, dc4, wg })
