@@ -152,6 +152,15 @@ fn gpu_plans_fit_the_adapter() {
         }
     }
     assert!(ShortPlan::new(&gpu, MAX_SEQ + 1, 64).is_none() && ShortPlan::new(&gpu, 25, 62).is_none());
+    // The constants the AMD statistics in BENCHMARKS.md were taken at (any adapter with ≥ 32 KiB workgroup
+    // memory and ≥ 256 invocations).
+    if gpu.limits.max_compute_workgroup_storage_size >= 32 << 10 {
+        for (l, d, lm, dc4, wg) in
+            [(25, 64, 28, 4, 64), (14, 64, 16, 4, 64), (50, 64, 52, 4, 192), (64, 128, 64, 4, 256)]
+        {
+            assert_eq!(ShortPlan::new(&gpu, l, d), Some(ShortPlan { d, lm, dc4, wg }), "L {l} D {d}");
+        }
+    }
 }
 
 #[test]

@@ -69,15 +69,17 @@ impl ShortPlan {
         }
         let limit = gpu.limits.max_compute_workgroup_storage_size as usize;
         let target = limit.min((wg / 64) * LDS_PER_WAVE as usize);
-        let lds = |dc4: usize| 16 * (2 * lm * dc4 + lm * lq + lq) + 16 * lm;
+        let with = |dc4: usize| ShortPlan { d, lm, dc4, wg };
         // At most 4 vec4 columns (16 dims) per chunk: ACO unrolls the 16-step score loop fully, not a 32-step one.
-        let cands = [4, 2, 1].into_iter().filter(|&c| c == 1 || c <= d / 4);
-        let dc4 =
-            cands.clone().find(|&c| lds(c) <= target).or_else(|| cands.clone().find(|&c| lds(c) <= limit))?;
-        Some(ShortPlan { d, lm, dc4, wg })
+        let cands = [4, 2, 1].into_iter().filter(|&c| c == 1 || c <= d / 4).map(with);
+        cands
+            .clone()
+            .find(|p| p.workgroup_bytes() <= target)
+            .or_else(|| cands.clone().find(|p| p.workgroup_bytes() <= limit))
     }
 
-    /// Workgroup memory the plan uses, bytes.
+    /// Workgroup memory the plan uses, bytes: the Q/K (or V) chunk, the L×L scores and the 1/sum quads (vec4s),
+    /// the per-token row bases (4 u32 per token).
     pub fn workgroup_bytes(&self) -> usize {
         let lq = self.lm / 4;
         16 * (2 * self.lm * self.dc4 + self.lm * lq + lq) + 16 * self.lm
@@ -88,6 +90,7 @@ impl ShortPlan {
         [("D", self.d as f64), ("LM", self.lm as f64), ("DC4", self.dc4 as f64), ("WG", self.wg as f64)]
     }
 }
+
 /// Target lanes per workgroup.
 const WG_TARGET: usize = 64;
 
