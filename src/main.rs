@@ -843,7 +843,9 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
     if f < 2 {
         bail!("a video needs at least 2 frames");
     }
-    trajattn::limits::FRAMES.check(f as u64).with_context(|| format!("frames in {}", a.video_frames.display()))?;
+    trajattn::limits::FRAMES
+        .check(f as u64)
+        .with_context(|| format!("frames in {}", a.video_frames.display()))?;
     let imgs: Vec<image::RgbImage> = frames
         .iter()
         .map(|p| trajattn::image_io::open_rgb(p).map_err(anyhow::Error::from))
