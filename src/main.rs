@@ -171,6 +171,10 @@ struct BenchArgs {
     /// family and its share of the step.
     #[arg(long)]
     profile: bool,
+    /// unet-step: UNet widths (`svd`, `svd-xt` or a diffusers `unet/config.json`, e.g. the bundled tiny model's
+    /// `tests/fixtures/pipeline/svd/unet/config.json`).
+    #[arg(long, default_value = "svd")]
+    unet_config: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -433,8 +437,10 @@ fn bench_cmd(g: &GpuArgs, args: BenchArgs) -> Result<()> {
                 gpu.describe()
             );
         }
+        let cfg = cli::convert::unet_config(&args.unet_config)?;
         let r = cli::bench_unet::run(
             &gpu,
+            cfg,
             &args.shape,
             args.dtype,
             args.warmup,

@@ -13,11 +13,14 @@ use trajattn_kernels::{DType, Gpu};
 
 /// Shape syntax: `HxWxF` in pixels (VAE factor 8) and frames.
 pub const SHAPE_HELP: &str =
-    "HxWxF: pixels (multiples of 64) and frames; SVD widths, batch 2, random weights";
+    "HxWxF: pixels (multiples of 64 for SVD widths) and frames; --unet-config svd|svd-xt|FILE (default svd), batch 2, \
+     random weights; --profile: time per kernel family";
 
 /// Runs the benchmark at each shape.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     gpu: &Gpu,
+    cfg: UNetConfig,
     shapes: &[String],
     dtype: DType,
     warmup: usize,
@@ -26,12 +29,11 @@ pub fn run(
     with_profile: bool,
 ) -> Result<()> {
     let shapes: Vec<String> = if shapes.is_empty() { vec!["64x64x14".into()] } else { shapes.to_vec() };
-    let cfg = UNetConfig::svd();
     let t0 = std::time::Instant::now();
     let unet = UNet::random(gpu, cfg.clone(), dtype, 7, true).context("creating the random-weight UNet")?;
     if !json {
         println!(
-            "adapter: {}\nSVD UNet with trajectory branch, random weights ({:.2} GiB {dtype}, made in {:.1} s)",
+            "adapter: {}\nUNet with trajectory branch, random weights ({:.2} GiB {dtype}, made in {:.1} s)",
             gpu.describe(),
             unet.weight_bytes() as f64 / (1u64 << 30) as f64,
             t0.elapsed().as_secs_f64()
