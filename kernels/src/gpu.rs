@@ -305,6 +305,8 @@ struct DiskCache {
     file: Option<(std::path::PathBuf, String)>,
     /// Pipelines compiled when the file was last written.
     saved_at: Mutex<usize>,
+    /// Checksum of the payload last read or written (an unchanged cache is not rewritten).
+    payload_sum: Mutex<Option<u64>>,
 }
 
 /// The persistent cache as found when the device opens.
@@ -405,7 +407,13 @@ impl Gpu {
                 })
             }
         });
-        let disk = DiskCache { status: disk.status, file: disk.file, saved_at: Mutex::new(0) };
+        let sum = disk.loaded.as_deref().map(disk_cache::fnv64);
+        let disk = DiskCache {
+            status: disk.status,
+            file: disk.file,
+            saved_at: Mutex::new(0),
+            payload_sum: Mutex::new(sum),
+        };
         log::info!(
             "adapter {} ({:?}, {:?}), kernels {}, f16={} subgroup={} ({}..{}), max binding {} B, pipeline cache {}",
             info.name,
@@ -497,6 +505,7 @@ impl Gpu {
             status: CacheStatus::Disabled("emulated device".into()),
             file: None,
             saved_at: Mutex::new(0),
+            payload_sum: Mutex::new(None),
         };
         Ok(Self::assemble(device, queue, tinfo, limits, caps, facts, tier, disk, None, Some(hinfo)))
     }
@@ -646,9 +655,17 @@ impl Gpu {
             return None;
         }
         let data = cache.get_data()?;
+        let sum = disk_cache::fnv64(&data);
+        let mut last = self.disk.payload_sum.lock().ok()?;
+        if *last == Some(sum) {
+            // Every pipeline came from the cache (or the driver keeps nothing new): the file is current.
+            *saved = compiled;
+            return None;
+        }
         match disk_cache::write(path, key, &data) {
             Ok(()) => {
                 *saved = compiled;
+                *last = Some(sum);
                 log::info!("pipeline cache: wrote {} bytes to {}", data.len(), path.display());
                 Some(path.clone())
             }

@@ -50,8 +50,9 @@ impl PipelineKey {
 impl std::fmt::Display for PipelineKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}::{} {}", self.shader, self.entry, self.dtype)?;
-        if !self.constants.is_empty() {
-            write!(f, " {}", self.constants_string())?;
+        // Space-separated (no commas: radvstats writes labels into CSV unquoted).
+        for (n, v) in self.constant_values() {
+            write!(f, " {n}={v}")?;
         }
         Ok(())
     }

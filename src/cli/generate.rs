@@ -238,6 +238,13 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         b.finish();
     }
     let secs = t1.elapsed().as_secs_f64();
+    let cs = gpu.pipelines().compile_stats();
+    eprintln!(
+        "pipelines: {} created in {:.1} s of that (pipeline cache {})",
+        cs.pipelines,
+        cs.seconds,
+        gpu.pipeline_cache_status()
+    );
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let imgs = trajattn::video::frames_from_rgb(&g.frames_u8, g.frames, g.width, g.height);
     let pngs = trajattn::video::write_pngs(&imgs, &a.out.join("frames"))?;

@@ -101,8 +101,19 @@ pub fn run(opts: &GpuOptions, a: &ShadersArgs) -> Result<()> {
     let side = svd.clip.cfg.image_size;
     svd.clip.encode(&gpu, &vec![0.0; 3 * side * side], 1).context("CLIP")?;
     svd.vae_encoder.encode(&gpu, &vec![0.0; 3 * ph * pw], 1, ph, pw).context("VAE encoder")?;
+    // The UNet's latents: the model's VAE factor, or SVD's 8 when --unet-config replaces the UNet (the bundled
+    // VAE halves only once; its own graphs still run at its factor).
     let f8 = svd.vae_encoder.scale_factor();
-    let (h, w) = (ph / f8, pw / f8);
+    let uf = if a.unet_config.is_some() { 8 } else { f8 };
+    if ph % (uf * (1 << (svd.unet.cfg.n_blocks() - 1))) != 0
+        || pw % (uf * (1 << (svd.unet.cfg.n_blocks() - 1))) != 0
+    {
+        bail!(
+            "--shape: height and width must be multiples of {} pixels for this UNet",
+            uf * (1 << (svd.unet.cfg.n_blocks() - 1))
+        );
+    }
+    let (h, w) = (ph / uf, pw / uf);
     let n = h * w;
     let coords: Vec<f64> =
         (0..f * n * 2).map(|i| ((i * 7) % if i % 2 == 0 { pw } else { ph }) as f64).collect();
@@ -121,10 +132,11 @@ pub fn run(opts: &GpuOptions, a: &ShadersArgs) -> Result<()> {
     let lc = svd.vae_encoder.cfg.latent_channels;
     let dec = svd.vae_decoder.as_ref().unwrap_or(&svd.vae_encoder);
     let chunk = a.decode_chunk.min(f);
-    dec.decode_clip(&gpu, &vec![0.0; chunk * lc * h * w], chunk, h, w).context("VAE decoder")?;
+    let (vh, vw) = (ph / f8, pw / f8);
+    dec.decode_clip(&gpu, &vec![0.0; chunk * lc * vh * vw], chunk, vh, vw).context("VAE decoder")?;
     if f % chunk != 0 {
         let r = f % chunk;
-        dec.decode_clip(&gpu, &vec![0.0; r * lc * h * w], r, h, w).context("VAE decoder (last chunk)")?;
+        dec.decode_clip(&gpu, &vec![0.0; r * lc * vh * vw], r, vh, vw).context("VAE decoder (last chunk)")?;
     }
     gpu.check_errors()?;
 
