@@ -434,7 +434,9 @@ impl Gpu {
     /// when that adapter cannot be opened (RADV's null device under `RADV_FORCE_FAMILY`): the device is opened on
     /// the target if it can be, else on another adapter (the host), and the result is *dry*: pipelines are
     /// recorded by key but never compiled, recordings never run, buffers are plain host-device buffers. For
-    /// `trajattn shaders --dump`: build the graphs on it, then read [`Gpu::pipelines`]' keys.
+    /// `trajattn shaders --dump`: build the graphs on it, then read [`Gpu::pipelines`]' keys. Ops must record
+    /// through [`crate::Recorder`] (which binds nothing on a dry device): a pass encoded by hand would bind a
+    /// placeholder pipeline.
     pub fn emulating(opts: &GpuOptions) -> Result<Gpu> {
         let mut opts = opts.clone().with_env()?;
         opts.no_pipeline_cache = true;
