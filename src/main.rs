@@ -433,7 +433,7 @@ fn bench_cmd(g: &GpuArgs, args: BenchArgs) -> Result<()> {
         }
         if args.profile && !gpu.caps.timestamp {
             bail!(
-                "--profile needs GPU timestamps (TIMESTAMP_QUERY), which {} does not offer",
+                "--profile needs GPU timestamps (TIMESTAMP_QUERY), absent or disabled on {}",
                 gpu.describe()
             );
         }
