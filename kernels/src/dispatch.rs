@@ -103,6 +103,7 @@ impl<'g> Recorder<'g> {
         if groups.contains(&0) {
             return Ok(());
         }
+        self.gpu.pipelines().mark_dispatched(&pipeline.key);
         self.dispatches.push(Dispatch {
             pipeline: pipeline.clone(),
             params: params.to_vec(),

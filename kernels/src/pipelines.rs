@@ -78,6 +78,8 @@ pub struct PipelineCache {
     dry: bool,
     placeholder: OnceLock<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
     compile: Mutex<(usize, Duration)>,
+    /// Keys a recorder dispatched (tracked on dry caches only).
+    dispatched: Mutex<std::collections::HashSet<PipelineKey>>,
 }
 
 /// A compute shader with one binding at group 0, so its layout exists; a dry device's stand-in pipeline.
@@ -213,6 +215,20 @@ impl PipelineCache {
             ))
         });
         k
+    }
+
+    /// Notes that `key` was dispatched (dry caches only: what `shaders --dump` reports as created but unused).
+    pub fn mark_dispatched(&self, key: &PipelineKey) {
+        if self.dry {
+            if let Ok(mut d) = self.dispatched.lock() {
+                d.insert(key.clone());
+            }
+        }
+    }
+
+    /// Whether `key` was dispatched by a recorder (always false on a cache that is not dry).
+    pub fn was_dispatched(&self, key: &PipelineKey) -> bool {
+        self.dispatched.lock().map(|d| d.contains(key)).unwrap_or(false)
     }
 
     /// Whether a pipeline of `shader.entry` was compiled (any dtype or constants).

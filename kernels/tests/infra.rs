@@ -191,5 +191,12 @@ fn a_dry_device_selects_like_the_target_and_runs_nothing() {
         assert_eq!(gpu.pipelines().compile_stats().pipelines, 0, "a dry device compiles nothing");
         assert_eq!(gpu.pipelines().used("matmul_sg8", "matmul_sg8"), sg8, "tier {}", gpu.tier);
         assert!(gpu.pipelines().keys().iter().all(|k| !k.shader.ends_with("_sg8") || sg8));
+        let pc = gpu.pipelines();
+        let keys = pc.keys();
+        assert!(keys.iter().any(|k| pc.was_dispatched(k)), "dry devices track dispatched pipelines");
+        if sg8 {
+            let k = keys.iter().find(|k| k.entry == "matmul_sg8").unwrap();
+            assert!(pc.was_dispatched(k));
+        }
     }
 }

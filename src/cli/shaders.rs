@@ -141,23 +141,32 @@ pub fn run(opts: &GpuOptions, a: &ShadersArgs) -> Result<()> {
     gpu.check_errors()?;
 
     let keys = gpu.pipelines().keys();
-    let n = write_dump(&a.dump, &keys)?;
+    let unused: Vec<&PipelineKey> = keys.iter().filter(|k| !gpu.pipelines().was_dispatched(k)).collect();
+    let n = write_dump(&a.dump, &keys, &unused)?;
     println!(
-        "{} pipelines ({} WGSL files) for {} written to {}",
+        "{} pipelines ({} WGSL files) for {} written to {}{}",
         keys.len(),
         n,
         gpu.info.name,
-        a.dump.join("manifest.tsv").display()
+        a.dump.join("manifest.tsv").display(),
+        if unused.is_empty() {
+            String::new()
+        } else {
+            format!("; {} created but never dispatched (listed, and commented in the manifest)", unused.len())
+        }
     );
     Ok(())
 }
 
 /// Writes `DIR/<shader>.<dtype>.wgsl` for every (shader, dtype) of `keys` and `DIR/manifest.tsv`, one pipeline a
-/// line; returns the number of WGSL files.
-pub fn write_dump(dir: &Path, keys: &[PipelineKey]) -> Result<usize> {
+/// line (`unused`: created but never dispatched, named in a comment line too); returns the number of WGSL files.
+pub fn write_dump(dir: &Path, keys: &[PipelineKey], unused: &[&PipelineKey]) -> Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut files: BTreeMap<String, ()> = BTreeMap::new();
     let mut manifest = String::from("# label\tentry\tfile\tconstants\n");
+    for k in unused {
+        manifest.push_str(&format!("# created but never dispatched: {k}\n"));
+    }
     for k in keys {
         let sh = ALL
             .iter()
