@@ -38,6 +38,10 @@ struct GpuArgs {
     /// (kernels for exactly 8-lane subgroups, e.g. lavapipe); also `TRAJATTN_KERNELS`.
     #[arg(long, global = true, env = "TRAJATTN_KERNELS")]
     kernels: Option<trajattn_kernels::select::KernelSet>,
+    /// Neither read nor write the persistent pipeline cache (kept in TRAJATTN_CACHE_DIR, else the user's cache
+    /// directory, e.g. ~/.cache/trajattn); also `TRAJATTN_NO_PIPELINE_CACHE=1`.
+    #[arg(long, global = true)]
+    no_pipeline_cache: bool,
 }
 
 fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
@@ -58,6 +62,8 @@ impl GpuArgs {
                 .collect(),
             max_binding: self.max_binding,
             kernels: self.kernels,
+            no_pipeline_cache: self.no_pipeline_cache,
+            cache_dir: None,
         }
     }
     fn open(&self) -> Result<Gpu> {
@@ -126,6 +132,9 @@ enum Command {
     Generate(Box<cli::generate::GenerateArgs>),
     /// Memory plan of one UNet step (parameters, peak activations, largest tensors) without loading weights.
     Plan(cli::plan::PlanArgs),
+    /// The exact pipelines a generation would create on an adapter (`--adapter`, `--kernels`), as final WGSL and a
+    /// radvstats manifest; works for adapters that cannot be opened (RADV_FORCE_FAMILY=navi21 … --adapter navi21).
+    Shaders(cli::shaders::ShadersArgs),
     /// Show the chosen adapter and run every kernel once on small random data, checked against the
     /// float64 CPU reference, then time each at one real SVD shape.
     Demo {
@@ -163,6 +172,14 @@ struct BenchArgs {
     /// Variant of a kernel with several formulations (trajectory-attention: efficient | literal).
     #[arg(long)]
     variant: Option<String>,
+    /// unet-step: also time every dispatch (one compute pass each, GPU timestamps) and print the time per kernel
+    /// family and its share of the step.
+    #[arg(long)]
+    profile: bool,
+    /// unet-step: UNet widths (`svd`, `svd-xt` or a diffusers `unet/config.json`, e.g. the bundled tiny model's
+    /// `tests/fixtures/pipeline/svd/unet/config.json`).
+    #[arg(long, default_value = "svd")]
+    unet_config: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -343,6 +360,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => cli::convert::run(&a),
         Command::Generate(a) => cli::generate::run(&cli.gpu.open()?, &a),
         Command::Plan(a) => cli::plan::run(&a),
+        Command::Shaders(a) => cli::shaders::run(&cli.gpu.options(), &a),
     }
 }
 
@@ -435,7 +453,28 @@ fn bench_cmd(g: &GpuArgs, args: BenchArgs) -> Result<()> {
         if args.dtype == DType::F16 && !gpu.caps.shader_f16 {
             bail!("--dtype f16 needs SHADER_F16, which {} does not offer", gpu.describe());
         }
-        return cli::bench_unet::run(&gpu, &args.shape, args.dtype, args.warmup, args.runs, args.json);
+        if args.profile && !gpu.caps.timestamp {
+            bail!(
+                "--profile needs GPU timestamps (TIMESTAMP_QUERY), absent or disabled on {}",
+                gpu.describe()
+            );
+        }
+        let cfg = cli::convert::unet_config(&args.unet_config)?;
+        let r = cli::bench_unet::run(
+            &gpu,
+            cfg,
+            &args.shape,
+            args.dtype,
+            args.warmup,
+            args.runs,
+            args.json,
+            args.profile,
+        );
+        gpu.save_pipeline_cache();
+        return r;
+    }
+    if args.profile {
+        bail!("--profile is for unet-step");
     }
     let entry = bench::find(&name).with_context(|| {
         let names: Vec<&str> = bench::entries().iter().map(|e| e.name).collect();
@@ -451,15 +490,32 @@ fn bench_cmd(g: &GpuArgs, args: BenchArgs) -> Result<()> {
         args.shape.clone()
     };
     if !args.json {
-        println!("adapter: {}", gpu.describe());
+        println!(
+            "adapter: {}  timing: {}  pipeline cache: {}",
+            gpu.describe(),
+            if gpu.caps.timestamp { "GPU timestamps" } else { "wall clock (no timestamps)" },
+            gpu.pipeline_cache_status()
+        );
     }
     for shape in shapes {
+        let before = gpu.pipelines().compile_stats();
         let case = (entry.build)(&gpu, &shape, args.dtype)
             .with_context(|| format!("building {name} at {shape} ({})", args.dtype))?;
-        let r = bench::time_case(&gpu, &case, args.warmup, args.runs)
+        let after = gpu.pipelines().compile_stats();
+        let mut r = bench::time_case(&gpu, &case, args.warmup, args.runs)
             .with_context(|| format!("running {name} at {shape}"))?;
+        r.compile_ms = (after.seconds - before.seconds) * 1e3;
         print_result(&r, args.json)?;
+        if !args.json && after.pipelines > before.pipelines {
+            println!(
+                "{:<20} pipelines: {} created in {:.1} ms",
+                "",
+                after.pipelines - before.pipelines,
+                r.compile_ms
+            );
+        }
     }
+    gpu.save_pipeline_cache();
     Ok(())
 }
 

@@ -1,10 +1,13 @@
-//! One benchmark harness for every kernel: a case is a recording plus its FLOP and byte counts; timing is
-//! wall clock around submit + wait (GPU-synchronised), warm-up first, median of several runs.
+//! One benchmark harness for every kernel: a case is a recording plus its FLOP and byte counts; timing comes
+//! from GPU timestamps written at the start and end of the recording's compute pass where the device has
+//! `TIMESTAMP_QUERY`, else wall clock around submit + wait (GPU-synchronised); warm-up first, median of several
+//! runs. [`profile`] times every dispatch of recordings and groups them by kernel family.
 
 use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
+use crate::timing::GpuTimer;
 use crate::Recording;
 use serde::Serialize;
 use std::time::Instant;
@@ -39,6 +42,10 @@ pub struct BenchResult {
     pub runs: usize,
     pub gflops: f64,
     pub gbps: f64,
+    /// `gpu-timestamps` or `wall-clock`.
+    pub timing: String,
+    /// Time spent creating pipelines while the case was built (first-run compile time), ms; set by the caller.
+    pub compile_ms: f64,
 }
 
 /// Runs `case` `warmup` times, then `runs` times, and reports the median.
@@ -46,11 +53,17 @@ pub fn time_case(gpu: &Gpu, case: &BenchCase, warmup: usize, runs: usize) -> Res
     for _ in 0..warmup {
         case.recording.submit(gpu, true)?;
     }
+    let timer = if gpu.caps.timestamp { Some(GpuTimer::new(gpu, 2)?) } else { None };
     let mut ms = Vec::with_capacity(runs.max(1));
     for _ in 0..runs.max(1) {
-        let t = Instant::now();
-        case.recording.submit(gpu, true)?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        match &timer {
+            Some(timer) => ms.push(case.recording.time_gpu(gpu, timer)?),
+            None => {
+                let t = Instant::now();
+                case.recording.submit(gpu, true)?;
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
     }
     ms.sort_by(|a, b| a.total_cmp(b));
     let median = ms[ms.len() / 2];
@@ -64,11 +77,51 @@ pub fn time_case(gpu: &Gpu, case: &BenchCase, warmup: usize, runs: usize) -> Res
         runs: ms.len(),
         gflops: case.flops / (median * 1e-3) / 1e9,
         gbps: case.bytes / (median * 1e-3) / 1e9,
+        timing: if timer.is_some() { "gpu-timestamps" } else { "wall-clock" }.to_string(),
+        compile_ms: 0.0,
     })
 }
 
 /// Largest product of a benchmark shape's dims (2^40).
 pub const MAX_SHAPE_PRODUCT: u64 = 1 << 40;
+
+/// GPU time of one kernel family (pipelines of one shader entry point, any dtype or constants).
+#[derive(Clone, Debug, Serialize)]
+pub struct FamilyTime {
+    /// `shader::entry`.
+    pub family: String,
+    /// Dispatches of the family.
+    pub dispatches: usize,
+    /// Their summed GPU time, ms.
+    pub ms: f64,
+    /// Share of the summed time of all dispatches.
+    pub share: f64,
+}
+
+/// Times every dispatch of `recordings` (one compute pass each, GPU timestamps) and sums them per kernel family,
+/// largest first. Needs `TIMESTAMP_QUERY`.
+pub fn profile(gpu: &Gpu, recordings: &[&Recording]) -> Result<Vec<FamilyTime>> {
+    let mut fams: Vec<FamilyTime> = Vec::new();
+    for rec in recordings {
+        let times = rec.profile(gpu)?;
+        for (key, ms) in rec.keys().into_iter().zip(times) {
+            let family = format!("{}::{}", key.shader, key.entry);
+            match fams.iter_mut().find(|f| f.family == family) {
+                Some(f) => {
+                    f.dispatches += 1;
+                    f.ms += ms;
+                }
+                None => fams.push(FamilyTime { family, dispatches: 1, ms, share: 0.0 }),
+            }
+        }
+    }
+    let total: f64 = fams.iter().map(|f| f.ms).sum();
+    for f in &mut fams {
+        f.share = if total > 0.0 { f.ms / total } else { 0.0 };
+    }
+    fams.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    Ok(fams)
+}
 
 /// Parses `AxBxC` (also `A,B,C`) into sizes; `want` is the number of dims expected (or 0 for any).
 pub fn parse_shape(kernel: &'static str, s: &str, want: usize) -> Result<Vec<usize>> {

@@ -5,8 +5,9 @@ use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
 use crate::lender::{Lender, Loan};
-use crate::pipelines::Pipeline;
+use crate::pipelines::{Pipeline, PipelineKey};
 use crate::tensor::Window;
+use crate::timing::GpuTimer;
 use std::sync::Arc;
 
 /// One dispatch: pipeline, uniform parameters (binding 0), storage windows (bindings 1..), workgroups.
@@ -24,9 +25,26 @@ pub struct Recorder<'g> {
     scratch: Lender,
 }
 
+/// One recorded dispatch, ready to encode. A dry device ([`Gpu::emulating`]) has no bind groups.
+struct Step {
+    pipeline: Arc<Pipeline>,
+    bind_group: Option<wgpu::BindGroup>,
+    groups: [u32; 3],
+}
+
+impl Step {
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if let Some(bg) = &self.bind_group {
+            pass.set_pipeline(&self.pipeline.pipeline);
+            pass.set_bind_group(0, bg, &[]);
+            pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+        }
+    }
+}
+
 /// Dispatches ready to encode (and re-encode) without new allocations.
 pub struct Recording {
-    steps: Vec<(Arc<Pipeline>, wgpu::BindGroup, [u32; 3])>,
+    steps: Vec<Step>,
     /// Scratch buffers the dispatches use (held so no one else receives them between replays).
     _scratch: Lender,
     /// The buffer holding every dispatch's parameters, one aligned slot each.
@@ -85,6 +103,7 @@ impl<'g> Recorder<'g> {
         if groups.contains(&0) {
             return Ok(());
         }
+        self.gpu.pipelines().mark_dispatched(&pipeline.key);
         self.dispatches.push(Dispatch {
             pipeline: pipeline.clone(),
             params: params.to_vec(),
@@ -130,6 +149,11 @@ impl<'g> Recorder<'g> {
         });
         let mut steps = Vec::with_capacity(self.dispatches.len());
         for (d, &o) in self.dispatches.iter().zip(&offsets) {
+            if gpu.is_dry() {
+                // The pipeline is a placeholder whose layout matches nothing: keep the dispatch, bind nothing.
+                steps.push(Step { pipeline: d.pipeline.clone(), bind_group: None, groups: d.groups });
+                continue;
+            }
             let mut entries = Vec::with_capacity(d.windows.len() + 1);
             if !d.params.is_empty() {
                 entries.push(wgpu::BindGroupEntry {
@@ -156,7 +180,7 @@ impl<'g> Recorder<'g> {
                 layout: &d.pipeline.layout,
                 entries: &entries,
             });
-            steps.push((d.pipeline.clone(), bg, d.groups));
+            steps.push(Step { pipeline: d.pipeline.clone(), bind_group: Some(bg), groups: d.groups });
         }
         Recording { steps, params, param_offsets: offsets, _scratch: self.scratch }
     }
@@ -170,17 +194,67 @@ impl<'g> Recorder<'g> {
 }
 
 impl Recording {
-    /// Encodes all dispatches into one compute pass.
+    /// Encodes all dispatches into one compute pass (nothing on a dry device).
     pub fn encode(&self, enc: &mut wgpu::CommandEncoder) {
+        self.encode_with(enc, None);
+    }
+
+    /// Encodes all dispatches into one compute pass whose start and end write `timestamps`.
+    pub fn encode_with(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) {
+        if self.steps.iter().all(|s| s.bind_group.is_none()) {
+            return;
+        }
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("trajattn"),
-            timestamp_writes: None,
+            timestamp_writes: timestamps,
         });
-        for (p, bg, g) in &self.steps {
-            pass.set_pipeline(&p.pipeline);
-            pass.set_bind_group(0, bg, &[]);
-            pass.dispatch_workgroups(g[0], g[1], g[2]);
+        for s in &self.steps {
+            s.encode(&mut pass);
         }
+    }
+
+    /// Runs the recording once and returns its GPU time in milliseconds, from timestamps written at the start
+    /// and end of its compute pass (`timer` needs 2 queries; see [`GpuTimer`]).
+    pub fn time_gpu(&self, gpu: &Gpu, timer: &GpuTimer) -> Result<f64> {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        self.encode_with(&mut enc, Some(timer.pass_writes(0)));
+        timer.resolve(&mut enc);
+        gpu.submit(vec![enc.finish()], true)?;
+        let t = timer.read(gpu)?;
+        Ok(timer.span_ms(t[0], t[1]))
+    }
+
+    /// Runs the recording with one compute pass per dispatch, timestamps at the start and end of each, and
+    /// returns each dispatch's GPU time in milliseconds (in recording order). The passes split what one pass
+    /// would overlap, so the sum is an upper bound of [`Recording::time_gpu`]; the shares are what matters.
+    pub fn profile(&self, gpu: &Gpu) -> Result<Vec<f64>> {
+        let per = (GpuTimer::MAX_QUERIES / 2) as usize;
+        let mut out = Vec::with_capacity(self.steps.len());
+        for chunk in self.steps.chunks(per) {
+            let timer = GpuTimer::new(gpu, 2 * chunk.len() as u32)?;
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            for (i, s) in chunk.iter().enumerate() {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(s.pipeline.key.entry),
+                    timestamp_writes: Some(timer.pass_writes(i as u32)),
+                });
+                s.encode(&mut pass);
+            }
+            timer.resolve(&mut enc);
+            gpu.submit(vec![enc.finish()], true)?;
+            let t = timer.read(gpu)?;
+            out.extend((0..chunk.len()).map(|i| timer.span_ms(t[2 * i], t[2 * i + 1])));
+        }
+        Ok(out)
+    }
+
+    /// The pipeline of each dispatch, in recording order.
+    pub fn keys(&self) -> Vec<&PipelineKey> {
+        self.steps.iter().map(|s| &s.pipeline.key).collect()
     }
 
     /// Encodes, submits and optionally waits.

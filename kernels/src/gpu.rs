@@ -1,5 +1,6 @@
 //! Adapter choice and device creation with the adapter's real limits and optional features.
 
+use crate::disk_cache::{self, CacheStatus};
 use crate::error::{KernelError, Result};
 use crate::pipelines::PipelineCache;
 use crate::pool::BufferPool;
@@ -65,6 +66,11 @@ pub struct GpuOptions {
     pub max_binding: Option<u64>,
     /// Force a kernel tier (`TRAJATTN_KERNELS=auto|gpu|sg8`); see [`crate::select`].
     pub kernels: Option<KernelSet>,
+    /// Do not read or write the persistent pipeline cache (`TRAJATTN_NO_PIPELINE_CACHE=1`).
+    pub no_pipeline_cache: bool,
+    /// Folder of the persistent pipeline cache (default: [`disk_cache::default_dir`], which reads
+    /// `TRAJATTN_CACHE_DIR`).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// Optional features `--disable` can switch off.
@@ -131,6 +137,14 @@ impl GpuOptions {
                 "--disable / TRAJATTN_DISABLE: unknown feature '{bad}' (known: {})",
                 DISABLE_NAMES.join(", ")
             )));
+        }
+        if let Ok(v) = std::env::var("TRAJATTN_NO_PIPELINE_CACHE") {
+            if !matches!(v.trim(), "" | "0" | "false" | "no") {
+                self.no_pipeline_cache = true;
+            }
+        }
+        if self.cache_dir.is_none() {
+            self.cache_dir = disk_cache::default_dir();
         }
         if self.kernels.is_none() {
             if let Ok(v) = std::env::var("TRAJATTN_KERNELS") {
@@ -288,11 +302,58 @@ pub struct Gpu {
     // wgpu-core 30.0.1 can trip an assertion in `Device::poll` when a submit and a poll race on two
     // threads (gfx-rs/wgpu#9958); every submit and poll of ours goes through this lock.
     submit_lock: Mutex<()>,
+    /// The persistent pipeline cache: file, key and what happened when it was opened.
+    disk: DiskCache,
+    /// Set by [`Gpu::emulating`]: selection follows another adapter; nothing is compiled or run.
+    emulated_on: Option<wgpu::AdapterInfo>,
+}
+
+struct DiskCache {
+    status: CacheStatus,
+    /// The file and the key it must carry.
+    file: Option<(std::path::PathBuf, String)>,
+    /// Pipelines compiled when the file was last written.
+    saved_at: Mutex<usize>,
+    /// Checksum of the payload last read or written (an unchanged cache is not rewritten).
+    payload_sum: Mutex<Option<u64>>,
+}
+
+/// The persistent cache as found when the device opens.
+struct OpenedCache {
+    status: CacheStatus,
+    file: Option<(std::path::PathBuf, String)>,
+    loaded: Option<Vec<u8>>,
+}
+
+impl OpenedCache {
+    fn off(why: &str) -> Self {
+        OpenedCache { status: CacheStatus::Disabled(why.into()), file: None, loaded: None }
+    }
+
+    fn open(dir: &std::path::Path, info: &wgpu::AdapterInfo) -> Self {
+        let key = disk_cache::adapter_key(info);
+        let path = disk_cache::file_in(dir, &key);
+        let (status, loaded) = match disk_cache::read(&path, &key) {
+            Ok(Some(data)) => (CacheStatus::Loaded(data.len()), Some(data)),
+            Ok(None) => (CacheStatus::Fresh, None),
+            Err(why) => {
+                log::warn!("pipeline cache {}: ignored ({why}); starting an empty one", path.display());
+                (CacheStatus::Ignored(why), None)
+            }
+        };
+        OpenedCache { status, file: Some((path, key)), loaded }
+    }
 }
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Gpu({} on {:?})", self.info.name, self.info.backend)
+    }
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        self.save_pipeline_cache();
     }
 }
 
@@ -326,10 +387,193 @@ impl Gpu {
     }
 
     fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu> {
+        let (device, queue, limits, caps) = Self::open(&adapter, opts, true)?;
+        let info = adapter.get_info();
+        let facts = AdapterFacts::of(&adapter, &opts.disable, opts.max_binding);
+        let tier = facts.tier(opts.kernels.unwrap_or_default())?;
+        let disk = if opts.no_pipeline_cache {
+            OpenedCache::off("--no-pipeline-cache / TRAJATTN_NO_PIPELINE_CACHE")
+        } else if !device.features().contains(wgpu::Features::PIPELINE_CACHE) {
+            OpenedCache::off("the adapter has no PIPELINE_CACHE")
+        } else if let Some(dir) = &opts.cache_dir {
+            OpenedCache::open(dir, &info)
+        } else {
+            OpenedCache::off("no cache directory (set TRAJATTN_CACHE_DIR)")
+        };
+        let driver_cache = disk.file.as_ref().map(|_| {
+            let data = match &disk.status {
+                CacheStatus::Loaded(_) => disk.loaded.as_deref(),
+                _ => None,
+            };
+            // SAFETY: `data` is only ever bytes `PipelineCache::get_data` returned on an adapter with the same
+            // vendor, device, driver and wgpu version (the file's key and checksum were verified), and `fallback`
+            // makes wgpu start an empty cache when the driver rejects them.
+            unsafe {
+                device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                    label: Some("trajattn"),
+                    data,
+                    fallback: true,
+                })
+            }
+        });
+        let sum = disk.loaded.as_deref().map(disk_cache::fnv64);
+        let disk = DiskCache {
+            status: disk.status,
+            file: disk.file,
+            saved_at: Mutex::new(0),
+            payload_sum: Mutex::new(sum),
+        };
+        log::info!(
+            "adapter {} ({:?}, {:?}), kernels {}, f16={} subgroup={} ({}..{}), max binding {} B, pipeline cache {}",
+            info.name,
+            info.backend,
+            info.device_type,
+            tier,
+            caps.shader_f16,
+            caps.subgroup,
+            caps.subgroup_min_size,
+            caps.subgroup_max_size,
+            limits.max_storage_buffer_binding_size,
+            disk.status
+        );
+        Ok(Self::assemble(device, queue, info, limits, caps, facts, tier, disk, driver_cache, None))
+    }
+
+    /// A device on which kernel selection follows the adapter `opts` names (its facts, limits and tier), even
+    /// when that adapter cannot be opened (RADV's null device under `RADV_FORCE_FAMILY`): the device is opened on
+    /// the target if it can be, else on another adapter (the host), and the result is *dry*: pipelines are
+    /// recorded by key but never compiled, recordings never run, buffers are plain host-device buffers. For
+    /// `trajattn shaders --dump`: build the graphs on it, then read [`Gpu::pipelines`]' keys. Ops must record
+    /// through [`crate::Recorder`] (which binds nothing on a dry device): a pass encoded by hand would bind a
+    /// placeholder pipeline.
+    pub fn emulating(opts: &GpuOptions) -> Result<Gpu> {
+        let mut opts = opts.clone().with_env()?;
+        opts.no_pipeline_cache = true;
+        let backends = backends_of(&opts);
+        let inst = instance(backends);
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(KernelError::NoAdapter(NO_DRIVER_HELP.to_string()));
+        }
+        adapters.sort_by_key(rank);
+        let pos = match &opts.adapter {
+            Some(sub) => {
+                let s = sub.to_ascii_lowercase();
+                adapters.iter().position(|a| a.get_info().name.to_ascii_lowercase().contains(&s)).ok_or_else(
+                    || {
+                        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                        KernelError::NoAdapter(format!(
+                            "no adapter name contains '{sub}'; available: {}",
+                            names.join(", ")
+                        ))
+                    },
+                )?
+            }
+            None => 0,
+        };
+        let target = adapters.remove(pos);
+        let tinfo = target.get_info();
+        let facts = AdapterFacts::of(&target, &opts.disable, opts.max_binding);
+        let tier = facts.tier(opts.kernels.unwrap_or_default())?;
+        let mut limits = target.limits();
+        if let Some(m) = opts.max_binding {
+            limits.max_storage_buffer_binding_size = facts.max_binding.min(m / 256 * 256);
+        }
+        let caps = Caps {
+            shader_f16: facts.shader_f16,
+            subgroup: facts.subgroup,
+            timestamp: facts.timestamp,
+            subgroup_min_size: tinfo.subgroup_min_size,
+            subgroup_max_size: tinfo.subgroup_max_size,
+        };
+        // The host only allocates buffers: open it with the fewest demands.
+        let host_opts = GpuOptions { max_binding: None, ..opts.clone() };
+        let mut errors = Vec::new();
+        let mut opened = None;
+        for a in std::iter::once(target).chain(adapters) {
+            match Self::open(&a, &host_opts, false) {
+                Ok((d, q, _, _)) => {
+                    opened = Some((d, q, a.get_info()));
+                    break;
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let Some((device, queue, hinfo)) = opened else {
+            return Err(KernelError::Device(format!(
+                "no adapter could be opened to emulate {}: {}",
+                tinfo.name,
+                errors.join("; ")
+            )));
+        };
+        log::info!(
+            "emulating {} ({:?}), kernels {tier}, on {} (dry: nothing is compiled or run)",
+            tinfo.name,
+            tinfo.backend,
+            hinfo.name
+        );
+        let disk = DiskCache {
+            status: CacheStatus::Disabled("emulated device".into()),
+            file: None,
+            saved_at: Mutex::new(0),
+            payload_sum: Mutex::new(None),
+        };
+        Ok(Self::assemble(device, queue, tinfo, limits, caps, facts, tier, disk, None, Some(hinfo)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        limits: wgpu::Limits,
+        caps: Caps,
+        facts: AdapterFacts,
+        tier: Tier,
+        disk: DiskCache,
+        driver_cache: Option<wgpu::PipelineCache>,
+        emulated_on: Option<wgpu::AdapterInfo>,
+    ) -> Gpu {
+        let errors: ErrorSink = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("wgpu: {e}");
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let dry = emulated_on.is_some();
+        Gpu {
+            pool: BufferPool::new(),
+            pipelines: PipelineCache::with(driver_cache, dry),
+            device,
+            queue,
+            info,
+            limits,
+            caps,
+            facts,
+            tier,
+            errors,
+            submit_lock: Mutex::new(()),
+            disk,
+            emulated_on,
+        }
+    }
+
+    /// Opens a device on `adapter` with the optional features `opts` allows (and `PIPELINE_CACHE` when
+    /// `cache` and the adapter has it).
+    fn open(
+        adapter: &wgpu::Adapter,
+        opts: &GpuOptions,
+        cache: bool,
+    ) -> Result<(wgpu::Device, wgpu::Queue, wgpu::Limits, Caps)> {
         let info = adapter.get_info();
         let af = adapter.features();
         let off = |n: &str| opts.disable.iter().any(|d| d == n);
         let mut want = wgpu::Features::empty();
+        if cache && !opts.no_pipeline_cache && af.contains(wgpu::Features::PIPELINE_CACHE) {
+            want |= wgpu::Features::PIPELINE_CACHE;
+        }
         let shader_f16 = af.contains(wgpu::Features::SHADER_F16) && !off("f16");
         let subgroup = af.contains(wgpu::Features::SUBGROUP) && !off("subgroup");
         let timestamp = af.contains(wgpu::Features::TIMESTAMP_QUERY) && !off("timestamp");
@@ -363,16 +607,6 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| KernelError::Device(format!("{} ({:?}): {e}", info.name, info.backend)))?;
-        let errors: ErrorSink = Arc::new(Mutex::new(Vec::new()));
-        let sink = errors.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            log::error!("wgpu: {e}");
-            if let Ok(mut v) = sink.lock() {
-                v.push(e.to_string());
-            }
-        }));
-        let facts = AdapterFacts::of(&adapter, &opts.disable, opts.max_binding);
-        let tier = facts.tier(opts.kernels.unwrap_or_default())?;
         let caps = Caps {
             shader_f16,
             subgroup,
@@ -380,31 +614,7 @@ impl Gpu {
             subgroup_min_size: info.subgroup_min_size,
             subgroup_max_size: info.subgroup_max_size,
         };
-        log::info!(
-            "adapter {} ({:?}, {:?}), kernels {}, f16={} subgroup={} ({}..{}), max binding {} B",
-            info.name,
-            info.backend,
-            info.device_type,
-            tier,
-            caps.shader_f16,
-            caps.subgroup,
-            caps.subgroup_min_size,
-            caps.subgroup_max_size,
-            limits.max_storage_buffer_binding_size
-        );
-        Ok(Gpu {
-            pool: BufferPool::new(),
-            pipelines: PipelineCache::new(),
-            device,
-            queue,
-            info,
-            limits,
-            caps,
-            facts,
-            tier,
-            errors,
-            submit_lock: Mutex::new(()),
-        })
+        Ok((device, queue, limits, caps))
     }
 
     /// The process-wide default device, created on first use from the environment (tests, benches).
@@ -432,6 +642,60 @@ impl Gpu {
     /// The pipeline cache.
     pub fn pipelines(&self) -> &PipelineCache {
         &self.pipelines
+    }
+
+    /// What happened to the persistent pipeline cache when this device opened.
+    pub fn pipeline_cache_status(&self) -> &CacheStatus {
+        &self.disk.status
+    }
+
+    /// The persistent pipeline-cache file of this device, if the cache is on.
+    pub fn pipeline_cache_file(&self) -> Option<&std::path::Path> {
+        self.disk.file.as_ref().map(|(p, _)| p.as_path())
+    }
+
+    /// Writes the driver's pipeline cache to disk (atomically) if pipelines were compiled since the last
+    /// write; returns the file written. Failures are logged, never errors: the cache is an optimisation.
+    /// Also runs when the device is dropped.
+    pub fn save_pipeline_cache(&self) -> Option<std::path::PathBuf> {
+        let (path, key) = self.disk.file.as_ref()?;
+        let cache = self.pipelines.driver_cache()?;
+        let compiled = self.pipelines.compile_stats().pipelines;
+        let mut saved = self.disk.saved_at.lock().ok()?;
+        if compiled == *saved {
+            return None;
+        }
+        let data = cache.get_data()?;
+        let sum = disk_cache::fnv64(&data);
+        let mut last = self.disk.payload_sum.lock().ok()?;
+        if *last == Some(sum) {
+            // Every pipeline came from the cache (or the driver keeps nothing new): the file is current.
+            *saved = compiled;
+            return None;
+        }
+        match disk_cache::write(path, key, &data) {
+            Ok(()) => {
+                *saved = compiled;
+                *last = Some(sum);
+                log::info!("pipeline cache: wrote {} bytes to {}", data.len(), path.display());
+                Some(path.clone())
+            }
+            Err(e) => {
+                log::warn!("pipeline cache: cannot write {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Whether this device is dry: selection follows an emulated adapter and nothing is compiled or run
+    /// ([`Gpu::emulating`]).
+    pub fn is_dry(&self) -> bool {
+        self.emulated_on.is_some()
+    }
+
+    /// The adapter a dry device really allocates on ([`Gpu::emulating`]).
+    pub fn host_adapter(&self) -> Option<&wgpu::AdapterInfo> {
+        self.emulated_on.as_ref()
     }
 
     /// Whether the kernels written for exactly 8-lane subgroups (`*_sg8` shaders: lavapipe on AVX2, some

@@ -6,6 +6,7 @@
 //! (`bench_case`), run by `trajattn bench foo` and `cargo bench`.
 
 pub mod bench;
+pub mod disk_cache;
 pub mod dispatch;
 pub mod dtype;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod selfcheck;
 pub mod shaders;
 pub mod tensor;
 pub mod testing;
+pub mod timing;
 
 pub use dispatch::{Recorder, Recording};
 pub use dtype::DType;

@@ -287,6 +287,13 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         b.finish();
     }
     let secs = t1.elapsed().as_secs_f64();
+    let cs = gpu.pipelines().compile_stats();
+    eprintln!(
+        "pipelines: {} created in {:.1} s of that (pipeline cache {})",
+        cs.pipelines,
+        cs.seconds,
+        gpu.pipeline_cache_status()
+    );
     // Everything is written into a staging folder first and moved into place once complete.
     let staging = output::Staging::new(&a.out)?;
     let imgs = trajattn::video::frames_from_rgb(&g.frames_u8, g.frames, g.width, g.height);

@@ -4,3 +4,4 @@ pub mod bench_unet;
 pub mod convert;
 pub mod generate;
 pub mod plan;
+pub mod shaders;

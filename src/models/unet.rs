@@ -977,6 +977,11 @@ impl UNetGraph {
         self.lender.stats()
     }
 
+    /// The recorded dispatches of one step (for profiling; [`UNetGraph::run`] uploads the inputs first).
+    pub fn step_recording(&self) -> &Recording {
+        &self.step
+    }
+
     /// Dispatches per step.
     pub fn dispatches(&self) -> usize {
         self.step.len()

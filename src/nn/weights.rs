@@ -88,6 +88,8 @@ impl Weights {
     ) -> Result<(), WeightsError> {
         check_finite(name, &t.data, dtype)?;
         let dev = match (&t.data, dtype) {
+            // A dry device (`Gpu::emulating`) never runs anything: allocate, do not copy.
+            _ if gpu.is_dry() => Tensor::empty(gpu, &t.shape, dtype)?,
             (HostData::F16(v), DType::F16) => Tensor::from_f16(gpu, v, &t.shape)?,
             (data, dtype) => Tensor::from_f32(gpu, &data.to_f32(), &t.shape, dtype)?,
         };
