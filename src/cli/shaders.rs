@@ -15,7 +15,7 @@ use trajattn::pipeline::Svd;
 use trajattn_kernels::ops::trajectory_attention::Grouping;
 use trajattn_kernels::pipelines::PipelineKey;
 use trajattn_kernels::shaders::ALL;
-use trajattn_kernels::{DType, Gpu, GpuOptions};
+use trajattn_kernels::{DType, Gpu, GpuOptions, Recorder, Tensor};
 
 const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pipeline/svd");
 const BUNDLED_TRAJ_WEIGHTS: &str =
@@ -128,6 +128,19 @@ pub fn run(opts: &GpuOptions, a: &ShadersArgs) -> Result<()> {
     let shape = UNetShape { batch: 2, frames: f, height: h, width: w };
     let graph = UNetGraph::build(&gpu, &svd.unet, shape, GraphOptions::default(), Some(traj), false)
         .context("UNet with the trajectory branch")?;
+    // The denoising step's kernels (scaled input, CFG + Euler update) around the UNet.
+    {
+        use trajattn_kernels::ops::sampler::{record_cfg_euler, record_scale_input, StepLayout, StepScalars};
+        let plane = svd.unet.cfg.out_channels * n;
+        let layout = StepLayout { frames: f, plane, batch: 2, stride: svd.unet.cfg.in_channels * n };
+        let f32t = |len: usize| Tensor::from_f32(&gpu, &vec![0.0; len], &[len], DType::F32);
+        let (lat, scales, flag) = (f32t(f * plane)?, f32t(f)?, f32t(1)?);
+        let sc = StepScalars::new(700.0, 500.0);
+        let mut rec = Recorder::new(&gpu);
+        record_scale_input(&mut rec, &lat, graph.input(), &layout, &sc).context("sampler")?;
+        record_cfg_euler(&mut rec, graph.output(), &scales, &lat, &flag, &layout, &sc).context("sampler")?;
+        rec.run()?;
+    }
     drop(graph);
     let lc = svd.vae_encoder.cfg.latent_channels;
     let dec = svd.vae_decoder.as_ref().unwrap_or(&svd.vae_encoder);
