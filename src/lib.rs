@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod graph;
+pub mod image_input;
 pub mod models;
 pub mod nn;
 pub mod nvs;

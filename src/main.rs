@@ -4,6 +4,7 @@ mod cli;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use trajattn::image_input;
 use trajattn_kernels::bench::{self, BenchResult};
 use trajattn_kernels::gpu::{list_adapters, BackendChoice, Gpu, GpuOptions};
 use trajattn_kernels::DType;
@@ -541,7 +542,7 @@ fn load_depth(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
         };
         return Ok((v.iter().map(|&x| x as f32).collect(), w, h));
     }
-    let img = image::open(path).with_context(|| format!("reading depth image {}", path.display()))?;
+    let img = image_input::open(path).with_context(|| format!("reading depth image {}", path.display()))?;
     let g = img.to_luma16();
     let (w, h) = (g.width() as usize, g.height() as usize);
     Ok((g.pixels().map(|p| p.0[0] as f32).collect(), w, h))
@@ -550,8 +551,9 @@ fn load_depth(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
 fn camera_cmd(g_args: &GpuArgs, a: CameraArgs) -> Result<()> {
     use trajattn::trajectory::camera::{CameraPath, Intrinsics};
     use trajattn::trajectory::{folder, preview};
-    let img =
-        image::open(&a.image).with_context(|| format!("reading image {}", a.image.display()))?.to_rgb8();
+    let img = image_input::open(&a.image)
+        .with_context(|| format!("reading image {}", a.image.display()))?
+        .to_rgb8();
     let (depth, w, h) = load_depth(&a.depth)?;
     if (w, h) != (img.width() as usize, img.height() as usize) {
         bail!(
@@ -677,7 +679,9 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
                 _ => bail!("give --flow FILE or --from DIR"),
             };
             if let Some(m) = mask {
-                let g = image::open(&m).with_context(|| format!("reading mask {}", m.display()))?.to_luma8();
+                let g = image_input::open(&m)
+                    .with_context(|| format!("reading mask {}", m.display()))?
+                    .to_luma8();
                 let bits: Vec<bool> = g.pixels().map(|p| p.0[0] >= 128).collect();
                 t = build::apply_mask(&t, &bits, g.width() as usize, g.height() as usize)?;
             }
@@ -694,8 +698,9 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
                 out.display()
             );
             if let Some(img) = image {
-                let img =
-                    image::open(&img).with_context(|| format!("reading image {}", img.display()))?.to_rgb8();
+                let img = image_input::open(&img)
+                    .with_context(|| format!("reading image {}", img.display()))?
+                    .to_rgb8();
                 preview::write_previews(&img, &t, 16, &out.join("preview.png"), &out.join("preview.gif"))
                     .context("writing previews")?;
             }
@@ -703,8 +708,9 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
         }
         TrajCmd::Preview { dir, image, frames, step, out } => {
             let t = folder::read(&dir, frames)?;
-            let img =
-                image::open(&image).with_context(|| format!("reading image {}", image.display()))?.to_rgb8();
+            let img = image_input::open(&image)
+                .with_context(|| format!("reading image {}", image.display()))?
+                .to_rgb8();
             let out = out.unwrap_or_else(|| dir.clone());
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let (png, gif) = (out.join("preview.png"), out.join("preview.gif"));
@@ -718,14 +724,14 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
 fn drag_cmd(spec: &std::path::Path, out: &std::path::Path, image: Option<&std::path::Path>) -> Result<()> {
     use trajattn::trajectory::{build, folder, preview};
     let text = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
-    let s: build::DragSpec =
-        serde_json::from_str(&text).with_context(|| format!("parsing drag file {}", spec.display()))?;
+    let s = build::DragSpec::from_json(&spec.display().to_string(), &text)?;
     let t = build::drags(&s)?;
     folder::write_tracks(out, &t)?;
     println!("{} trajectories × {} frames ({} drags) → {}", t.n, t.frames, s.drags.len(), out.display());
     let base = match image {
         Some(p) => {
-            let img = image::open(p).with_context(|| format!("reading image {}", p.display()))?.to_rgb8();
+            let img =
+                image_input::open(p).with_context(|| format!("reading image {}", p.display()))?.to_rgb8();
             if (img.width() as usize, img.height() as usize) != (s.width, s.height) {
                 bail!(
                     "image {} is {}×{} but the drag file is for {}×{}",
@@ -788,7 +794,9 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
     }
     let imgs: Vec<image::RgbImage> = frames
         .iter()
-        .map(|p| image::open(p).with_context(|| format!("reading {}", p.display())).map(|i| i.to_rgb8()))
+        .map(|p| {
+            image_input::open(p).with_context(|| format!("reading {}", p.display())).map(|i| i.to_rgb8())
+        })
         .collect::<Result<_>>()?;
     let (w, h) = (imgs[0].width() as usize, imgs[0].height() as usize);
     let mut invs = Vec::with_capacity(f);
@@ -860,8 +868,9 @@ fn edit_cmd(
     chain: &cli::generate::ChainArgs,
 ) -> Result<()> {
     use trajattn::trajectory::{folder, preview};
-    let img =
-        image::open(edited).with_context(|| format!("reading edited frame {}", edited.display()))?.to_rgb8();
+    let img = image_input::open(edited)
+        .with_context(|| format!("reading edited frame {}", edited.display()))?
+        .to_rgb8();
     let t = folder::read(tracks, frames)?;
     let (w, h) = (img.width() as f64, img.height() as f64);
     let inside = (0..t.n)

@@ -119,22 +119,10 @@ impl Progress for Bars {
     }
 }
 
-/// Loads an image as RGB bytes, applying its EXIF orientation.
+/// Loads an image as RGB bytes, applying its EXIF orientation (within the decoder limits of
+/// [`trajattn::image_input`]).
 pub fn load_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
-    use image::ImageDecoder;
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("opening {}", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("reading {}", path.display()))?;
-    let mut dec =
-        reader.into_decoder().with_context(|| format!("{} is not a readable image", path.display()))?;
-    let orientation = dec.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img =
-        image::DynamicImage::from_decoder(dec).with_context(|| format!("decoding {}", path.display()))?;
-    img.apply_orientation(orientation);
-    let rgb = img.to_rgb8();
-    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-    Ok((rgb.into_raw(), w, h))
+    Ok(trajattn::image_input::load_rgb(path)?)
 }
 
 /// Runs a generation.
