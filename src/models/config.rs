@@ -17,6 +17,34 @@ pub enum ConfigError {
     Json { path: String, source: serde_json::Error },
     #[error("config field `{field}`: {msg}")]
     Field { field: String, msg: String },
+    /// A field problem in a config file: names the file as well.
+    #[error("config {path}: field `{field}`: {msg}")]
+    FieldIn { path: String, field: String, msg: String },
+}
+
+impl ConfigError {
+    /// Attach the file's name to a field error.
+    fn in_file(self, path: &Path) -> Self {
+        match self {
+            ConfigError::Field { field, msg } => {
+                ConfigError::FieldIn { path: path.display().to_string(), field, msg }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Largest width, channel count, head count or frame count a config may give: far beyond any real model,
+/// it keeps parameter-count arithmetic in range and a hostile file from making us plan absurd sizes.
+pub const MAX_DIM: usize = 1 << 20;
+/// Most blocks / layers a config may give.
+pub const MAX_LAYERS: usize = 1024;
+
+fn check_max(field: &str, values: &[usize], max: usize) -> Result<(), ConfigError> {
+    match values.iter().find(|&&v| v > max) {
+        Some(v) => Err(field_err(field, format!("{v} is over the supported maximum of {max}"))),
+        None => Ok(()),
+    }
 }
 
 fn field_err(field: &str, msg: impl Into<String>) -> ConfigError {
@@ -156,7 +184,7 @@ impl UNetConfig {
 
     /// Read `unet/config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_json_value(&read_json(path)?)
+        Self::from_json_value(&read_json(path)?).map_err(|e| e.in_file(path))
     }
 
     /// Parse the text of a `config.json`.
@@ -273,6 +301,26 @@ impl UNetConfig {
                 return Err(field_err(field, format!("has {len} entries, expected {n}")));
             }
         }
+        check_max("block_out_channels", &[n], 64)?;
+        for (field, values, max) in [
+            ("in_channels", &[self.in_channels][..], MAX_DIM),
+            ("out_channels", &[self.out_channels][..], MAX_DIM),
+            ("block_out_channels", &self.block_out_channels[..], MAX_DIM),
+            ("layers_per_block", &self.layers_per_block[..], MAX_LAYERS),
+            ("transformer_layers_per_block", &self.transformer_layers_per_block[..], MAX_LAYERS),
+            ("num_attention_heads", &self.num_attention_heads[..], MAX_DIM),
+            ("cross_attention_dim", &self.cross_attention_dim[..], MAX_DIM),
+            ("addition_time_embed_dim", &[self.addition_time_embed_dim][..], MAX_DIM),
+            (
+                "projection_class_embeddings_input_dim",
+                &[self.projection_class_embeddings_input_dim][..],
+                3 * MAX_DIM,
+            ),
+            ("num_frames", &[self.num_frames][..], MAX_DIM),
+            ("sample_size", &self.sample_size.map_or(vec![], |s| vec![s])[..], MAX_DIM),
+        ] {
+            check_max(field, values, max)?;
+        }
         if self.in_channels == 0 {
             return Err(field_err("in_channels", "must be positive"));
         }
@@ -360,7 +408,7 @@ impl VaeConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_json_value(&read_json(path)?)
+        Self::from_json_value(&read_json(path)?).map_err(|e| e.in_file(path))
     }
 
     pub fn from_json_value(v: &Value) -> Result<Self, ConfigError> {
@@ -391,6 +439,12 @@ impl VaeConfig {
         if cfg.block_out_channels.is_empty() {
             return Err(field_err("block_out_channels", "is empty"));
         }
+        check_max("block_out_channels", &[cfg.block_out_channels.len()], 64)?;
+        check_max("block_out_channels", &cfg.block_out_channels, MAX_DIM)?;
+        check_max("in_channels", &[cfg.in_channels], MAX_DIM)?;
+        check_max("out_channels", &[cfg.out_channels], MAX_DIM)?;
+        check_max("latent_channels", &[cfg.latent_channels], MAX_DIM)?;
+        check_max("layers_per_block", &[cfg.layers_per_block], MAX_LAYERS)?;
         if let Some(c) = cfg.block_out_channels.iter().find(|&&c| c == 0 || c % NORM_GROUPS != 0) {
             return Err(field_err("block_out_channels", format!("{c} is not a positive multiple of 32")));
         }
@@ -444,7 +498,7 @@ impl ClipVisionConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_json_value(&read_json(path)?)
+        Self::from_json_value(&read_json(path)?).map_err(|e| e.in_file(path))
     }
 
     /// Accepts the vision config itself or a full `CLIPConfig` holding a `vision_config` object.
@@ -485,7 +539,9 @@ impl ClipVisionConfig {
             if val == 0 {
                 return Err(field_err(field, "must be positive"));
             }
+            check_max(field, &[val], if field == "num_hidden_layers" { MAX_LAYERS } else { MAX_DIM })?;
         }
+        check_max("image_size", &[cfg.image_size], MAX_DIM)?;
         if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(field_err("num_attention_heads", "does not divide hidden_size"));
         }
