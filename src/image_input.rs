@@ -52,7 +52,11 @@ fn decode_reader<R: BufRead + Seek>(
     orient: bool,
 ) -> Result<DynamicImage, ImageInputError> {
     let derr = |source| ImageInputError::Decode { path: name.to_string(), source };
-    reader.limits(limits());
+    // The side limits are checked here rather than by the decoder, so that the error can give the size.
+    let mut header_limits = limits();
+    header_limits.max_image_width = None;
+    header_limits.max_image_height = None;
+    reader.limits(header_limits);
     let mut dec = reader.into_decoder().map_err(|e| match e {
         image::ImageError::Limits(_) => too_large_unknown(name),
         e => derr(e),
@@ -66,6 +70,10 @@ fn decode_reader<R: BufRead + Seek>(
     if u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(too_large(format!("{MAX_PIXELS} pixels")));
     }
+    dec.set_limits(limits()).map_err(|e| match e {
+        image::ImageError::Limits(_) => too_large(format!("{MAX_ALLOC} bytes of decoder memory")),
+        e => derr(e),
+    })?;
     let orientation = if orient { dec.orientation().ok() } else { None };
     let mut img = DynamicImage::from_decoder(dec).map_err(|e| match e {
         image::ImageError::Limits(_) => too_large(format!("{MAX_ALLOC} bytes of decoder memory")),
