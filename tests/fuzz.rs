@@ -273,7 +273,8 @@ fn peak_rss_mib() -> u64 {
 // ---------------------------------------------------------------------------------------------------------
 // The fuzzing loop
 
-type RunFn = dyn Fn(&[u8]) + Send + Sync;
+/// Runs one input through a parser; `true` when the input was accepted (parsed without error).
+type RunFn = dyn Fn(&[u8]) -> bool + Send + Sync;
 
 struct Target {
     name: &'static str,
@@ -294,7 +295,7 @@ fn seed() -> u64 {
 }
 
 /// Run one input, catching panics; `Err` describes the panic.
-fn run_one(run: &RunFn, input: &[u8]) -> Result<(), String> {
+fn run_one(run: &RunFn, input: &[u8]) -> Result<bool, String> {
     catch_unwind(AssertUnwindSafe(|| run(input))).map_err(|p| {
         p.downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -317,7 +318,7 @@ fn fuzz(t: Target, dur: Duration) {
         std::thread::spawn(move || {
             let mut rng = Rng(seed() ^ fnv(name.as_bytes()));
             let mut crashes: Vec<String> = Vec::new();
-            let mut execs = 0u64;
+            let (mut execs, mut accepted) = (0u64, 0u64);
             // The seeds themselves first: they must parse without panicking too.
             let mut queue: Vec<Vec<u8>> = t.seeds.clone();
             while (!queue.is_empty() || t0.elapsed() < dur) && crashes.len() < 5 {
@@ -331,12 +332,13 @@ fn fuzz(t: Target, dur: Duration) {
                 let r = run_one(&*t.run, &input);
                 started.store(u64::MAX, Ordering::SeqCst);
                 execs += 1;
-                if let Err(p) = r {
-                    crashes.push(record(name, &format!("panic `{p}`"), &input));
+                match r {
+                    Ok(ok) => accepted += ok as u64,
+                    Err(p) => crashes.push(record(name, &format!("panic `{p}`"), &input)),
                 }
             }
             done.store(true, Ordering::SeqCst);
-            (execs, crashes)
+            (execs, accepted, crashes)
         })
     };
     loop {
@@ -351,13 +353,13 @@ fn fuzz(t: Target, dur: Duration) {
             panic!("{}", record(name, &format!("still running after {EXEC_LIMIT:?} (hang)"), &input));
         }
     }
-    let (execs, crashes) = worker.join().expect("fuzz worker");
+    let (execs, accepted, crashes) = worker.join().expect("fuzz worker");
     if let Some(d) = &dir {
         let _ = std::fs::remove_dir_all(d);
     }
     let rss = peak_rss_mib();
     eprintln!(
-        "fuzz {name}: {execs} executions in {:.1} s ({:.0}/s), {} crash(es), peak RSS {rss} MiB",
+        "fuzz {name}: {execs} executions in {:.1} s ({:.0}/s), {accepted} accepted, {} crash(es), peak RSS {rss} MiB",
         t0.elapsed().as_secs_f64(),
         execs as f64 / t0.elapsed().as_secs_f64(),
         crashes.len()
@@ -465,13 +467,9 @@ fn target_safetensors() -> Target {
         text: false,
         run: Arc::new(move |b| {
             let p = scratch_file(&dir, "safetensors", b);
-            if let Ok(f) = SafetensorsFile::open(&p) {
-                let names: Vec<String> = f.names().map(String::from).collect();
-                for n in names {
-                    let _ = f.read(&n, HostDType::F32);
-                    let _ = f.read(&n, HostDType::F16);
-                }
-            }
+            let Ok(f) = SafetensorsFile::open(&p) else { return false };
+            let names: Vec<String> = f.names().map(String::from).collect();
+            names.iter().all(|n| f.read(n, HostDType::F32).is_ok() && f.read(n, HostDType::F16).is_ok())
         }),
     }
 }
@@ -488,7 +486,7 @@ fn target_pth_zip() -> Target {
         text: false,
         run: Arc::new(move |b| {
             let p = scratch_file(&dir, "pth", b);
-            let _ = pth::read_all(&p, HostDType::F32);
+            pth::read_all(&p, HostDType::F32).is_ok()
         }),
     }
 }
@@ -514,14 +512,14 @@ fn target_pickle() -> Target {
         seeds,
         text: false,
         run: Arc::new(move |b| {
-            let Some((&which, pkl)) = b.split_first() else { return };
+            let Some((&which, pkl)) = b.split_first() else { return false };
             let entries = &archives[which as usize % archives.len()];
             let rebuilt: Vec<(String, Vec<u8>)> = entries
                 .iter()
                 .map(|(n, d)| (n.clone(), if n.ends_with("/data.pkl") { pkl.to_vec() } else { d.clone() }))
                 .collect();
             let p = scratch_file(&dir, "pth", &zip_stored(&rebuilt));
-            let _ = pth::read_all(&p, HostDType::F32);
+            pth::read_all(&p, HostDType::F32).is_ok()
         }),
     }
 }
@@ -546,10 +544,50 @@ fn target_npy() -> Target {
         dir: Some(dir),
         seeds,
         text: true,
-        run: Arc::new(|b| {
-            if let Ok(a) = npy::parse(Path::new("fuzz.npy"), b) {
-                let _ = a.to_f64();
+        run: Arc::new(|b| npy::parse(Path::new("fuzz.npy"), b).map(|a| a.to_f64()).is_ok()),
+    }
+}
+
+/// A trajectory folder (`trans_coordinates.npy` + `trans_valid.npy`) read as `generate` reads it. Input:
+/// frame count byte, coordinates file length (u32 LE), the coordinates file, the validity file.
+fn target_tracks() -> Target {
+    use trajattn::trajectory::folder;
+    let dir = scratch("tracks");
+    let mut seeds = Vec::new();
+    for (frames, n, w) in [(3usize, 5usize, 0.5f64), (2, 1, 3.0), (4, 7, 1.25)] {
+        let t = folder::Trajectories {
+            frames,
+            n,
+            coords: (0..frames * n * 2).map(|i| i as f64 * w).collect(),
+            valid: (0..frames * n).map(|i| i % 3 != 0).collect(),
+        };
+        folder::write_tracks(&dir, &t).unwrap();
+        let c = std::fs::read(dir.join(folder::COORDS)).unwrap();
+        let v = std::fs::read(dir.join(folder::VALID)).unwrap();
+        let mut s = vec![frames as u8];
+        s.extend_from_slice(&(c.len() as u32).to_le_bytes());
+        s.extend(c);
+        s.extend(v);
+        seeds.push(s);
+    }
+    Target {
+        name: "tracks",
+        dir: Some(dir.clone()),
+        seeds,
+        text: false,
+        run: Arc::new(move |b| {
+            if b.len() < 5 {
+                return false;
             }
+            let frames = b[0] as usize;
+            let len = u32::from_le_bytes([b[1], b[2], b[3], b[4]]) as usize;
+            let rest = &b[5..];
+            let (c, v) = rest.split_at(len.min(rest.len()));
+            let sub = dir.join(format!("{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+            std::fs::create_dir_all(&sub).unwrap();
+            std::fs::write(sub.join(folder::COORDS), c).unwrap();
+            std::fs::write(sub.join(folder::VALID), v).unwrap();
+            folder::read(&sub, frames).is_ok()
         }),
     }
 }
@@ -572,9 +610,7 @@ fn target_poses() -> Target {
         dir: None,
         seeds,
         text: true,
-        run: Arc::new(|b| {
-            let _ = poses::parse(Path::new("fuzz.json"), &String::from_utf8_lossy(b));
-        }),
+        run: Arc::new(|b| poses::parse(Path::new("fuzz.json"), &String::from_utf8_lossy(b)).is_ok()),
     }
 }
 
@@ -596,13 +632,13 @@ fn target_drags() -> Target {
         text: true,
         run: Arc::new(|b| {
             let Ok(spec) = build::DragSpec::from_json("fuzz.json", &String::from_utf8_lossy(b)) else {
-                return;
+                return false;
             };
-            if let Ok(t) = build::drags(&spec) {
-                let _ = build::sparse(&t, 2);
-                let mask = vec![true; spec.width * spec.height / 2];
-                let _ = build::apply_mask(&t, &mask, spec.width / 2, spec.height);
-            }
+            let Ok(t) = build::drags(&spec) else { return false };
+            let _ = build::sparse(&t, 2);
+            let mask = vec![true; spec.width * spec.height / 2];
+            let _ = build::apply_mask(&t, &mask, spec.width / 2, spec.height);
+            true
         }),
     }
 }
@@ -624,16 +660,20 @@ fn target_config() -> Target {
         text: true,
         run: Arc::new(|b| {
             let text = String::from_utf8_lossy(b);
+            let mut ok = false;
             if let Ok(cfg) = UNetConfig::from_json_str(&text) {
                 let _ = param_count(&expected_unet_keys(&cfg, true));
                 let _ = cfg.time_embed_dim();
+                ok = true;
             }
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                let _ = VaeConfig::from_json_value(&v);
+                ok |= VaeConfig::from_json_value(&v).is_ok();
                 if let Ok(c) = ClipVisionConfig::from_json_value(&v) {
                     let _ = c.num_positions();
+                    ok = true;
                 }
             }
+            ok
         }),
     }
 }
@@ -661,11 +701,7 @@ fn target_image() -> Target {
         dir: None,
         seeds,
         text: false,
-        run: Arc::new(|b| {
-            if let Ok(img) = image_input::decode("fuzz-image", b) {
-                let _ = img.to_rgb8();
-            }
-        }),
+        run: Arc::new(|b| image_input::decode("fuzz-image", b).map(|img| img.to_rgb8()).is_ok()),
     }
 }
 
@@ -675,6 +711,7 @@ fn all_targets() -> Vec<Target> {
         target_pth_zip(),
         target_pickle(),
         target_npy(),
+        target_tracks(),
         target_poses(),
         target_drags(),
         target_config(),
@@ -708,7 +745,7 @@ macro_rules! fuzz_tests {
     };
 }
 
-fuzz_tests!(safetensors, pth_zip, pickle, npy, poses, drags, config, image);
+fuzz_tests!(safetensors, pth_zip, pickle, npy, tracks, poses, drags, config, image);
 
 // ---------------------------------------------------------------------------------------------------------
 // Regressions: every input that ever crashed a target, replayed.
