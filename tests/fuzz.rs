@@ -42,12 +42,19 @@ fn fixture(p: &str) -> PathBuf {
     manifest().join("tests/fixtures").join(p)
 }
 
+fn tmp_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 /// A scratch directory for targets whose parser takes a path (in memory where Linux offers it: writing the
 /// input to disk would otherwise cost more than parsing it).
 fn scratch(name: &str) -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
-    let d = base.join(format!("trajattn-fuzz-{}-{name}", std::process::id()));
+    let d = tmp_base().join(format!("trajattn-fuzz-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -139,11 +146,17 @@ const TOKENS: &[&str] = &[
     "\u{1F600}",
 ];
 
-fn mutate(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>], text: bool) {
+/// Bracket pairs of a format (`[`/`]` in JSON, MARK/TUPLE in pickle) for deep-nesting mutations.
+type Nest = &'static [(&'static [u8], &'static [u8])];
+
+fn mutate(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>], text: bool, nest: Nest) {
     let rounds = 1 + rng.below(4);
     for _ in 0..rounds {
         let len = data.len();
-        match rng.below(if text { 11 } else { 9 }) {
+        let op = rng.below(if text { 12 } else { 10 });
+        // The last operation of both lists nests brackets.
+        let op = if op == if text { 11 } else { 9 } { 99 } else { op };
+        match op {
             // Bit flip.
             0 if len > 0 => {
                 let i = rng.below(len);
@@ -216,6 +229,16 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>], text: bool) {
                 let i = rng.below(len + 1);
                 data.splice(i..i, t.repeat(n).into_bytes());
             }
+            // Nest: `open`ⁿ `close`ⁿ, rarely hundreds of thousands deep.
+            99 if !nest.is_empty() => {
+                let (open, close) = nest[rng.below(nest.len())];
+                let max = if rng.chance(64) { 300_000 } else { 300 };
+                let n = 1 + rng.below(max);
+                let i = rng.below(len + 1);
+                let mut ins = open.repeat(n);
+                ins.extend(close.repeat(n));
+                data.splice(i..i, ins);
+            }
             _ => {}
         }
         data.truncate(MAX_INPUT);
@@ -282,6 +305,7 @@ struct Target {
     dir: Option<PathBuf>,
     seeds: Vec<Vec<u8>>,
     text: bool,
+    nest: Nest,
     run: Arc<RunFn>,
 }
 
@@ -292,6 +316,33 @@ fn budget(long: bool) -> Duration {
 
 fn seed() -> u64 {
     std::env::var("TRAJATTN_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+}
+
+/// The input being run, mirrored to `<tmp>/trajattn-fuzz-last/<target>.bin` (tmpfs on Linux, so cheap)
+/// before each run: an abort that `catch_unwind` cannot catch (stack overflow, allocation failure) kills
+/// the whole test process, and this file then holds the input that did it.
+struct LastInput(Option<(std::fs::File, PathBuf)>);
+
+impl LastInput {
+    fn new(target: &str) -> Self {
+        let dir = tmp_base().join("trajattn-fuzz-last");
+        let _ = std::fs::create_dir_all(&dir);
+        let p = dir.join(format!("{target}.bin"));
+        LastInput(std::fs::File::create(&p).ok().map(|f| (f, p)))
+    }
+    fn set(&self, input: &[u8]) {
+        #[cfg(unix)]
+        if let Some((f, _)) = &self.0 {
+            use std::os::unix::fs::FileExt;
+            let _ = f.set_len(input.len() as u64);
+            let _ = f.write_all_at(input, 0);
+        }
+    }
+    fn remove(&self) {
+        if let Some((_, p)) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// Run one input, catching panics; `Err` describes the panic.
@@ -315,31 +366,37 @@ fn fuzz(t: Target, dur: Duration) {
     let t0 = Instant::now();
     let worker = {
         let (current, started, done) = (current.clone(), started.clone(), done.clone());
-        std::thread::spawn(move || {
-            let mut rng = Rng(seed() ^ fnv(name.as_bytes()));
-            let mut crashes: Vec<String> = Vec::new();
-            let (mut execs, mut accepted) = (0u64, 0u64);
-            // The seeds themselves first: they must parse without panicking too.
-            let mut queue: Vec<Vec<u8>> = t.seeds.clone();
-            while (!queue.is_empty() || t0.elapsed() < dur) && crashes.len() < 5 {
-                let input = queue.pop().unwrap_or_else(|| {
-                    let mut d = t.seeds[rng.below(t.seeds.len())].clone();
-                    mutate(&mut rng, &mut d, &t.seeds, t.text);
-                    d
-                });
-                current.lock().unwrap().clone_from(&input);
-                started.store(t0.elapsed().as_millis() as u64, Ordering::SeqCst);
-                let r = run_one(&*t.run, &input);
-                started.store(u64::MAX, Ordering::SeqCst);
-                execs += 1;
-                match r {
-                    Ok(ok) => accepted += ok as u64,
-                    Err(p) => crashes.push(record(name, &format!("panic `{p}`"), &input)),
+        let last = LastInput::new(name);
+        std::thread::Builder::new()
+            .name(format!("fuzz-{name}"))
+            .spawn(move || {
+                let mut rng = Rng(seed() ^ fnv(name.as_bytes()));
+                let mut crashes: Vec<String> = Vec::new();
+                let (mut execs, mut accepted) = (0u64, 0u64);
+                // The seeds themselves first: they must parse without panicking too.
+                let mut queue: Vec<Vec<u8>> = t.seeds.clone();
+                while (!queue.is_empty() || t0.elapsed() < dur) && crashes.len() < 5 {
+                    let input = queue.pop().unwrap_or_else(|| {
+                        let mut d = t.seeds[rng.below(t.seeds.len())].clone();
+                        mutate(&mut rng, &mut d, &t.seeds, t.text, t.nest);
+                        d
+                    });
+                    current.lock().unwrap().clone_from(&input);
+                    last.set(&input);
+                    started.store(t0.elapsed().as_millis() as u64, Ordering::SeqCst);
+                    let r = run_one(&*t.run, &input);
+                    started.store(u64::MAX, Ordering::SeqCst);
+                    execs += 1;
+                    match r {
+                        Ok(ok) => accepted += ok as u64,
+                        Err(p) => crashes.push(record(name, &format!("panic `{p}`"), &input)),
+                    }
                 }
-            }
-            done.store(true, Ordering::SeqCst);
-            (execs, accepted, crashes)
-        })
+                done.store(true, Ordering::SeqCst);
+                last.remove();
+                (execs, accepted, crashes)
+            })
+            .expect("fuzz thread")
     };
     loop {
         std::thread::sleep(Duration::from_millis(20));
@@ -465,6 +522,7 @@ fn target_safetensors() -> Target {
         dir: Some(dir.clone()),
         seeds,
         text: false,
+        nest: &[],
         run: Arc::new(move |b| {
             let p = scratch_file(&dir, "safetensors", b);
             let Ok(f) = SafetensorsFile::open(&p) else { return false };
@@ -484,6 +542,7 @@ fn target_pth_zip() -> Target {
         dir: Some(dir.clone()),
         seeds,
         text: false,
+        nest: &[],
         run: Arc::new(move |b| {
             let p = scratch_file(&dir, "pth", b);
             pth::read_all(&p, HostDType::F32).is_ok()
@@ -511,6 +570,7 @@ fn target_pickle() -> Target {
         dir: Some(dir.clone()),
         seeds,
         text: false,
+        nest: &[(b"(", b"t"), (b"]", b"a"), (b")", b"\x85"), (b"}K\x01", b"s"), (b"(]", b"ea")],
         run: Arc::new(move |b| {
             let Some((&which, pkl)) = b.split_first() else { return false };
             let entries = &archives[which as usize % archives.len()];
@@ -544,6 +604,7 @@ fn target_npy() -> Target {
         dir: Some(dir),
         seeds,
         text: true,
+        nest: &[],
         run: Arc::new(|b| npy::parse(Path::new("fuzz.npy"), b).map(|a| a.to_f64()).is_ok()),
     }
 }
@@ -575,6 +636,7 @@ fn target_tracks() -> Target {
         dir: Some(dir.clone()),
         seeds,
         text: false,
+        nest: &[],
         run: Arc::new(move |b| {
             if b.len() < 5 {
                 return false;
@@ -610,6 +672,7 @@ fn target_poses() -> Target {
         dir: None,
         seeds,
         text: true,
+        nest: &[(b"[", b"]"), (b"{\"a\":", b"}"), (b"{\"frames\":[", b"]}")],
         run: Arc::new(|b| poses::parse(Path::new("fuzz.json"), &String::from_utf8_lossy(b)).is_ok()),
     }
 }
@@ -630,6 +693,7 @@ fn target_drags() -> Target {
         dir: None,
         seeds,
         text: true,
+        nest: &[(b"[", b"]"), (b"{\"a\":", b"}"), (b"{\"frames\":[", b"]}")],
         run: Arc::new(|b| {
             let Ok(spec) = build::DragSpec::from_json("fuzz.json", &String::from_utf8_lossy(b)) else {
                 return false;
@@ -658,6 +722,7 @@ fn target_config() -> Target {
         dir: None,
         seeds,
         text: true,
+        nest: &[(b"[", b"]"), (b"{\"a\":", b"}"), (b"{\"frames\":[", b"]}")],
         run: Arc::new(|b| {
             let text = String::from_utf8_lossy(b);
             let mut ok = false;
@@ -701,6 +766,7 @@ fn target_image() -> Target {
         dir: None,
         seeds,
         text: false,
+        nest: &[],
         run: Arc::new(|b| image_input::decode("fuzz-image", b).map(|img| img.to_rgb8()).is_ok()),
     }
 }
@@ -777,7 +843,9 @@ mod hostile {
     use super::*;
 
     fn write(name: &str, bytes: &[u8]) -> PathBuf {
-        let p = scratch("hostile").join(name);
+        let d = tmp_base().join("trajattn-fuzz-hostile");
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join(name);
         std::fs::write(&p, bytes).unwrap();
         p
     }
