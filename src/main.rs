@@ -725,7 +725,7 @@ fn drag_cmd(spec: &std::path::Path, out: &std::path::Path, image: Option<&std::p
     use trajattn::trajectory::{build, folder, preview};
     let text = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
     let s = build::DragSpec::from_json(&spec.display().to_string(), &text)?;
-    let t = build::drags(&s)?;
+    let t = build::drags(&s).with_context(|| format!("drag file {}", spec.display()))?;
     folder::write_tracks(out, &t)?;
     println!("{} trajectories × {} frames ({} drags) → {}", t.n, t.frames, s.drags.len(), out.display());
     let base = match image {

@@ -68,8 +68,9 @@ impl DragSpec {
 pub const MAX_SIDE: usize = crate::image_input::MAX_SIDE as usize;
 /// Most frames a drag file may ask for.
 pub const MAX_FRAMES: usize = 4096;
-/// Most trajectory points × frames a drag file may produce (2²⁶: 1 GiB of coordinates).
-pub const MAX_POINT_FRAMES: usize = 1 << 26;
+/// Most trajectory points × frames a drag file may produce (2²⁵: 512 MiB of coordinates; twice a 1024×576
+/// grid with step 1 over 25 frames).
+pub const MAX_POINT_FRAMES: usize = 1 << 25;
 /// Most grid points × drags tested for membership (bounds the time before anything is built).
 pub const MAX_GRID_TESTS: usize = 1 << 28;
 
