@@ -875,7 +875,14 @@ mod hostile {
         pkl.extend(std::iter::repeat_n(b't', n));
         pkl.push(b'.');
         let e = pth_err("nested_tuples.pth", &pkl);
-        assert!(e.contains("nested more than 100 levels"), "{e}");
+        assert!(e.contains("more than 2000000 objects") || e.contains("nested"), "{e}");
+        let n = 5000;
+        let mut pkl = b"\x80\x02".to_vec();
+        pkl.extend(std::iter::repeat_n(b'(', n));
+        pkl.extend(std::iter::repeat_n(b't', n));
+        pkl.push(b'.');
+        let e = pth_err("nested_tuples_5000.pth", &pkl);
+        assert!(e.contains("TUPLE: objects nested more than 100 levels"), "{e}");
     }
 
     #[test]
@@ -920,6 +927,16 @@ mod hostile {
         pkl.extend(std::iter::repeat_n(*b"h\x00", 1_000_000).flatten());
         pkl.extend_from_slice(b"e.");
         let e = pth_err("laughs.pth", &pkl);
+        assert!(e.contains("more than 2000000 objects"), "{e}");
+    }
+
+    #[test]
+    fn a_pickle_of_marks_is_bounded() {
+        // 16 M MARKs would take gigabytes of stack slots if they were free.
+        let mut pkl = b"\x80\x02".to_vec();
+        pkl.extend(std::iter::repeat_n(b'(', 16 << 20));
+        pkl.push(b'.');
+        let e = pth_err("marks.pth", &pkl);
         assert!(e.contains("more than 2000000 objects"), "{e}");
     }
 

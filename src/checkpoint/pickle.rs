@@ -382,7 +382,11 @@ pub fn load(data: &[u8]) -> Result<Value, PickleError> {
             b']' => m.push(Value::List(Vec::new()), 1)?,
             b'}' => m.push(Value::Dict(Vec::new()), 1)?,
             b')' => m.push(Value::Tuple(Vec::new()), 1)?,
-            b'(' => m.stack.push(Slot::Mark),
+            b'(' => {
+                // MARKs count as nodes too: a pickle of nothing but MARKs must not fill memory.
+                m.count(1)?;
+                m.stack.push(Slot::Mark);
+            }
             b'e' => {
                 // APPENDS
                 let (items, inner) = m.pop_mark("APPENDS")?;
