@@ -54,7 +54,10 @@ fn tmp_base() -> PathBuf {
 /// A scratch directory for targets whose parser takes a path (in memory where Linux offers it: writing the
 /// input to disk would otherwise cost more than parsing it).
 fn scratch(name: &str) -> PathBuf {
-    let d = tmp_base().join(format!("trajattn-fuzz-{}-{name}", std::process::id()));
+    // One directory per target instance: tests build every target and drop (remove) the ones they skip.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let k = NEXT.fetch_add(1, Ordering::SeqCst);
+    let d = tmp_base().join(format!("trajattn-fuzz-{}-{name}-{k}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -309,6 +312,14 @@ struct Target {
     run: Arc<RunFn>,
 }
 
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
 fn budget(long: bool) -> Duration {
     let secs = std::env::var("TRAJATTN_FUZZ_SECS").ok().and_then(|s| s.parse::<f64>().ok());
     Duration::from_secs_f64(secs.unwrap_or(if long { 600.0 } else { 3.0 }))
@@ -358,7 +369,6 @@ fn run_one(run: &RunFn, input: &[u8]) -> Result<bool, String> {
 /// Fuzz one target for `dur`; panics (failing the test) with every crash found, or on a hang.
 fn fuzz(t: Target, dur: Duration) {
     let name = t.name;
-    let dir = t.dir.clone();
     let current = Arc::new(Mutex::new(Vec::<u8>::new()));
     // Milliseconds since `t0` at which the running input started (u64::MAX: none running).
     let started = Arc::new(AtomicU64::new(u64::MAX));
@@ -411,9 +421,6 @@ fn fuzz(t: Target, dur: Duration) {
         }
     }
     let (execs, accepted, crashes) = worker.join().expect("fuzz worker");
-    if let Some(d) = &dir {
-        let _ = std::fs::remove_dir_all(d);
-    }
     let rss = peak_rss_mib();
     eprintln!(
         "fuzz {name}: {execs} executions in {:.1} s ({:.0}/s), {accepted} accepted, {} crash(es), peak RSS {rss} MiB",
