@@ -4,7 +4,7 @@
 
 pub mod checkpoint;
 pub mod graph;
-pub mod image_io;
+pub mod image_input;
 pub mod limits;
 pub mod models;
 pub mod nn;

@@ -628,7 +628,7 @@ fn load_depth(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
         }
         return Ok((v.iter().map(|&x| x as f32).collect(), w, h));
     }
-    let img = trajattn::image_io::open(path)?;
+    let img = trajattn::image_input::open_oriented(path)?;
     let g = img.to_luma16();
     let (w, h) = (g.width() as usize, g.height() as usize);
     Ok((g.pixels().map(|p| p.0[0] as f32).collect(), w, h))
@@ -638,7 +638,7 @@ fn camera_cmd(g_args: &GpuArgs, a: CameraArgs) -> Result<()> {
     use trajattn::trajectory::camera::{CameraPath, Intrinsics};
     use trajattn::trajectory::{folder, preview};
     trajattn::output::check_dir(&a.out)?;
-    let img = trajattn::image_io::open_rgb(&a.image)?;
+    let img = trajattn::image_input::open_rgb(&a.image)?;
     let (depth, w, h) = load_depth(&a.depth)?;
     if (w, h) != (img.width() as usize, img.height() as usize) {
         bail!(
@@ -776,7 +776,7 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
                 _ => bail!("give --flow FILE or --from DIR"),
             };
             if let Some(m) = mask {
-                let g = trajattn::image_io::open_luma(&m)?;
+                let g = trajattn::image_input::open_luma(&m)?;
                 if let Some((w, h)) = made_for {
                     if (g.width() as usize, g.height() as usize) != (w, h) {
                         bail!(
@@ -804,7 +804,7 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
                 out.display()
             );
             if let Some(img) = image {
-                let img = trajattn::image_io::open_rgb(&img)?;
+                let img = trajattn::image_input::open_rgb(&img)?;
                 preview::write_previews(&img, &t, 16, &out.join("preview.png"), &out.join("preview.gif"))
                     .context("writing previews")?;
             }
@@ -812,7 +812,7 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
         }
         TrajCmd::Preview { dir, image, frames, step, out } => {
             let t = folder::read(&dir, frames)?;
-            let img = trajattn::image_io::open_rgb(&image)?;
+            let img = trajattn::image_input::open_rgb(&image)?;
             let out = out.unwrap_or_else(|| dir.clone());
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let (png, gif) = (out.join("preview.png"), out.join("preview.gif"));
@@ -827,14 +827,13 @@ fn drag_cmd(spec: &std::path::Path, out: &std::path::Path, image: Option<&std::p
     use trajattn::trajectory::{build, folder, preview};
     trajattn::output::check_dir(out)?;
     let text = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
-    let s: build::DragSpec =
-        serde_json::from_str(&text).with_context(|| format!("parsing drag file {}", spec.display()))?;
-    let t = build::drags(&s)?;
+    let s = build::DragSpec::from_json(&spec.display().to_string(), &text)?;
+    let t = build::drags(&s).with_context(|| format!("drag file {}", spec.display()))?;
     folder::write_tracks(out, &t)?;
     println!("{} trajectories × {} frames ({} drags) → {}", t.n, t.frames, s.drags.len(), out.display());
     let base = match image {
         Some(p) => {
-            let img = trajattn::image_io::open_rgb(p)?;
+            let img = trajattn::image_input::open_rgb(p)?;
             if (img.width() as usize, img.height() as usize) != (s.width, s.height) {
                 bail!(
                     "image {} is {}×{} but the drag file is for {}×{}",
@@ -904,7 +903,7 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
         .with_context(|| format!("frames in {}", a.video_frames.display()))?;
     let imgs: Vec<image::RgbImage> = frames
         .iter()
-        .map(|p| trajattn::image_io::open_rgb(p).map_err(anyhow::Error::from))
+        .map(|p| trajattn::image_input::open_rgb(p).map_err(anyhow::Error::from))
         .collect::<Result<_>>()?;
     let (w, h) = (imgs[0].width() as usize, imgs[0].height() as usize);
     let mut invs = Vec::with_capacity(f);
@@ -978,7 +977,7 @@ fn edit_cmd(
     use trajattn::trajectory::{folder, preview};
     trajattn::limits::FRAMES.check(frames as u64)?;
     trajattn::output::check_dir(out)?;
-    let img = trajattn::image_io::open_rgb(edited)?;
+    let img = trajattn::image_input::open_rgb(edited)?;
     let t = folder::read(tracks, frames)?;
     let (w, h) = (img.width() as f64, img.height() as f64);
     let inside = (0..t.n)

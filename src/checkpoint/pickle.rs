@@ -5,6 +5,10 @@
 //! `collections.OrderedDict` and the `torch.{Float,Half,BFloat16}Storage` type markers — none of which is
 //! ever *called*: they are recognised by name and their effect is reproduced here as data. Any other
 //! opcode, global, persistent id or `REDUCE` target is an error naming it.
+//!
+//! Hostile input is bounded: the machine is iterative, every value records its nesting depth (more than
+//! [`MAX_DEPTH`] levels is an error, so dropping, cloning or printing a value never recurses deeply), and the
+//! number of value nodes created — `GET`/`PUT` copies included — is capped by [`MAX_NODES`].
 
 use std::collections::HashMap;
 
@@ -61,7 +65,8 @@ pub enum Value {
 }
 
 impl Value {
-    fn kind(&self) -> &'static str {
+    /// The value's Python type, for error messages.
+    pub fn kind(&self) -> &'static str {
         match self {
             Value::Int(_) => "int",
             Value::Bool(_) => "bool",
@@ -74,9 +79,11 @@ impl Value {
             Value::Tensor(_) => "tensor",
         }
     }
-    /// Node count, used to bound memory when memoised values are duplicated.
+    /// Node count (a string counts one node per 64 bytes as well), used to bound memory when memoised
+    /// values are duplicated.
     fn weight(&self) -> usize {
         match self {
+            Value::Str(s) => 1 + s.len() / 64,
             Value::Tuple(v) | Value::List(v) => 1 + v.iter().map(Value::weight).sum::<usize>(),
             Value::Dict(v) => 1 + v.iter().map(|(a, b)| a.weight() + b.weight()).sum::<usize>(),
             Value::Tensor(t) => 1 + t.size.len() + t.stride.len(),
@@ -85,13 +92,22 @@ impl Value {
     }
 }
 
+/// A stack entry: a MARK, or a value with its nesting depth (0 for scalars, 1 + the deepest element for
+/// containers).
 enum Slot {
     Mark,
-    V(Value),
+    V(Value, u32),
 }
 
-/// Upper bound on value nodes created by `BINGET` copies (defeats "billion laughs" inputs).
-const MAX_NODES: usize = 10_000_000;
+/// Upper bound on value nodes the machine creates, `GET`/`PUT` copies included (defeats "billion laughs"
+/// and memory exhaustion: a `torch.save` of a few thousand tensors needs well under 10⁵).
+pub const MAX_NODES: usize = 2_000_000;
+
+/// Highest tensor rank accepted.
+pub const MAX_RANK: usize = 16;
+
+/// Deepest nesting accepted (a `torch.save` of a dict of tensors nests 4 levels).
+pub const MAX_DEPTH: u32 = 100;
 
 fn global_from(module: &str, name: &str) -> Result<Global, PickleError> {
     match (module, name) {
@@ -148,25 +164,39 @@ impl<'a> Reader<'a> {
 
 struct Machine {
     stack: Vec<Slot>,
-    memo: HashMap<u32, Value>,
+    /// Memoised values with their depth.
+    memo: HashMap<u32, (Value, u32)>,
     nodes: usize,
 }
 
+fn too_deep(op: &str) -> PickleError {
+    PickleError::Malformed(format!("{op}: objects nested more than {MAX_DEPTH} levels deep"))
+}
+
 impl Machine {
-    fn pop(&mut self, op: &str) -> Result<Value, PickleError> {
+    /// Count `n` new value nodes against [`MAX_NODES`].
+    fn count(&mut self, n: usize) -> Result<(), PickleError> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(PickleError::Unsafe(format!("pickle expands to more than {MAX_NODES} objects")));
+        }
+        Ok(())
+    }
+    fn pop(&mut self, op: &str) -> Result<(Value, u32), PickleError> {
         match self.stack.pop() {
-            Some(Slot::V(v)) => Ok(v),
+            Some(Slot::V(v, d)) => Ok((v, d)),
             Some(Slot::Mark) => Err(PickleError::Malformed(format!("{op}: unexpected MARK on the stack"))),
             None => Err(PickleError::Malformed(format!("{op}: stack underflow"))),
         }
     }
-    fn top(&mut self, op: &str) -> Result<&mut Value, PickleError> {
+    fn top(&mut self, op: &str) -> Result<(&mut Value, &mut u32), PickleError> {
         match self.stack.last_mut() {
-            Some(Slot::V(v)) => Ok(v),
+            Some(Slot::V(v, d)) => Ok((v, d)),
             _ => Err(PickleError::Malformed(format!("{op}: no value on the stack"))),
         }
     }
-    fn pop_mark(&mut self, op: &str) -> Result<Vec<Value>, PickleError> {
+    /// Pop everything above the last MARK (and the MARK); also returns the deepest item's depth.
+    fn pop_mark(&mut self, op: &str) -> Result<(Vec<Value>, u32), PickleError> {
         let mark = self
             .stack
             .iter()
@@ -174,40 +204,61 @@ impl Machine {
             .ok_or_else(|| PickleError::Malformed(format!("{op}: no MARK")))?;
         let items = self.stack.split_off(mark + 1);
         self.stack.pop();
-        Ok(items
+        let mut depth = 0;
+        let values = items
             .into_iter()
-            .map(|s| match s {
-                Slot::V(v) => v,
-                Slot::Mark => unreachable_mark(),
+            .filter_map(|s| match s {
+                Slot::V(v, d) => {
+                    depth = depth.max(d);
+                    Some(v)
+                }
+                // `rposition` found the last MARK, so none follows it.
+                Slot::Mark => None,
             })
-            .collect())
+            .collect();
+        Ok((values, depth))
     }
-    fn push(&mut self, v: Value) {
-        self.stack.push(Slot::V(v));
+    /// Push a new value of the given depth (counted as one node).
+    fn push(&mut self, v: Value, depth: u32) -> Result<(), PickleError> {
+        self.count(1)?;
+        self.stack.push(Slot::V(v, depth));
+        Ok(())
     }
+    /// Push a new container holding items of depth at most `inner`.
+    fn push_container(&mut self, op: &str, v: Value, inner: u32) -> Result<(), PickleError> {
+        let depth = inner + 1;
+        if depth > MAX_DEPTH {
+            return Err(too_deep(op));
+        }
+        self.push(v, depth)
+    }
+    /// Adds items of depth at most `inner` to the container on top of the stack.
+    fn grow_top(&mut self, op: &str, inner: u32) -> Result<&mut Value, PickleError> {
+        let (v, d) = self.top(op)?;
+        let depth = (*d).max(inner + 1);
+        if depth > MAX_DEPTH {
+            return Err(too_deep(op));
+        }
+        *d = depth;
+        Ok(v)
+    }
+    // Depth is bounded, so `weight` and `clone` below recurse at most MAX_DEPTH levels.
     fn put(&mut self, idx: u32) -> Result<(), PickleError> {
-        let v = self.top("PUT")?.clone();
-        self.memo.insert(idx, v);
+        let w = self.top("PUT")?.0.weight();
+        self.count(w)?;
+        let (v, d) = self.top("PUT")?;
+        let copy = (v.clone(), *d);
+        self.memo.insert(idx, copy);
         Ok(())
     }
     fn get(&mut self, idx: u32) -> Result<(), PickleError> {
-        let v = self
-            .memo
-            .get(&idx)
-            .cloned()
-            .ok_or_else(|| PickleError::Malformed(format!("GET of unknown memo index {idx}")))?;
-        self.nodes = self.nodes.saturating_add(v.weight());
-        if self.nodes > MAX_NODES {
-            return Err(PickleError::Unsafe("pickle expands to too many objects".into()));
-        }
-        self.push(v);
+        let unknown = || PickleError::Malformed(format!("GET of unknown memo index {idx}"));
+        let w = self.memo.get(&idx).ok_or_else(unknown)?.0.weight();
+        self.count(w)?;
+        let (v, d) = self.memo.get(&idx).cloned().ok_or_else(unknown)?;
+        self.stack.push(Slot::V(v, d));
         Ok(())
     }
-}
-
-// `pop_mark` splits right after the last MARK, so no MARK can follow it.
-fn unreachable_mark() -> Value {
-    Value::Tuple(Vec::new())
 }
 
 fn as_int(v: &Value, what: &str) -> Result<i64, PickleError> {
@@ -278,6 +329,12 @@ fn reduce(callable: Value, args: Value) -> Result<Value, PickleError> {
                 .map_err(|_| PickleError::Malformed(format!("negative storage offset {offset}")))?;
             let size = as_u64_tuple(&args[2], "size")?;
             let stride = as_u64_tuple(&args[3], "stride")?;
+            if size.len() > MAX_RANK {
+                return Err(PickleError::Malformed(format!(
+                    "tensor of rank {} (at most {MAX_RANK} supported)",
+                    size.len()
+                )));
+            }
             if size.len() != stride.len() {
                 return Err(PickleError::Malformed(format!(
                     "size {size:?} and stride {stride:?} differ in rank"
@@ -322,42 +379,46 @@ pub fn load(data: &[u8]) -> Result<Value, PickleError> {
                     return Err(PickleError::Malformed(format!("unsupported protocol {p}")));
                 }
             }
-            b']' => m.push(Value::List(Vec::new())),
-            b'}' => m.push(Value::Dict(Vec::new())),
-            b')' => m.push(Value::Tuple(Vec::new())),
-            b'(' => m.stack.push(Slot::Mark),
+            b']' => m.push(Value::List(Vec::new()), 1)?,
+            b'}' => m.push(Value::Dict(Vec::new()), 1)?,
+            b')' => m.push(Value::Tuple(Vec::new()), 1)?,
+            b'(' => {
+                // MARKs count as nodes too: a pickle of nothing but MARKs must not fill memory.
+                m.count(1)?;
+                m.stack.push(Slot::Mark);
+            }
             b'e' => {
                 // APPENDS
-                let items = m.pop_mark("APPENDS")?;
-                match m.top("APPENDS")? {
+                let (items, inner) = m.pop_mark("APPENDS")?;
+                match m.grow_top("APPENDS", inner)? {
                     Value::List(l) => l.extend(items),
                     other => return Err(PickleError::Malformed(format!("APPENDS to a {}", other.kind()))),
                 }
             }
             b'a' => {
                 // APPEND (a one-element list)
-                let item = m.pop("APPEND")?;
-                match m.top("APPEND")? {
+                let (item, inner) = m.pop("APPEND")?;
+                match m.grow_top("APPEND", inner)? {
                     Value::List(l) => l.push(item),
                     other => return Err(PickleError::Malformed(format!("APPEND to a {}", other.kind()))),
                 }
             }
             b's' => {
                 // SETITEM (a one-entry dict)
-                let v = m.pop("SETITEM")?;
-                let k = m.pop("SETITEM")?;
-                match m.top("SETITEM")? {
+                let (v, dv) = m.pop("SETITEM")?;
+                let (k, dk) = m.pop("SETITEM")?;
+                match m.grow_top("SETITEM", dv.max(dk))? {
                     Value::Dict(d) => d.push((k, v)),
                     other => return Err(PickleError::Malformed(format!("SETITEM on a {}", other.kind()))),
                 }
             }
             b'u' => {
                 // SETITEMS
-                let items = m.pop_mark("SETITEMS")?;
+                let (items, inner) = m.pop_mark("SETITEMS")?;
                 if items.len() % 2 != 0 {
                     return Err(PickleError::Malformed("SETITEMS with an odd number of items".into()));
                 }
-                match m.top("SETITEMS")? {
+                match m.grow_top("SETITEMS", inner)? {
                     Value::Dict(d) => {
                         let mut it = items.into_iter();
                         while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -371,51 +432,58 @@ pub fn load(data: &[u8]) -> Result<Value, PickleError> {
                 // GLOBAL
                 let module = r.line()?;
                 let name = r.line()?;
-                m.push(Value::Global(global_from(module, name)?));
+                m.push(Value::Global(global_from(module, name)?), 0)?;
             }
             b'Q' => {
                 // BINPERSID
-                let pid = m.pop("BINPERSID")?;
-                m.push(persistent_load(pid)?);
+                let (pid, _) = m.pop("BINPERSID")?;
+                m.push(persistent_load(pid)?, 0)?;
             }
             b'X' => {
                 // BINUNICODE
                 let n = r.u32()? as usize;
                 let s = std::str::from_utf8(r.take(n)?)
                     .map_err(|_| PickleError::Malformed("BINUNICODE is not UTF-8".into()))?;
-                m.push(Value::Str(s.to_string()));
+                m.count(n / 64)?;
+                m.push(Value::Str(s.to_string()), 0)?;
             }
             b'K' => {
                 let v = r.u8()?;
-                m.push(Value::Int(v as i64));
+                m.push(Value::Int(v as i64), 0)?;
             }
             b'M' => {
                 let v = r.u16()?;
-                m.push(Value::Int(v as i64));
+                m.push(Value::Int(v as i64), 0)?;
             }
             b'J' => {
                 let v = r.u32()? as i32;
-                m.push(Value::Int(v as i64));
+                m.push(Value::Int(v as i64), 0)?;
             }
             b't' => {
-                let items = m.pop_mark("TUPLE")?;
-                m.push(Value::Tuple(items));
+                let (items, inner) = m.pop_mark("TUPLE")?;
+                m.push_container("TUPLE", Value::Tuple(items), inner)?;
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 let mut items = Vec::with_capacity(n);
+                let mut inner = 0;
                 for _ in 0..n {
-                    items.push(m.pop("TUPLEn")?);
+                    let (v, d) = m.pop("TUPLEn")?;
+                    inner = inner.max(d);
+                    items.push(v);
                 }
                 items.reverse();
-                m.push(Value::Tuple(items));
+                m.push_container("TUPLEn", Value::Tuple(items), inner)?;
             }
-            0x88 => m.push(Value::Bool(true)),
-            0x89 => m.push(Value::Bool(false)),
+            0x88 => m.push(Value::Bool(true), 0)?,
+            0x89 => m.push(Value::Bool(false), 0)?,
             b'R' => {
-                let args = m.pop("REDUCE")?;
-                let callable = m.pop("REDUCE")?;
-                m.push(reduce(callable, args)?);
+                let (args, _) = m.pop("REDUCE")?;
+                let (callable, _) = m.pop("REDUCE")?;
+                let v = reduce(callable, args)?;
+                // A rebuilt tensor or an empty OrderedDict.
+                let depth = u32::from(matches!(v, Value::Dict(_) | Value::Tensor(_)));
+                m.push(v, depth)?;
             }
             b'q' => {
                 let i = r.u8()? as u32;
@@ -435,7 +503,7 @@ pub fn load(data: &[u8]) -> Result<Value, PickleError> {
             }
             b'.' => {
                 // STOP
-                let v = m.pop("STOP")?;
+                let (v, _) = m.pop("STOP")?;
                 return Ok(v);
             }
             other => {

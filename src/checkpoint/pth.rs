@@ -52,12 +52,33 @@ impl PthFile {
             _ => return Err(CheckpointError::format(path, FMT, "several <root>/data.pkl entries")),
         };
         let root = pkl_name.trim_end_matches("data.pkl").to_string();
+        // `torch.save` records the storages' byte order since 1.10; older files are little-endian.
+        let byteorder = format!("{root}byteorder");
+        if zip.entry(&byteorder).is_some() {
+            let order = zip.read(&byteorder, 16)?;
+            match order.as_slice() {
+                b"little" => {}
+                b"big" => return Err(CheckpointError::format(
+                    path,
+                    FMT,
+                    "storages are big-endian (`byteorder` says `big`); only little-endian files are read \
+                         (re-save the checkpoint on a little-endian machine)",
+                )),
+                other => {
+                    return Err(CheckpointError::format(
+                        path,
+                        FMT,
+                        format!("unknown `byteorder` record {:?}", String::from_utf8_lossy(other)),
+                    ))
+                }
+            }
+        }
         let bytes = zip.read(&pkl_name, MAX_PICKLE)?;
         let value = pickle::load(&bytes).map_err(|e| pickle_err(path, e))?;
         let bad = |msg: String| CheckpointError::format(path, FMT, msg);
         let as_tensor = |v: Value, what: &str| match v {
             Value::Tensor(t) => Ok(t),
-            other => Err(bad(format!("{what} is a {other:?}, not a tensor"))),
+            other => Err(bad(format!("{what} is a {}, not a tensor", other.kind()))),
         };
         let (container, tensors) = match value {
             Value::List(items) | Value::Tuple(items) => {
@@ -92,14 +113,20 @@ impl PthFile {
                         .into_iter()
                         .map(|(k, v)| match k {
                             Value::Str(s) => Ok((s.clone(), as_tensor(v, &format!("`{s}`"))?)),
-                            other => Err(bad(format!("dict key {other:?} is neither all-int nor str"))),
+                            other => Err(bad(format!(
+                                "dict key of type {} (keys must be all int or all str)",
+                                other.kind()
+                            ))),
                         })
                         .collect::<Result<Vec<_>>>()?;
                     (Container::Named, ts)
                 }
             }
             other => {
-                return Err(bad(format!("top-level object is {other:?}, not a list or dict of tensors")))
+                return Err(bad(format!(
+                    "top-level object is a {}, not a list or dict of tensors",
+                    other.kind()
+                )))
             }
         };
         Ok(PthFile { path: path.to_path_buf(), zip, root, container, tensors })
@@ -138,6 +165,16 @@ impl PthFile {
             .iter()
             .try_fold(1u64, |a, &s| a.checked_mul(s))
             .ok_or_else(|| bad(format!("tensor {label}: size overflows")))?;
+        // A view never holds more elements than its storage unless its strides overlap (an `expand`ed
+        // tensor), which `torch.save` of weights does not produce; refusing it bounds the allocation below
+        // by the entry's real size.
+        if numel > t.storage.numel {
+            return Err(bad(format!(
+                "tensor {label}: view of size {:?} has {numel} elements but its storage `{}` only {} \
+                 (overlapping strides are not supported)",
+                t.size, t.storage.key, t.storage.numel
+            )));
+        }
         let contiguous = gather(&t, &bytes, es as usize).ok_or_else(|| {
             bad(format!("tensor {label}: view {:?}/{:?}+{} exceeds its storage", t.size, t.stride, t.offset))
         })?;

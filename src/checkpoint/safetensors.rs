@@ -66,7 +66,7 @@ impl SafetensorsFile {
             .map_err(|e| CheckpointError::format(path, FMT, format!("bad header: {e}")))?;
         let data_start = 8 + n;
         let data_len = meta.data_len() as u64;
-        if data_start + data_len != file_len {
+        if data_start.checked_add(data_len) != Some(file_len) {
             return Err(CheckpointError::format(
                 path,
                 FMT,

@@ -177,11 +177,10 @@ impl Progress for Bars {
     }
 }
 
-/// Loads an image as RGB bytes, applying its EXIF orientation (with the input-image size limits).
+/// Loads an image as RGB bytes, applying its EXIF orientation (within the decoder limits of
+/// [`trajattn::image_input`]).
 pub fn load_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
-    let rgb = trajattn::image_io::open_rgb(path)?;
-    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-    Ok((rgb.into_raw(), w, h))
+    Ok(trajattn::image_input::load_rgb(path)?)
 }
 
 /// Runs a generation.

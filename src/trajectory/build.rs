@@ -57,6 +57,19 @@ pub struct DragSpec {
     pub drags: Vec<Drag>,
 }
 
+impl DragSpec {
+    /// Parses a drag file's JSON text (`name` only labels errors); the values are checked by [`drags`].
+    pub fn from_json(name: &str, text: &str) -> Result<DragSpec, BuildError> {
+        serde_json::from_str(text).map_err(|e| invalid(format!("{name}: not a valid drag file: {e}")))
+    }
+}
+
+/// Most trajectory points × frames a drag file may produce (2²⁵: 512 MiB of coordinates; twice a 1024×576
+/// grid with step 1 over 25 frames).
+pub const MAX_POINT_FRAMES: usize = 1 << 25;
+/// Most grid points × drags tested for membership (bounds the time before anything is built).
+pub const MAX_GRID_TESTS: usize = 1 << 28;
+
 fn default_step() -> usize {
     4
 }
@@ -95,8 +108,29 @@ pub fn drags(spec: &DragSpec) -> Result<Trajectories, BuildError> {
             spec.grid_step
         )));
     }
+    // The generation's own limits (crate::limits): trajectories for a video nothing could generate are refused.
+    let lim = |e: crate::limits::LimitError| invalid(e.to_string());
+    crate::limits::SIDE.check(w as u64).map_err(lim)?;
+    crate::limits::SIDE.check(h as u64).map_err(lim)?;
+    crate::limits::FRAMES.check(f as u64).map_err(lim)?;
     if spec.drags.is_empty() {
         return Err(invalid("no drags given"));
+    }
+    let grid = w.div_ceil(spec.grid_step).saturating_mul(h.div_ceil(spec.grid_step));
+    if grid.saturating_mul(f) > MAX_POINT_FRAMES {
+        return Err(invalid(format!(
+            "a {w}×{h} grid with step {} over {f} frames makes {} point-frames, over the limit of \
+             {MAX_POINT_FRAMES}: raise grid_step or lower frames",
+            spec.grid_step,
+            grid.saturating_mul(f)
+        )));
+    }
+    if grid.saturating_mul(spec.drags.len()) > MAX_GRID_TESTS {
+        return Err(invalid(format!(
+            "{} drags over {grid} grid points is over the limit of {MAX_GRID_TESTS} tests: raise grid_step \
+             or use fewer drags",
+            spec.drags.len()
+        )));
     }
     for (k, d) in spec.drags.iter().enumerate() {
         if d.path.len() < 2 {
@@ -120,6 +154,12 @@ pub fn drags(spec: &DragSpec) -> Result<Trajectories, BuildError> {
             }
         }
     }
+    let path_points = spec.drags.iter().map(|d| d.path.len()).fold(0usize, usize::saturating_add);
+    if path_points.saturating_mul(f) > MAX_GRID_TESTS {
+        return Err(invalid(format!(
+            "{path_points} path points over {f} frames is over the limit of {MAX_GRID_TESTS}: use fewer points"
+        )));
+    }
     let mut starts: Vec<[f64; 2]> = Vec::new();
     let mut owner: Vec<Option<usize>> = Vec::new();
     for y in (0..h).step_by(spec.grid_step) {
@@ -142,15 +182,17 @@ pub fn drags(spec: &DragSpec) -> Result<Trajectories, BuildError> {
     }
     let n = starts.len();
     let mut coords = Vec::with_capacity(f * n * 2);
+    let mut shift = vec![[0.0; 2]; spec.drags.len()];
     for fr in 0..f {
         let s = fr as f64 / (f - 1) as f64;
+        // Each drag's displacement at this frame, once (a path may have many points).
+        for (d, sh) in spec.drags.iter().zip(&mut shift) {
+            let a = along(&d.path, s);
+            *sh = [a[0] - d.path[0][0], a[1] - d.path[0][1]];
+        }
         for (p, o) in starts.iter().zip(&owner) {
             let q = match o {
-                Some(k) => {
-                    let d = &spec.drags[*k];
-                    let a = along(&d.path, s);
-                    [p[0] + a[0] - d.path[0][0], p[1] + a[1] - d.path[0][1]]
-                }
+                Some(k) => [p[0] + shift[*k][0], p[1] + shift[*k][1]],
                 None => *p,
             };
             coords.push(q[0]);

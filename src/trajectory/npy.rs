@@ -98,7 +98,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Npy, NpyError> {
     }
     let shape_s = header_value(header, "shape").ok_or_else(|| fmt_err(path, "header lacks 'shape'"))?;
     let open = shape_s.find('(').ok_or_else(|| fmt_err(path, "bad shape"))?;
-    let close = shape_s.find(')').ok_or_else(|| fmt_err(path, "bad shape"))?;
+    let close = open + shape_s[open..].find(')').ok_or_else(|| fmt_err(path, "bad shape"))?;
     let shape: Result<Vec<usize>, _> = shape_s[open + 1..close]
         .split(',')
         .map(str::trim)

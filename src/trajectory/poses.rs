@@ -73,8 +73,14 @@ fn rigid_check(m: &Mat4) -> Result<(), String> {
 pub fn read(path: &Path) -> Result<Vec<Mat4>, PoseError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| PoseError::Io { path: p.clone(), source: e })?;
+    parse(path, &text)
+}
+
+/// Parses the text of a pose file (`path` only names it in errors); see [`read`].
+pub fn parse(path: &Path, text: &str) -> Result<Vec<Mat4>, PoseError> {
+    let p = path.display().to_string();
     let f: File =
-        serde_json::from_str(&text).map_err(|e| PoseError::Format { path: p.clone(), msg: e.to_string() })?;
+        serde_json::from_str(text).map_err(|e| PoseError::Format { path: p.clone(), msg: e.to_string() })?;
     if f.frames.is_empty() {
         return Err(PoseError::Format { path: p, msg: "no frames".into() });
     }
