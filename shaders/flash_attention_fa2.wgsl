@@ -7,8 +7,9 @@
 //      (rows padded by one vec4 against bank conflicts); invocation (tr, tc) accumulates a 4 × RK register tile
 //      (keys tc + TC·kk), so each vec4 read from workgroup memory feeds 4 or RK dot products. When the whole
 //      head fits one chunk, Q is staged once for all tiles.
-//   2. Online softmax, f32: invocation r < BQ owns query row r's running max and sum (workgroup arrays ms, ls),
-//      turns its row of S into P = exp(S - m_new) in place and publishes the rescale factor exp(m_old - m_new).
+//   2. Online softmax, f32, on the score registers: the tile's row maxima are reduced over the TC invocations of
+//      a row group through workgroup memory; every invocation keeps the running max of its 4 rows and its own
+//      part of their running sums (reduced once at the end), and writes P = exp(S - m) for step 3.
 //   3. O += P V: the output block BQ × D lives in registers, invocation (tr, tc) holding rows 4·tr.. × the
 //      vec4 column groups tc + TC·u (u < NU); V is staged BKV keys × TC vec4 columns at a time.
 // So no invocation holds a full head row: the 512-wide VAE head is split over TC = 32 invocations (NU = 4).
@@ -47,7 +48,7 @@ override DCK4: u32 = 8u;    // vec4 columns of Q/K staged per score chunk
 override BKV: u32 = 32u;    // keys per staged V block (divides TC · RK)
 override NU: u32 = 1u;      // output column groups per invocation = ceil(ceil(D/4) / TC) (≤ MAXNU)
 override QS_N: u32 = 576u;  // BQ · (DCK4 + 1)
-override KV_N: u32 = 512u;  // max(TC·RK · (DCK4 + 1), BKV · TC)
+override KV_N: u32 = 512u;  // max(TC·RK · (DCK4 + 1), BKV · TC, NT)
 override PS_N: u32 = 512u;  // TC·RK · TR
 const MAXRK: u32 = 4u;
 const MAXNU: u32 = 4u;
@@ -60,11 +61,9 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(4) var<storage, read_write> o: array<T>;
 
 var<workgroup> qs: array<vec4<f32>, QS_N>;  // Q chunk, row r at r·(DCK4+1)
-var<workgroup> kv: array<vec4<f32>, KV_N>;  // K chunk (row j at j·(DCK4+1)), then V blocks (key j at j·TC)
+// K chunk (row j at j·(DCK4+1)), then the row-max partials (tr·TC + tc), then V blocks (key j at j·TC).
+var<workgroup> kv: array<vec4<f32>, KV_N>;
 var<workgroup> ps: array<vec4<f32>, PS_N>;  // S then P of the tile: key j, rows 4·tr.. at j·TR + tr
-var<workgroup> ms: array<f32, BQ>;          // running max per query row
-var<workgroup> ls: array<f32, BQ>;          // running sum per query row
-var<workgroup> cs: array<vec4<f32>, TR>;    // this tile's rescale factor, rows 4·tr.. at tr
 
 // Four consecutive elements from column `col` of a head row starting at `row`; columns past D are 0.
 fn ld4q(row: u32, col: u32) -> vec4<f32> {
@@ -105,10 +104,8 @@ fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let lastq = p.seq_q - 1u;
     let lastk = p.seq_kv - 1u;
 
-    if (lid < BQ) {
-        ms[lid] = NEG;
-        ls[lid] = 0.0;
-    }
+    var m = vec4<f32>(NEG);    // running max of rows 4·tr.. (the same in every invocation of the row group)
+    var lp = vec4<f32>(0.0);   // this invocation's part of their running sums (its keys only)
     var acc: array<vec4<f32>, 16>;  // 4 · MAXNU: row i of column group u at 4·u + i
     for (var i = 0u; i < 4u * MAXNU; i++) {
         acc[i] = vec4<f32>(0.0);
@@ -141,48 +138,50 @@ fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
                 let qb = qs[qr + kp + c];
                 let qc = qs[qr + 2u * kp + c];
                 let qd = qs[qr + 3u * kp + c];
+                // Rows as vec4 lanes: 16 FMAs per key (a dot product would add a multiply and an add).
+                let q_x = vec4<f32>(qa.x, qb.x, qc.x, qd.x);
+                let q_y = vec4<f32>(qa.y, qb.y, qc.y, qd.y);
+                let q_z = vec4<f32>(qa.z, qb.z, qc.z, qd.z);
+                let q_w = vec4<f32>(qa.w, qb.w, qc.w, qd.w);
                 for (var kk = 0u; kk < RK; kk++) {
                     let kx = kv[(tc + TC * kk) * kp + c];
-                    s[kk] += vec4<f32>(dot(qa, kx), dot(qb, kx), dot(qc, kx), dot(qd, kx));
+                    s[kk] = fma(q_w, vec4<f32>(kx.w), fma(q_z, vec4<f32>(kx.z),
+                        fma(q_y, vec4<f32>(kx.y), fma(q_x, vec4<f32>(kx.x), s[kk]))));
                 }
             }
             workgroupBarrier();
         }
+        // 2. Online softmax in f32. The tile's row max: this invocation's partial over its RK keys, then the
+        // max of the TC partials of its row group (kv is free: the last score chunk ended with a barrier).
+        var pm = vec4<f32>(NEG);
         for (var kk = 0u; kk < RK; kk++) {
-            let j = tc + TC * kk;
-            ps[j * TR + tr] = select(vec4<f32>(NEG), s[kk], j0 + j < p.seq_kv);
+            s[kk] = select(vec4<f32>(NEG), s[kk], j0 + tc + TC * kk < p.seq_kv);
+            pm = max(pm, s[kk]);
         }
+        kv[tr * TC + tc] = pm;
         workgroupBarrier();
-
-        // 2. Online softmax: row lid's new max, P in place, rescale factor.
-        if (lid < BQ) {
-            let rv = lid / 4u;
-            let rc = lid % 4u;
-            let mo = ms[lid];
-            var mx = mo;
-            for (var j = 0u; j < bk; j++) {
-                mx = max(mx, ps[j * TR + rv][rc]);
-            }
-            var sum = 0.0;
-            for (var j = 0u; j < bk; j++) {
-                let e = exp(ps[j * TR + rv][rc] - mx);
-                ps[j * TR + rv][rc] = e;
-                sum += e;
-            }
-            let corr = exp(mo - mx);
-            ms[lid] = mx;
-            ls[lid] = ls[lid] * corr + sum;
-            cs[rv][rc] = corr;
+        var mn = m;
+        for (var t = 0u; t < TC; t++) {
+            mn = max(mn, kv[tr * TC + t]);
         }
+        let corr = exp(m - mn);
+        m = mn;
+        // P = exp(S - m) to workgroup memory; this invocation's part of the row sums stays in registers.
+        var ps4 = vec4<f32>(0.0);
+        for (var kk = 0u; kk < RK; kk++) {
+            let e = exp(s[kk] - mn);
+            ps[(tc + TC * kk) * TR + tr] = e;
+            ps4 += e;
+        }
+        lp = lp * corr + ps4;
         workgroupBarrier();
 
         // 3. O = O · corr + P V.
-        let cr = cs[tr];
         for (var u = 0u; u < NU; u++) {
-            acc[4u * u] *= cr.x;
-            acc[4u * u + 1u] *= cr.y;
-            acc[4u * u + 2u] *= cr.z;
-            acc[4u * u + 3u] *= cr.w;
+            acc[4u * u] *= corr.x;
+            acc[4u * u + 1u] *= corr.y;
+            acc[4u * u + 2u] *= corr.z;
+            acc[4u * u + 3u] *= corr.w;
         }
         for (var kb = 0u; kb < bk; kb += BKV) {
             for (var u = 0u; u < NU; u++) {
@@ -195,22 +194,28 @@ fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
                 for (var j = 0u; j < BKV; j++) {
                     let pj = ps[(kb + j) * TR + tr];
                     let vj = kv[j * TC + tc];
-                    acc[4u * u] += pj.x * vj;
-                    acc[4u * u + 1u] += pj.y * vj;
-                    acc[4u * u + 2u] += pj.z * vj;
-                    acc[4u * u + 3u] += pj.w * vj;
+                    acc[4u * u] = fma(vec4<f32>(pj.x), vj, acc[4u * u]);
+                    acc[4u * u + 1u] = fma(vec4<f32>(pj.y), vj, acc[4u * u + 1u]);
+                    acc[4u * u + 2u] = fma(vec4<f32>(pj.z), vj, acc[4u * u + 2u]);
+                    acc[4u * u + 3u] = fma(vec4<f32>(pj.w), vj, acc[4u * u + 3u]);
                 }
                 workgroupBarrier();
             }
         }
     }
 
-    // ls was last written before the final phase-3 barriers.
+    // Row sums: the TC parts of each row group (kv is free after the last barrier of step 3).
+    kv[tr * TC + tc] = lp;
+    workgroupBarrier();
+    var l = vec4<f32>(0.0);
+    for (var t = 0u; t < TC; t++) {
+        l += kv[tr * TC + t];
+    }
+    let linv = 1.0 / l;
     for (var i = 0u; i < 4u; i++) {
-        let r = 4u * tr + i;
-        let sq = q0 + r;
+        let sq = q0 + 4u * tr + i;
         if (sq < p.seq_q) {
-            let inv = 1.0 / ls[r];
+            let inv = linv[i];
             let orow = p.o_base + (b * p.seq_q + sq) * p.o_stride + h * D;
             for (var u = 0u; u < NU; u++) {
                 let col = 4u * (u * TC + tc);

@@ -41,6 +41,11 @@ const FA2_DCK4: u32 = 8;
 /// `attn_fa2`: preferred bytes of one staged V block.
 const FA2_V_BYTES: u32 = 8192;
 
+/// The largest divisor of `n` that is at most `m` (at least 1).
+fn divisor_at_most(n: u32, m: u32) -> u32 {
+    (1..=m.min(n)).rev().find(|x| n.is_multiple_of(*x)).unwrap_or(1)
+}
+
 /// Tile constants of `attn_fa2` (the shader's override constants) for one head dim on one adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fa2Tiles {
@@ -65,10 +70,13 @@ impl Fa2Tiles {
     /// `None` when even the smallest tiles do not fit.
     pub fn choose(d: usize, max_bytes: u32, max_invocations: u32) -> Option<Self> {
         let d = u32::try_from(d).ok().filter(|&d| d > 0)?;
+        // At most 256 invocations even where more are allowed, so every adapter with ≥ 32 KiB of workgroup
+        // memory runs the tiles tested on lavapipe.
+        let max_invocations = max_invocations.min(256);
         let d4 = d.div_ceil(4);
         // Each invocation keeps up to FA2_MAX_NU vec4 columns of 4 query rows: ≤ 64 accumulator registers.
         let nu = d4.div_ceil(32).min(FA2_MAX_NU);
-        // At least 4 column groups so the BQ = 4·tr row owners of the softmax step exist.
+        // At least 4 column groups: no workgroups of a handful of invocations for tiny heads.
         let tc = d4.div_ceil(nu).max(4);
         if tc > max_invocations {
             return None;
@@ -76,22 +84,24 @@ impl Fa2Tiles {
         let nck = d4.div_ceil(FA2_DCK4);
         let dck4 = d4.div_ceil(nck);
         let mut t = Fa2Tiles { d, tr: (max_invocations / tc).clamp(1, 16), tc, rk: 0, dck4, bkv: 0, nu };
-        // ≥ 2 keys per invocation: 4 + rk workgroup reads feed 4·rk dot products.
-        t.rk = 32u32.div_ceil(tc).clamp(2, FA2_MAX_RK);
-        t.bkv = t.bk();
-        while t.bkv * t.tc * 16 > FA2_V_BYTES && t.bkv.is_multiple_of(2) {
-            t.bkv /= 2;
-        }
-        while t.bytes() > max_bytes {
-            if t.tr > 1 {
+        // 2..4 keys per invocation, about 64 per tile: 4 + rk workgroup reads feed 16·rk FMAs.
+        t.rk = (64 / tc).clamp(2, FA2_MAX_RK);
+        t.bkv = divisor_at_most(t.bk(), (FA2_V_BYTES / (16 * t.tc)).max(1));
+        // At most 32 KiB even where more is allowed: two workgroups per 64 KiB compute unit (≥ 4 waves per
+        // SIMD on RDNA), and every adapter with ≥ 32 KiB runs the tiles tested on lavapipe.
+        let budget = max_bytes.min(32 << 10);
+        while t.bytes() > budget {
+            if t.dck4 > 4 {
+                t.dck4 = t.dck4.div_ceil(2);
+            } else if t.tr > 1 {
                 t.tr /= 2;
-            } else if t.bkv.is_multiple_of(2) && t.bkv > 1 {
-                t.bkv /= 2;
+            } else if t.bkv > 1 {
+                t.bkv = divisor_at_most(t.bk(), t.bkv / 2);
             } else if t.dck4 > 1 {
                 t.dck4 = t.dck4.div_ceil(2);
             } else if t.rk > 1 {
                 t.rk -= 1;
-                t.bkv = t.bk();
+                t.bkv = 1;
             } else {
                 return None;
             }
@@ -114,14 +124,14 @@ impl Fa2Tiles {
         self.bq() * (self.dck4 + 1)
     }
     fn kv_n(&self) -> u32 {
-        (self.bk() * (self.dck4 + 1)).max(self.bkv * self.tc)
+        (self.bk() * (self.dck4 + 1)).max(self.bkv * self.tc).max(self.invocations())
     }
     fn ps_n(&self) -> u32 {
         self.bk() * self.tr
     }
     /// Workgroup memory bytes.
     pub fn bytes(&self) -> u32 {
-        16 * (self.qs_n() + self.kv_n() + self.ps_n() + self.tr) + 8 * self.bq()
+        16 * (self.qs_n() + self.kv_n() + self.ps_n())
     }
     /// The shader's override constants.
     pub fn constants(&self) -> [(&'static str, f64); 12] {
@@ -426,6 +436,26 @@ pub fn flash_attention(
     record_flash_attention(&mut rec, s, q, k, v, &out, scale)?;
     rec.run()?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fa2Tiles;
+
+    #[test]
+    fn fa2_tiles_fit_every_limit_and_cover_the_head() {
+        // wgpu's default limits, lavapipe, AMD (RADV).
+        for (bytes, inv) in [(16384, 256), (32768, 256), (65536, 1024)] {
+            for d in 1..=1024 {
+                let t = Fa2Tiles::choose(d, bytes, inv).unwrap_or_else(|| panic!("d {d}, {bytes} B, {inv}"));
+                let d4 = (d as u32).div_ceil(4);
+                assert!(t.bytes() <= bytes && t.invocations() <= inv.min(256), "{t:?}");
+                assert!(t.tc >= 4 && t.nu <= super::FA2_MAX_NU && t.rk <= super::FA2_MAX_RK, "{t:?}");
+                assert!(t.nu * t.tc >= d4 && t.bk() % t.bkv == 0 && t.dck4 >= 1, "{t:?}");
+            }
+        }
+        assert!(Fa2Tiles::choose(0, 32768, 256).is_none());
+    }
 }
 
 /// Float64 CPU references.
