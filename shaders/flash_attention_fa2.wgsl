@@ -1,5 +1,8 @@
 // Flash attention in the FlashAttention-2 form for the GPU tier: o = softmax(scale · q kᵀ) v per (batch, head).
-// Same contract and Params as flash_attention.wgsl (strided Q/K/V rows, dense output), any head dim.
+// Any head dim. Q/K/V are read from strided row layouts: element (b, s, h, j) of X sits at
+//   x_base + (b * seq_x + s) * x_stride + h * D + j
+// where x_base already includes the binding window's base and the column offset (a fused QKV projection output
+// [b, seq, 3·heads·D] is read in place). The output is dense (b, seq_q, heads·D).
 //
 // A workgroup owns BQ = 4·TR queries of one (batch, head) and walks the keys in tiles of BK = TC·RK. Its
 // NT = TR·TC invocations form a TR × TC grid; invocation (tr, tc) owns query rows 4·tr .. 4·tr+3 throughout.

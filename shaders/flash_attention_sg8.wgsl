@@ -1,8 +1,8 @@
 // Flash attention for adapters whose subgroups have exactly 8 lanes (lavapipe on AVX2, some Intel/ARM GPUs).
-// Same contract and Params as `attn_reg` in flash_attention.wgsl (one invocation per query row, q and the output
-// accumulator in registers, online softmax over blocks of KB keys), but a K or V row is read from memory once per
+// Same contract and Params as `attn_fa2` in flash_attention_fa2.wgsl. One invocation per query row, q and the
+// output accumulator in registers, online softmax over blocks of KB keys; a K or V row is read from memory once per
 // subgroup instead of once per lane: lane l loads columns [l·D/8, (l+1)·D/8) and the others receive them with
-// subgroupBroadcast. Needs D % 32 == 0, D <= 128 and the SUBGROUP feature; every lane of a subgroup runs the same
+// subgroupBroadcast (llvmpipe turns per-lane storage loads into loops). Needs D % 32 == 0, D <= 128 and the SUBGROUP feature; every lane of a subgroup runs the same
 // loops (lanes past the last query compute on a clamped row and write nothing).
 alias T = f32;
 
@@ -10,7 +10,7 @@ struct Params {
     seq_q: u32,
     seq_kv: u32,
     heads: u32,
-    groups: u32,     // workgroups in this dispatch (batches · heads · query blocks [· column chunks])
+    groups: u32,     // workgroups in this dispatch (batches · heads · query blocks)
     q_base: u32,
     k_base: u32,
     v_base: u32,
@@ -21,8 +21,8 @@ struct Params {
     o_stride: u32,
     qblocks: u32,    // ceil(seq_q / QB)
     scale: f32,
-    d: u32,          // head dim (attn_wide; attn_reg uses the override D)
-    chunks: u32,     // attn_wide: ceil(d / DC)
+    d: u32,          // head dim (unused here: the override D)
+    chunks: u32,     // unused here (1)
 }
 
 override D: u32 = 64u;   // head dim

@@ -124,7 +124,6 @@ shader!(SOFTMAX, "softmax");
 shader!(LAYOUT, "layout");
 shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
 shader!(TRAJECTORY_ATTENTION_SG8, "trajectory_attention_sg8");
-shader!(FLASH_ATTENTION, "flash_attention");
 shader!(FLASH_ATTENTION_SG8, "flash_attention_sg8");
 shader!(FLASH_ATTENTION_FA2, "flash_attention_fa2");
 shader!(TEMPORAL_ATTENTION, "temporal_attention");
@@ -143,7 +142,6 @@ pub const ALL: &[Shader] = &[
     LAYOUT,
     TRAJECTORY_ATTENTION,
     TRAJECTORY_ATTENTION_SG8,
-    FLASH_ATTENTION,
     FLASH_ATTENTION_SG8,
     FLASH_ATTENTION_FA2,
     TEMPORAL_ATTENTION,

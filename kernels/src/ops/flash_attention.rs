@@ -1,20 +1,17 @@
-//! Flash-style self-attention (`shaders/flash_attention.wgsl`): `o = softmax(scale · q kᵀ) v` per (batch,
+//! Flash-style self-attention: `o = softmax(scale · q kᵀ) v` per (batch,
 //! head) with an online softmax; the score matrix is never materialised.
 //!
 //! Q, K and V are read through [`Strided`] views, so the fused QKV projection output `[b, seq, 3·heads·d]`
 //! is read in place (no transposes). The output is dense `(b, seq_q, heads·d)`.
 //!
-//! GPU tier ([`Tier::Gpu`]): every head dim takes `attn_fa2` (`shaders/flash_attention_fa2.wgsl`, the
-//! FlashAttention-2 form: a workgroup owns a block of queries of one (batch, head), K/V tiles staged in
-//! workgroup memory, register tiles for the scores and the output, the head dim split over invocations), with
-//! tile constants from the adapter's limits ([`Fa2Tiles::choose`]).
-//!
-//! 8-lane-subgroup tier ([`Tier::Sg8`], lavapipe): head dims that are multiples of 32 up to 128 take `attn_sg8`
-//! (`shaders/flash_attention_sg8.wgsl`: one query per invocation, K/V rows read once per subgroup and
-//! broadcast); other multiples of 4 up to 128 take `attn_reg` (one query per invocation, q and the accumulator
-//! in registers); the rest (the VAE's single 512-wide head) `attn_wide`, which splits the output columns
-//! across invocations. Dispatches are split over batches so every binding stays within the adapter's binding
-//! limit; one batch's Q, K, V and output must each fit one binding.
+//! Every head dim takes `attn_fa2` (`shaders/flash_attention_fa2.wgsl`, the FlashAttention-2 form: a workgroup
+//! owns a block of queries of one (batch, head), K/V tiles staged in workgroup memory, register tiles for the
+//! scores and the output, the head dim split over invocations), with tile constants from the adapter's limits
+//! ([`Fa2Tiles::choose`]); except on the 8-lane-subgroup tier ([`Tier::Sg8`], lavapipe), where head dims that
+//! are multiples of 32 up to 128 take `attn_sg8` (`shaders/flash_attention_sg8.wgsl`: one query per invocation,
+//! K/V rows read once per subgroup and broadcast), faster there than `attn_fa2` (BENCHMARKS.md). Dispatches are
+//! split over batches so every binding stays within the adapter's binding limit; one batch's Q, K, V and output
+//! must each fit one binding.
 
 use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::{grid, Recorder};
@@ -22,16 +19,14 @@ use crate::dtype::DType;
 use crate::error::{invalid, shape_err, KernelError, Result};
 use crate::gpu::Gpu;
 use crate::select::Tier;
-use crate::shaders::{FLASH_ATTENTION, FLASH_ATTENTION_FA2, FLASH_ATTENTION_SG8};
+use crate::shaders::{FLASH_ATTENTION_FA2, FLASH_ATTENTION_SG8};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 
-/// Queries (invocations) per workgroup.
-const QB: u32 = 64;
-/// Output columns per invocation of `attn_wide` (the shader's `DC`).
-const DC: usize = 64;
-/// Largest head dim of `attn_reg` (the shader's `4·MAXD4`).
-pub const MAX_REG_HEAD_DIM: usize = 128;
+/// `attn_sg8`: queries (invocations) per workgroup.
+const SG8_QB: u32 = 64;
+/// `attn_sg8`: largest head dim (the shader's `4·MAXD4`).
+const SG8_MAX_HEAD_DIM: usize = 128;
 /// `attn_fa2`: most keys per invocation in the score tile (the shader's `MAXRK`).
 const FA2_MAX_RK: u32 = 4;
 /// `attn_fa2`: most output column groups (vec4) per invocation (the shader's `MAXNU`).
@@ -342,9 +337,13 @@ pub fn record_flash_attention(
     let gpu = rec.gpu();
     let d = s.head_dim;
     let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
-    let reg = d.is_multiple_of(4) && d <= MAX_REG_HEAD_DIM;
-    // (pipeline, queries per workgroup, column chunks per query block)
-    let (pipe, qb, chunks) = if gpu.tier == Tier::Gpu {
+    // (pipeline, queries per workgroup)
+    let (pipe, qb) = if gpu.tier == Tier::Sg8 && d.is_multiple_of(32) && d <= SG8_MAX_HEAD_DIM {
+        // 8-lane subgroups (lavapipe on AVX2): K/V rows read once per subgroup and shared by broadcast.
+        let consts = [("D", d as f64), ("QB", SG8_QB as f64)];
+        let pipe = gpu.pipelines().get(&gpu.device, &FLASH_ATTENTION_SG8, "attn_sg8", dtype, &consts)?;
+        (pipe, SG8_QB as usize)
+    } else {
         let lim = &gpu.limits;
         let t = Fa2Tiles::choose(
             d,
@@ -362,20 +361,7 @@ pub fn record_flash_attention(
         })?;
         let pipe =
             gpu.pipelines().get(&gpu.device, &FLASH_ATTENTION_FA2, "attn_fa2", dtype, &t.constants())?;
-        (pipe, t.bq() as usize, 1)
-    } else {
-        // 8-lane subgroups (lavapipe on AVX2): K/V rows read once per subgroup and shared by broadcast.
-        let (shader, entry) = if reg && d.is_multiple_of(32) {
-            (&FLASH_ATTENTION_SG8, "attn_sg8")
-        } else if reg {
-            (&FLASH_ATTENTION, "attn_reg")
-        } else {
-            (&FLASH_ATTENTION, "attn_wide")
-        };
-        let with_d = [("D", d as f64), ("QB", QB as f64)];
-        let overrides = if reg { &with_d[..] } else { &with_d[1..] };
-        let pipe = gpu.pipelines().get(&gpu.device, shader, entry, dtype, overrides)?;
-        (pipe, QB as usize, if reg { 1 } else { d.div_ceil(DC) })
+        (pipe, t.bq() as usize)
     };
     let width = s.heads * d;
     let per_batch = [
@@ -388,7 +374,7 @@ pub fn record_flash_attention(
     let qblocks = s.seq_q.div_ceil(qb);
     // Keep the workgroup count of one dispatch within a 2-D grid.
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let per_batch_groups = s.heads * qblocks * chunks;
+    let per_batch_groups = s.heads * qblocks;
     let nb_max = nb_max.min((max_groups * max_groups / per_batch_groups).max(1));
     let mut b0 = 0;
     while b0 < s.batch {
@@ -414,7 +400,7 @@ pub fn record_flash_attention(
             qblocks: qblocks as u32,
             scale,
             d: d as u32,
-            chunks: chunks as u32,
+            chunks: 1,
         };
         rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))?;
         b0 += nb;
@@ -451,7 +437,7 @@ mod tests {
                 let d4 = (d as u32).div_ceil(4);
                 assert!(t.bytes() <= bytes && t.invocations() <= inv.min(256), "{t:?}");
                 assert!(t.tc >= 4 && t.nu <= super::FA2_MAX_NU && t.rk <= super::FA2_MAX_RK, "{t:?}");
-                assert!(t.nu * t.tc >= d4 && t.bk() % t.bkv == 0 && t.dck4 >= 1, "{t:?}");
+                assert!(t.nu * t.tc >= d4 && t.bk().is_multiple_of(t.bkv) && t.dck4 >= 1, "{t:?}");
             }
         }
         assert!(Fa2Tiles::choose(0, 32768, 256).is_none());
