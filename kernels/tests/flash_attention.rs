@@ -276,7 +276,7 @@ fn assert_only_fa2(gpu: &Gpu) {
 #[test]
 fn sg8_tier_keeps_attn_sg8_for_multiples_of_32_and_runs_fa2_otherwise() {
     // On lavapipe attn_sg8 beats attn_fa2 for head dims that are multiples of 32; the others run attn_fa2 there
-    // too (faster than the one-query-per-invocation kernels it replaced: BENCHMARKS.md).
+    // too (on par with the one-query-per-invocation kernels it replaced: BENCHMARKS.md).
     let Ok(gpu) = Gpu::new(&GpuOptions { kernels: Some(KernelSet::Sg8), ..Default::default() }) else {
         eprintln!("skipped: this adapter has no 8-lane subgroups");
         return;
