@@ -2,20 +2,7 @@
 // Every binding carries a base element offset (the launcher binds aligned windows of large tensors).
 alias T = f32;
 
-struct Params {
-    n: u32,        // elements in this dispatch
-    base_a: u32,
-    base_b: u32,
-    base_y: u32,
-    alpha: f32,
-    beta: f32,
-    div: u32,      // broadcast: b index = ((first + i) / div) % modn
-    modn: u32,
-    first: u32,    // global index of this dispatch's first element
-    inner: u32,    // GEGLU: output width; timestep embedding: half of D
-    _pad0: u32,
-    _pad1: u32,
-}
+#include "elementwise_params"
 
 override WG: u32 = 256;
 

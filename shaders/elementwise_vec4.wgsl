@@ -1,23 +1,10 @@
 // Vectorised elementwise ops: each invocation handles 4 consecutive elements with vec4 loads and stores
 // (used when the element count and every window base are multiples of 4). On lavapipe a lane-divergent
 // load is a loop over lanes, so one vec4 load per lane costs about what one scalar load does.
-// Same Params layout as elementwise.wgsl; n and bases are in elements (multiples of 4).
+// Params as elementwise.wgsl (include "elementwise_params"); n and bases are in elements (multiples of 4).
 alias T = f32;
 
-struct Params {
-    n: u32,
-    base_a: u32,
-    base_b: u32,
-    base_y: u32,
-    alpha: f32,
-    beta: f32,
-    div: u32,
-    modn: u32,
-    first: u32,
-    inner: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+#include "elementwise_params"
 
 override WG: u32 = 256u;
 

@@ -22,24 +22,7 @@
 // columns past D read as 0; query rows past seq_q compute on a clamped row and write nothing.
 alias T = f32;
 
-struct Params {
-    seq_q: u32,
-    seq_kv: u32,
-    heads: u32,
-    groups: u32,     // workgroups in this dispatch (batches · heads · query blocks)
-    q_base: u32,
-    k_base: u32,
-    v_base: u32,
-    o_base: u32,
-    q_stride: u32,
-    k_stride: u32,
-    v_stride: u32,
-    o_stride: u32,
-    qblocks: u32,    // ceil(seq_q / BQ)
-    scale: f32,
-    d: u32,          // head dim (unused here: the override D)
-    chunks: u32,     // unused here (1)
-}
+#include "flash_params"
 
 override D: u32 = 64u;      // head dim (any; vec4 groups past D read as zeros)
 override TR: u32 = 16u;     // row groups of 4 queries

@@ -2,28 +2,12 @@
 // Same contract and Params as `attn_fa2` in flash_attention_fa2.wgsl. One invocation per query row, q and the
 // output accumulator in registers, online softmax over blocks of KB keys; a K or V row is read from memory once per
 // subgroup instead of once per lane: lane l loads columns [l·D/8, (l+1)·D/8) and the others receive them with
-// subgroupBroadcast (llvmpipe turns per-lane storage loads into loops). Needs D % 32 == 0, D <= 128 and the SUBGROUP feature; every lane of a subgroup runs the same
-// loops (lanes past the last query compute on a clamped row and write nothing).
+// subgroupBroadcast (llvmpipe turns per-lane storage loads into loops). Needs D % 32 == 0, D <= 128 and the
+// SUBGROUP feature; every lane of a subgroup runs the same loops (lanes past the last query compute on a clamped
+// row and write nothing).
 alias T = f32;
 
-struct Params {
-    seq_q: u32,
-    seq_kv: u32,
-    heads: u32,
-    groups: u32,     // workgroups in this dispatch (batches · heads · query blocks)
-    q_base: u32,
-    k_base: u32,
-    v_base: u32,
-    o_base: u32,
-    q_stride: u32,
-    k_stride: u32,
-    v_stride: u32,
-    o_stride: u32,
-    qblocks: u32,    // ceil(seq_q / QB)
-    scale: f32,
-    d: u32,          // head dim (unused here: the override D)
-    chunks: u32,     // unused here (1)
-}
+#include "flash_params"
 
 override D: u32 = 64u;   // head dim
 override QB: u32 = 64u;  // queries (invocations) per workgroup
@@ -38,15 +22,7 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(3) var<storage, read> v: array<T>;
 @group(0) @binding(4) var<storage, read_write> o: array<T>;
 
-fn ld4q(i: u32) -> vec4<f32> {
-    return vec4<f32>(f32(q[i]), f32(q[i + 1u]), f32(q[i + 2u]), f32(q[i + 3u]));
-}
-fn ld4k(i: u32) -> vec4<f32> {
-    return vec4<f32>(f32(k[i]), f32(k[i + 1u]), f32(k[i + 2u]), f32(k[i + 3u]));
-}
-fn ld4v(i: u32) -> vec4<f32> {
-    return vec4<f32>(f32(v[i]), f32(v[i + 1u]), f32(v[i + 2u]), f32(v[i + 3u]));
-}
+#include "flash_loads"
 
 @compute @workgroup_size(QB)
 fn attn_sg8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

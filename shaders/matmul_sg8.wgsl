@@ -7,12 +7,7 @@
 // Requires the SUBGROUP feature. Same Params layout as matmul.wgsl.
 alias T = f32;
 
-struct Params {
-    m: u32, n: u32, k: u32, act: u32,
-    base_x: u32, base_w: u32, base_b: u32, base_y: u32,
-    x_sb: u32, w_sb: u32, y_sb: u32, flags: u32,
-    w_sn: u32, w_sk: u32, ldx: u32, ldy: u32,
-}
+#include "matmul_params"
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
@@ -22,16 +17,7 @@ struct Params {
 
 #include "activation"
 
-fn store(m: u32, n: u32, bi: u32, v: f32) {
-    if (m < p.m && n < p.n) {
-        var r = v;
-        let yi = p.base_y + bi * p.y_sb + m * p.ldy + n;
-        if ((p.flags & 1u) != 0u) { r += f32(bias[p.base_b + n]); }
-        if ((p.flags & 2u) != 0u) { r += f32(bias[p.base_b + m]); }
-        if ((p.flags & 4u) != 0u) { r += f32(y[yi]); }
-        y[yi] = T(activate(r, p.act));
-    }
-}
+#include "matmul_store"
 
 @compute @workgroup_size(8, 1, 1)
 fn matmul_sg8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {

@@ -4,24 +4,7 @@
 // Same Params layout as matmul.wgsl (bases and strides in elements; the launcher guarantees multiples of 4).
 alias T = f32;
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    act: u32,
-    base_x: u32,
-    base_w: u32,
-    base_b: u32,
-    base_y: u32,
-    x_sb: u32,
-    w_sb: u32,
-    y_sb: u32,
-    flags: u32,     // 1: bias per column, 2: bias per row, 4: accumulate into y
-    w_sn: u32,
-    w_sk: u32,
-    ldx: u32,
-    ldy: u32,
-}
+#include "matmul_params"
 
 override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
@@ -34,16 +17,7 @@ override WG_Y: u32 = 8u;
 
 #include "activation"
 
-fn store(m: u32, n: u32, bi: u32, v: f32) {
-    if (m < p.m && n < p.n) {
-        var r = v;
-        let yi = p.base_y + bi * p.y_sb + m * p.ldy + n;
-        if ((p.flags & 1u) != 0u) { r += f32(bias[p.base_b + n]); }
-        if ((p.flags & 2u) != 0u) { r += f32(bias[p.base_b + m]); }
-        if ((p.flags & 4u) != 0u) { r += f32(y[yi]); }
-        y[yi] = T(activate(r, p.act));
-    }
-}
+#include "matmul_store"
 
 fn store_row(m: u32, n0: u32, bi: u32, v: vec4<f32>) {
     store(m, n0, bi, v.x);

@@ -6,32 +6,7 @@
 // the SUBGROUP feature.
 alias T = f32;
 
-struct Params {
-    seq_len: u32,     // L
-    tokens: u32,      // M·F tokens per batch element
-    rows_per_b: u32,  // S·F grid rows per batch element
-    d: u32,           // head dim
-    ld: u32,          // row stride of the Q/K/V (or gather source) bindings
-    c_att: u32,       // row stride of the attention rows (att, att_in)
-    width: u32,       // channels per row handled by mean / bias / gather
-    ld_out: u32,      // row stride of the mean / bias output rows
-    col_out: u32,     // first output column of the mean
-    frames: u32,
-    cells: u32,       // S
-    n_rows: u32,      // sequences (attend) or rows (mean, bias, gather) in this dispatch
-    row0: u32,        // global index of the dispatch's first sequence (attend) or row (mean, bias, gather)
-    b0: u32,          // batch element at the start of the gathered-from bindings (Q/K/V, att_in)
-    rows_bound: u32,  // rows those bindings hold from b0 on
-    scale: f32,
-    base_q: u32,      // element bases inside the bindings
-    base_k: u32,
-    base_v: u32,
-    base_in: u32,
-    base_out: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
+#include "traj_params"
 
 override WG: u32 = 64u;
 override D: u32 = 64u;
@@ -46,15 +21,7 @@ const NONE: u32 = 0xFFFFFFFFu;
 @group(0) @binding(9) var<storage, read> ks: array<T>;           // K rows
 @group(0) @binding(10) var<storage, read> vs: array<T>;          // V rows
 
-// Row of global token g = b·(M·F) + t inside the bound source rows, or NONE (invisible, or not bound here).
-fn src_row(token: u32) -> u32 {
-    let b = token / p.tokens;
-    let r = table[token % p.tokens];
-    if (r >= p.rows_per_b || b < p.b0) { return NONE; }
-    let row = (b - p.b0) * p.rows_per_b + r;
-    if (row >= p.rows_bound) { return NONE; }
-    return row;
-}
+#include "traj_src_row"
 
 fn ld4(which: u32, i: u32) -> vec4<f32> {
     if (which == 0u) { return vec4<f32>(f32(qs[i]), f32(qs[i + 1u]), f32(qs[i + 2u]), f32(qs[i + 3u])); }

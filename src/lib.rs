@@ -4,9 +4,12 @@
 
 pub mod checkpoint;
 pub mod graph;
+pub mod image_io;
+pub mod limits;
 pub mod models;
 pub mod nn;
 pub mod nvs;
+pub mod output;
 pub mod pipeline;
 pub mod rng;
 pub mod sampler;

@@ -50,7 +50,12 @@ impl GpuArgs {
         GpuOptions {
             backend: self.backend,
             adapter: self.adapter.clone(),
-            disable: self.disable.clone(),
+            disable: self
+                .disable
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
             max_binding: self.max_binding,
             kernels: self.kernels,
         }
@@ -301,9 +306,26 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, each cause once: a library error that already quotes its source (an
+/// OS error, a JSON error) would otherwise print it twice.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if s.is_empty() || out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -539,9 +561,18 @@ fn load_depth(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
             [h, w] | [1, h, w] => (*h, *w),
             s => bail!("{}: depth has shape {s:?}; expected (H, W)", path.display()),
         };
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            bail!(
+                "{}: depth value {i} (row {}, column {}) is {}; a depth map must hold finite numbers",
+                path.display(),
+                i / w.max(1),
+                i % w.max(1),
+                v[i]
+            );
+        }
         return Ok((v.iter().map(|&x| x as f32).collect(), w, h));
     }
-    let img = image::open(path).with_context(|| format!("reading depth image {}", path.display()))?;
+    let img = trajattn::image_io::open(path)?;
     let g = img.to_luma16();
     let (w, h) = (g.width() as usize, g.height() as usize);
     Ok((g.pixels().map(|p| p.0[0] as f32).collect(), w, h))
@@ -550,8 +581,7 @@ fn load_depth(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
 fn camera_cmd(g_args: &GpuArgs, a: CameraArgs) -> Result<()> {
     use trajattn::trajectory::camera::{CameraPath, Intrinsics};
     use trajattn::trajectory::{folder, preview};
-    let img =
-        image::open(&a.image).with_context(|| format!("reading image {}", a.image.display()))?.to_rgb8();
+    let img = trajattn::image_io::open_rgb(&a.image)?;
     let (depth, w, h) = load_depth(&a.depth)?;
     if (w, h) != (img.width() as usize, img.height() as usize) {
         bail!(
@@ -664,6 +694,9 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
         }
         TrajCmd::Build { out, flow, step, from, frames, mask, sparse, image } => {
             use trajattn::trajectory::{build, npy};
+            trajattn::output::check_dir(&out)?;
+            // The frame size the trajectories were made for, where the input says it (flow, grid-form folders).
+            let mut made_for: Option<(usize, usize)> = None;
             let mut t = match (flow, from) {
                 (Some(f), None) => {
                     let a = npy::read(&f)?;
@@ -671,13 +704,33 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
                     let [fr, h, w, 2] = a.shape[..] else {
                         bail!("{}: flow has shape {:?}; expected (F, H, W, 2)", f.display(), a.shape);
                     };
-                    build::from_flow(&v, fr, w, h, step)?
+                    made_for = Some((w, h));
+                    build::from_flow(&v, fr, w, h, step).with_context(|| format!("flow {}", f.display()))?
                 }
-                (None, Some(d)) => folder::read(&d, frames)?,
+                (None, Some(d)) => {
+                    let c = npy::read(&d.join("trans_coordinates.npy"))?;
+                    if let [_, h, w, 2] = c.shape[..] {
+                        if c.shape[0] != 1 {
+                            made_for = Some((w, h));
+                        }
+                    }
+                    folder::read(&d, frames).with_context(|| format!("trajectories in {}", d.display()))?
+                }
                 _ => bail!("give --flow FILE or --from DIR"),
             };
             if let Some(m) = mask {
-                let g = image::open(&m).with_context(|| format!("reading mask {}", m.display()))?.to_luma8();
+                let g = trajattn::image_io::open_luma(&m)?;
+                if let Some((w, h)) = made_for {
+                    if (g.width() as usize, g.height() as usize) != (w, h) {
+                        bail!(
+                            "mask {} is {}×{} but the trajectories were made for {w}×{h} frames: give a mask of \
+                             the frame size",
+                            m.display(),
+                            g.width(),
+                            g.height()
+                        );
+                    }
+                }
                 let bits: Vec<bool> = g.pixels().map(|p| p.0[0] >= 128).collect();
                 t = build::apply_mask(&t, &bits, g.width() as usize, g.height() as usize)?;
             }
@@ -694,8 +747,7 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
                 out.display()
             );
             if let Some(img) = image {
-                let img =
-                    image::open(&img).with_context(|| format!("reading image {}", img.display()))?.to_rgb8();
+                let img = trajattn::image_io::open_rgb(&img)?;
                 preview::write_previews(&img, &t, 16, &out.join("preview.png"), &out.join("preview.gif"))
                     .context("writing previews")?;
             }
@@ -703,8 +755,7 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
         }
         TrajCmd::Preview { dir, image, frames, step, out } => {
             let t = folder::read(&dir, frames)?;
-            let img =
-                image::open(&image).with_context(|| format!("reading image {}", image.display()))?.to_rgb8();
+            let img = trajattn::image_io::open_rgb(&image)?;
             let out = out.unwrap_or_else(|| dir.clone());
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let (png, gif) = (out.join("preview.png"), out.join("preview.gif"));
@@ -725,7 +776,7 @@ fn drag_cmd(spec: &std::path::Path, out: &std::path::Path, image: Option<&std::p
     println!("{} trajectories × {} frames ({} drags) → {}", t.n, t.frames, s.drags.len(), out.display());
     let base = match image {
         Some(p) => {
-            let img = image::open(p).with_context(|| format!("reading image {}", p.display()))?.to_rgb8();
+            let img = trajattn::image_io::open_rgb(p)?;
             if (img.width() as usize, img.height() as usize) != (s.width, s.height) {
                 bail!(
                     "image {} is {}×{} but the drag file is for {}×{}",
@@ -768,6 +819,10 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
         "corrected" => MaskMode::Corrected,
         m => bail!("--merge must be faithful or corrected, got '{m}'"),
     };
+    if !(a.degrees_per_frame.is_finite() && a.major_radius.is_finite()) {
+        bail!("--degrees-per-frame and --major-radius must be finite numbers");
+    }
+    trajattn::output::check_dir(&a.out)?;
     let frames = sorted_files(&a.video_frames, &["png", "jpg", "jpeg"])?;
     let depths = sorted_files(&a.depths, &["npy"])?;
     if frames.is_empty() {
@@ -788,7 +843,7 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
     }
     let imgs: Vec<image::RgbImage> = frames
         .iter()
-        .map(|p| image::open(p).with_context(|| format!("reading {}", p.display())).map(|i| i.to_rgb8()))
+        .map(|p| trajattn::image_io::open_rgb(p).map_err(anyhow::Error::from))
         .collect::<Result<_>>()?;
     let (w, h) = (imgs[0].width() as usize, imgs[0].height() as usize);
     let mut invs = Vec::with_capacity(f);
@@ -860,8 +915,7 @@ fn edit_cmd(
     chain: &cli::generate::ChainArgs,
 ) -> Result<()> {
     use trajattn::trajectory::{folder, preview};
-    let img =
-        image::open(edited).with_context(|| format!("reading edited frame {}", edited.display()))?.to_rgb8();
+    let img = trajattn::image_io::open_rgb(edited)?;
     let t = folder::read(tracks, frames)?;
     let (w, h) = (img.width() as f64, img.height() as f64);
     let inside = (0..t.n)

@@ -72,6 +72,8 @@ fn opts(io: &Io) -> GenerateOptions {
         height: 32,
         decode_chunk: 2,
         dtype: DType::F32,
+        // The fixtures are diffusers runs in float32, which draw the initial latents in float32.
+        noise_dtype: DType::F32,
         ..Default::default()
     }
 }
@@ -293,6 +295,7 @@ mod nvs {
             height: H,
             decode_chunk: 5,
             dtype: DType::F32,
+            noise_dtype: DType::F32,
             // The fixture ran on the CPU: every step_single (four crops, then the ordinary step) drew its noise.
             cpu_reference_stream: true,
             nvs: Some(conditioning()),

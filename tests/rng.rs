@@ -100,3 +100,26 @@ fn libm_path_is_close_to_avx2_path_and_tail_rule_holds() {
     assert_eq!(Generator::new(1).randperm(0), Vec::<i64>::new());
     assert_eq!(Generator::new(1).randperm(1), vec![0]);
 }
+
+#[test]
+fn a_seed_draws_the_official_fp16_noise_at_any_precision_by_default() {
+    // The official run is fp16: its initial latents are an fp16 draw. By default the pipeline draws exactly
+    // that whatever --dtype is (f32 only adds precision afterwards); --noise-dtype f32 keeps diffusers-f32 parity.
+    use trajattn::pipeline::{initial_draws, GenerateOptions};
+    use trajattn_kernels::DType;
+    let v = vectors();
+    let seed = v["seed"].as_u64().unwrap();
+    let c = &v["image_mode_cameractrl"];
+    let (image_n, latent_n) = (numel(&c["noise_aug_randn_f32_shape"]), numel(&c["latents_randn_f16_shape"]));
+    let default = GenerateOptions { dtype: DType::F32, ..Default::default() };
+    assert_eq!(default.noise_dtype, DType::F16);
+    let (_, aug, lat) = initial_draws(seed, image_n, latent_n, default.noise_dtype).unwrap();
+    assert_eq!(bits(&aug[..16]), f32s(&c["noise_aug"]["first_16"]));
+    let l = &c["latents_before_init_sigma"];
+    let to64 = |s: &[f32]| s.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    assert_eq!(to64(&lat[..16]), f64s(&l["first_16"]), "latents first 16");
+    assert_eq!(to64(&lat[lat.len() - 16..]), f64s(&l["last_16"]), "latents last 16");
+    // The explicit f32 draw is another stream of values (diffusers in float32).
+    let (_, _, lat32) = initial_draws(seed, image_n, latent_n, DType::F32).unwrap();
+    assert_ne!(to64(&lat32[..16]), f64s(&l["first_16"]));
+}

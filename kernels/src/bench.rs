@@ -67,6 +67,9 @@ pub fn time_case(gpu: &Gpu, case: &BenchCase, warmup: usize, runs: usize) -> Res
     })
 }
 
+/// Largest product of a benchmark shape's dims (2^40).
+pub const MAX_SHAPE_PRODUCT: u64 = 1 << 40;
+
 /// Parses `AxBxC` (also `A,B,C`) into sizes; `want` is the number of dims expected (or 0 for any).
 pub fn parse_shape(kernel: &'static str, s: &str, want: usize) -> Result<Vec<usize>> {
     let dims: std::result::Result<Vec<usize>, _> =
@@ -78,6 +81,15 @@ pub fn parse_shape(kernel: &'static str, s: &str, want: usize) -> Result<Vec<usi
     }
     if want != 0 && dims.len() != want {
         return Err(invalid(kernel, format!("shape '{s}' has {} dims, expected {want}", dims.len())));
+    }
+    // Every tensor a case builds is a product of some of these dims: bounding the whole product keeps every size
+    // computation far from overflow, and the device's buffer limits refuse what is still too large.
+    let total = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    if total.is_none_or(|t| t > MAX_SHAPE_PRODUCT) {
+        return Err(invalid(
+            kernel,
+            format!("shape '{s}': the product of its dims is above {MAX_SHAPE_PRODUCT}; benchmark a smaller shape"),
+        ));
     }
     Ok(dims)
 }

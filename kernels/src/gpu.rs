@@ -67,6 +67,9 @@ pub struct GpuOptions {
     pub kernels: Option<KernelSet>,
 }
 
+/// Optional features `--disable` can switch off.
+pub const DISABLE_NAMES: &[&str] = &["f16", "subgroup", "timestamp"];
+
 /// Smallest binding limit [`GpuOptions::max_binding`] accepts.
 pub const MIN_MAX_BINDING: u64 = 4096;
 
@@ -122,6 +125,12 @@ impl GpuOptions {
                     })?);
                 }
             }
+        }
+        if let Some(bad) = self.disable.iter().find(|d| !DISABLE_NAMES.contains(&d.as_str())) {
+            return Err(KernelError::Device(format!(
+                "--disable / TRAJATTN_DISABLE: unknown feature '{bad}' (known: {})",
+                DISABLE_NAMES.join(", ")
+            )));
         }
         if self.kernels.is_none() {
             if let Ok(v) = std::env::var("TRAJATTN_KERNELS") {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gpu;
 pub mod lender;
 pub mod ops;
+pub mod params;
 pub mod pipelines;
 pub mod pool;
 pub mod select;

@@ -32,8 +32,23 @@ pub struct Include {
 }
 
 /// Every shared fragment.
-pub const INCLUDES: &[Include] =
-    &[Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") }];
+pub const INCLUDES: &[Include] = &[
+    Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") },
+    Include { name: "gemm", src: include_str!("../../shaders/include/gemm.wgsl") },
+    Include {
+        name: "elementwise_params",
+        src: include_str!("../../shaders/include/elementwise_params.wgsl"),
+    },
+    Include { name: "norms", src: include_str!("../../shaders/include/norms.wgsl") },
+    Include { name: "rows_params", src: include_str!("../../shaders/include/rows_params.wgsl") },
+    Include { name: "group_norm_params", src: include_str!("../../shaders/include/group_norm_params.wgsl") },
+    Include { name: "matmul_params", src: include_str!("../../shaders/include/matmul_params.wgsl") },
+    Include { name: "matmul_store", src: include_str!("../../shaders/include/matmul_store.wgsl") },
+    Include { name: "flash_params", src: include_str!("../../shaders/include/flash_params.wgsl") },
+    Include { name: "flash_loads", src: include_str!("../../shaders/include/flash_loads.wgsl") },
+    Include { name: "traj_params", src: include_str!("../../shaders/include/traj_params.wgsl") },
+    Include { name: "traj_src_row", src: include_str!("../../shaders/include/traj_src_row.wgsl") },
+];
 
 /// Deepest include nesting accepted (a cycle fails here instead of recursing without end).
 const MAX_INCLUDE_DEPTH: usize = 8;
@@ -117,16 +132,21 @@ shader!(ELEMENTWISE_VEC4, "elementwise_vec4");
 shader!(MATMUL, "matmul");
 shader!(MATMUL_VEC4, "matmul_vec4");
 shader!(MATMUL_SG8, "matmul_sg8");
+shader!(GEMM_TILED, "gemm_tiled");
+shader!(GEMM_TILED_VEC4, "gemm_tiled_vec4");
 shader!(CONV_COLS, "conv_cols");
 shader!(GROUP_NORM, "group_norm");
+shader!(GROUP_NORM_VEC4, "group_norm_vec4");
 shader!(LAYER_NORM, "layer_norm");
 shader!(SOFTMAX, "softmax");
+shader!(ROWS_VEC4, "rows_vec4");
 shader!(LAYOUT, "layout");
 shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
 shader!(TRAJECTORY_ATTENTION_SG8, "trajectory_attention_sg8");
 shader!(FLASH_ATTENTION_SG8, "flash_attention_sg8");
 shader!(FLASH_ATTENTION_FA2, "flash_attention_fa2");
 shader!(TEMPORAL_ATTENTION, "temporal_attention");
+shader!(SAMPLER, "sampler");
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -135,14 +155,19 @@ pub const ALL: &[Shader] = &[
     MATMUL,
     MATMUL_VEC4,
     MATMUL_SG8,
+    GEMM_TILED,
+    GEMM_TILED_VEC4,
     CONV_COLS,
     GROUP_NORM,
+    GROUP_NORM_VEC4,
     LAYER_NORM,
     SOFTMAX,
+    ROWS_VEC4,
     LAYOUT,
     TRAJECTORY_ATTENTION,
     TRAJECTORY_ATTENTION_SG8,
     FLASH_ATTENTION_SG8,
     FLASH_ATTENTION_FA2,
     TEMPORAL_ATTENTION,
+    SAMPLER,
 ];

@@ -135,3 +135,44 @@ fn bad_shapes_are_errors() {
     let e = conv::conv3d_temporal(&gpu, &x, 3, &w3, None).unwrap_err().to_string();
     assert!(e.contains("clips"), "{e}");
 }
+
+/// GPU tier forced (the workgroup-tiled GEMM behind im2col), with an optional small binding limit.
+fn gpu_tier(max_binding: Option<u64>) -> Gpu {
+    use trajattn_kernels::{select::KernelSet, GpuOptions};
+    Gpu::new(&GpuOptions { kernels: Some(KernelSet::Gpu), max_binding, ..Default::default() }).unwrap()
+}
+
+fn assert_tiled_gemm_ran(gpu: &Gpu) {
+    let keys = gpu.pipelines().keys();
+    assert!(
+        gpu.pipelines().used("gemm_tiled", "gemm_tiled")
+            || gpu.pipelines().used("gemm_tiled_vec4", "gemm_tiled_vec4"),
+        "no tiled GEMM ran: {keys:?}"
+    );
+    for s in ["matmul", "matmul_vec4", "matmul_sg8"] {
+        assert!(!gpu.pipelines().used(s, s), "{s} ran on the GPU tier: {keys:?}");
+    }
+}
+
+#[test]
+fn conv_on_the_gpu_tier_matches_reference() {
+    let gpu = gpu_tier(None);
+    for d in common::dtypes(&gpu) {
+        check2d(&gpu, d, (2, 5, 9, 13), (7, 3), Conv2dOpts::new(1, 1), true);
+        check2d(&gpu, d, (1, 32, 7, 11), (9, 3), Conv2dOpts::new(1, 1), false);
+        check2d(&gpu, d, (1, 6, 11, 9), (5, 3), Conv2dOpts::new(2, 1), true);
+        check2d(&gpu, d, (3, 12, 5, 6), (8, 1), Conv2dOpts::new(1, 0), true);
+        check3d(&gpu, d, (2, 3, 5, 7, 9), 6);
+    }
+    assert_tiled_gemm_ran(&gpu);
+}
+
+#[test]
+fn conv_on_the_gpu_tier_splits_channels_and_pixels() {
+    // 16 KiB bindings: 13 × 20 × 20 f32 inputs are chunked over channels (accumulating GEMMs) and pixels.
+    let gpu = gpu_tier(Some(16 << 10));
+    for d in common::dtypes(&gpu) {
+        check2d(&gpu, d, (1, 13, 20, 20), (5, 3), Conv2dOpts::new(1, 1), true);
+    }
+    assert_tiled_gemm_ran(&gpu);
+}

@@ -1,9 +1,13 @@
-//! Matmul / linear against the float64 reference: every code path (generic, vec4, 8-lane subgroup),
-//! every epilogue, bias, batches, both weight layouts, f16, and a tensor above the binding limit.
+//! Matmul / linear against the float64 reference: every code path (generic, vec4, 8-lane subgroup, and the
+//! GPU tier's tiled GEMM on a device with that tier forced), every epilogue, bias, batches, both weight layouts,
+//! f16, and tensors above the binding limit.
 
 mod common;
 
-use trajattn_kernels::ops::matmul::{self, reference, Epilogue, Tiling, WLayout};
+use trajattn_kernels::ops::matmul::{
+    self, reference, BiasMode, Epilogue, Gemm, GemmTiles, Operand, Tiling, WLayout,
+};
+use trajattn_kernels::select::{AdapterFacts, KernelSet};
 use trajattn_kernels::testing::{assert_close, rand_vec, round_f16, to_f64};
 use trajattn_kernels::{DType, Gpu, GpuOptions, Recorder, Tensor};
 
@@ -161,4 +165,300 @@ fn bad_shapes_are_errors_naming_both() {
         let e = matmul::linear(&gpu, &x, &wh, None, Epilogue::None).unwrap_err().to_string();
         assert!(e.contains("f32") && e.contains("f16"), "{e}");
     }
+}
+
+// ---- GPU tier: the workgroup-tiled GEMM (`gemm_tiled`, `gemm_tiled_vec4`), forced on any adapter ----
+
+/// A device of its own with the GPU tier forced (and an optional binding limit), so its pipeline cache says
+/// exactly which GEMM variants this test ran.
+fn gpu_tier(max_binding: Option<u64>) -> Gpu {
+    Gpu::new(&GpuOptions { kernels: Some(KernelSet::Gpu), max_binding, ..Default::default() }).unwrap()
+}
+
+/// One strided GEMM: every operand has an offset, a padded row stride and a batch stride (0 for a shared
+/// weight), so windows, strides and edge blocks are all exercised.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    batch: usize,
+    shared_w: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    layout: WLayout,
+    bias: Option<BiasMode>,
+    act: Epilogue,
+    accumulate: bool,
+    /// Extra elements added to every row stride and as leading offset (0 keeps vec4 alignment possible).
+    pad: usize,
+}
+
+impl Case {
+    #[allow(clippy::too_many_arguments)]
+    fn new(batch: usize, shared_w: bool, (m, n, k): (usize, usize, usize), layout: WLayout) -> Case {
+        Case { batch, shared_w, m, n, k, layout, bias: None, act: Epilogue::None, accumulate: false, pad: 0 }
+    }
+    fn bias(self, b: BiasMode) -> Case {
+        Case { bias: Some(b), ..self }
+    }
+    fn act(self, act: Epilogue) -> Case {
+        Case { act, ..self }
+    }
+    fn accumulate(self) -> Case {
+        Case { accumulate: true, ..self }
+    }
+    fn pad(self, pad: usize) -> Case {
+        Case { pad, ..self }
+    }
+}
+
+/// (offset, ld, batch stride, total elements) of an operand with `rows` rows of `cols` used elements.
+fn strided(c: &Case, rows: usize, cols: usize, shared: bool, extra: usize) -> (usize, usize, usize, usize) {
+    let ld = cols + c.pad + extra;
+    let off = c.pad + extra;
+    let sb = if shared { 0 } else { rows * ld + 4 };
+    let total = off + (c.batch - 1) * sb + (rows - 1) * ld + cols + 3;
+    (off, ld, sb, total)
+}
+
+/// Runs `c` with `launch` on `gpu` in `d` and checks every element of Y: the GEMM region against the float64
+/// reference, everything else untouched (NaN poison, or the initial values when accumulating).
+fn check_gemm(
+    gpu: &Gpu,
+    d: DType,
+    c: Case,
+    launch: &dyn Fn(&mut Recorder, &Gemm) -> trajattn_kernels::Result<()>,
+) {
+    let (wr, wc) = match c.layout {
+        WLayout::NK => (c.n, c.k),
+        WLayout::KN => (c.k, c.n),
+    };
+    let (xo, xld, xsb, xlen) = strided(&c, c.m, c.k, false, 0);
+    let (wo, wld, wsb, wlen) = strided(&c, wr, wc, c.shared_w, 4);
+    let (yo, yld, ysb, ylen) = strided(&c, c.m, c.n, false, 8);
+    let seed = (c.m * 1000 + c.n * 10 + c.k) as u64;
+    let x = input(seed, xlen, d);
+    let w = input(seed + 1, wlen, d);
+    let bn = if c.bias == Some(BiasMode::PerRow) { c.m } else { c.n };
+    let b = input(seed + 2, bn, d);
+    let y0 = input(seed + 3, ylen, d);
+    let tx = Tensor::from_f32(gpu, &x, &[xlen], d).unwrap();
+    let tw = Tensor::from_f32(gpu, &w, &[wlen], d).unwrap();
+    let tb = Tensor::from_f32(gpu, &b, &[bn], d).unwrap();
+    let ty = if c.accumulate {
+        Tensor::from_f32(gpu, &y0, &[ylen], d).unwrap()
+    } else {
+        let t = Tensor::empty(gpu, &[ylen], d).unwrap();
+        t.poison(gpu);
+        t
+    };
+    let g = Gemm {
+        batch: c.batch,
+        m: c.m,
+        n: c.n,
+        k: c.k,
+        x: Operand { t: &tx, offset: xo, ld: xld, sb: xsb },
+        w: Operand { t: &tw, offset: wo, ld: wld, sb: wsb },
+        layout: c.layout,
+        bias: c.bias.map(|m| (&tb, m)),
+        act: c.act,
+        y: Operand { t: &ty, offset: yo, ld: yld, sb: ysb },
+        accumulate: c.accumulate,
+    };
+    let mut rec = Recorder::new(gpu);
+    launch(&mut rec, &g).unwrap();
+    rec.run().unwrap();
+    let got = ty.to_f32(gpu).unwrap();
+    let mut want: Vec<f64> = vec![0.0; ylen];
+    let mut inside = vec![false; ylen];
+    for bi in 0..c.batch {
+        for i in 0..c.m {
+            for j in 0..c.n {
+                let mut s = 0.0f64;
+                for kk in 0..c.k {
+                    let xv = x[xo + bi * xsb + i * xld + kk] as f64;
+                    let wi = match c.layout {
+                        WLayout::NK => wo + bi * wsb + j * wld + kk,
+                        WLayout::KN => wo + bi * wsb + kk * wld + j,
+                    };
+                    s += xv * w[wi] as f64;
+                }
+                match c.bias {
+                    Some(BiasMode::PerColumn) => s += b[j] as f64,
+                    Some(BiasMode::PerRow) => s += b[i] as f64,
+                    None => {}
+                }
+                let yi = yo + bi * ysb + i * yld + j;
+                if c.accumulate {
+                    s += y0[yi] as f64;
+                }
+                want[yi] = reference::activate(s, c.act);
+                inside[yi] = true;
+            }
+        }
+    }
+    let what = format!("{d} {c:?}");
+    let (gi, wi): (Vec<f32>, Vec<f64>) =
+        got.iter().zip(&want).zip(&inside).filter(|(_, &ins)| ins).map(|((&g, &w), _)| (g, w)).unzip();
+    assert_close(&what, &gi, &wi, tol(d));
+    for (i, (&g, &ins)) in got.iter().zip(&inside).enumerate() {
+        if !ins {
+            let untouched = if c.accumulate { g == y0[i] } else { g.is_nan() };
+            assert!(untouched, "{what}: y[{i}] outside the GEMM was written ({g})");
+        }
+    }
+}
+
+fn record_default(rec: &mut Recorder, g: &Gemm) -> trajattn_kernels::Result<()> {
+    matmul::record_gemm(rec, g, None)
+}
+
+/// Asserts the GPU-tier pipelines ran (`vec4`: the vec4-load twin too) and none of the older GEMM kernels.
+fn assert_tiled_only(gpu: &Gpu, vec4: bool) {
+    let keys = gpu.pipelines().keys();
+    assert!(gpu.pipelines().used("gemm_tiled", "gemm_tiled"), "scalar tiled GEMM did not run: {keys:?}");
+    if vec4 {
+        assert!(
+            gpu.pipelines().used("gemm_tiled_vec4", "gemm_tiled_vec4"),
+            "vec4 tiled GEMM did not run: {keys:?}"
+        );
+    }
+    for (s, e) in [("matmul", "matmul"), ("matmul_vec4", "matmul_vec4"), ("matmul_sg8", "matmul_sg8")] {
+        assert!(!gpu.pipelines().used(s, e), "{s} ran on the GPU tier: {keys:?}");
+    }
+}
+
+#[test]
+fn tiled_gemm_every_feature_on_odd_shapes() {
+    let gpu = gpu_tier(None);
+    let acts = [Epilogue::None, Epilogue::Silu, Epilogue::GeluErf, Epilogue::GeluTanh];
+    let (nk, kn) = (WLayout::NK, WLayout::KN);
+    let (col, row) = (BiasMode::PerColumn, BiasMode::PerRow);
+    let cases = [
+        // Scalar loads (K odd), several blocks along M and N, edge blocks everywhere.
+        Case::new(1, true, (67, 71, 37), nk).bias(col),
+        // K < BK, N < 4, M = 1; and K < BK on the vec4 path.
+        Case::new(1, true, (1, 3, 5), nk).act(Epilogue::Silu),
+        Case::new(2, false, (5, 6, 4), nk).bias(col).act(Epilogue::GeluTanh),
+        Case::new(1, true, (70, 3, 9), nk).bias(row).act(Epilogue::GeluErf),
+        // vec4 loads (K, strides, offsets multiples of 4), batch with a shared and with strided weights.
+        Case::new(2, true, (33, 65, 40), nk).bias(col).act(Epilogue::GeluTanh),
+        Case::new(3, false, (19, 21, 68), nk).bias(row).accumulate(),
+        // K % 4 == 0 but misaligned rows: back to scalar loads.
+        Case::new(2, false, (13, 17, 20), nk).pad(1).bias(col).act(Epilogue::Silu),
+        // [K, N] weights: shared, strided, accumulate, per-row bias.
+        Case::new(2, false, (23, 29, 31), kn).bias(col).act(Epilogue::Silu),
+        Case::new(1, true, (130, 66, 20), kn).accumulate(),
+        Case::new(3, true, (17, 5, 16), kn).bias(row).act(Epilogue::GeluErf).pad(3),
+        // Several default (128 x 128) blocks along M and N.
+        Case::new(1, true, (140, 135, 12), nk).bias(col),
+        // K spanning several BK steps with a ragged last one.
+        Case::new(1, true, (9, 7, 83), nk).pad(2).bias(row).accumulate(),
+    ];
+    for d in common::dtypes(&gpu) {
+        for c in cases {
+            check_gemm(&gpu, d, c, &record_default);
+        }
+        for act in acts {
+            check_gemm(&gpu, d, Case::new(1, true, (29, 31, 24), nk).bias(col).act(act), &record_default);
+        }
+    }
+    assert_tiled_only(&gpu, true);
+}
+
+#[test]
+fn tiled_gemm_small_tiles_cross_many_blocks() {
+    let gpu = gpu_tier(None);
+    let tiles = [GemmTiles { wg_x: 4, wg_y: 4, bk: 4 }, GemmTiles { wg_x: 8, wg_y: 4, bk: 8 }];
+    for d in common::dtypes(&gpu) {
+        for t in tiles {
+            let launch = |rec: &mut Recorder, g: &Gemm| matmul::record_gemm_tiled(rec, g, t);
+            check_gemm(
+                &gpu,
+                d,
+                Case::new(2, false, (37, 45, 50), WLayout::NK).bias(BiasMode::PerColumn),
+                &launch,
+            );
+            check_gemm(
+                &gpu,
+                d,
+                Case::new(2, true, (37, 45, 52), WLayout::NK).act(Epilogue::GeluErf),
+                &launch,
+            );
+            check_gemm(
+                &gpu,
+                d,
+                Case::new(1, true, (21, 38, 13), WLayout::KN).bias(BiasMode::PerRow),
+                &launch,
+            );
+        }
+    }
+    assert_tiled_only(&gpu, true);
+}
+
+#[test]
+fn tiled_gemm_splits_over_binding_windows() {
+    // 16 KiB bindings: X rows of 300 f32 → 13 rows per window, per-batch weights → one dispatch per batch entry
+    // and row chunk; a per-row bias must follow the chunk.
+    let gpu = gpu_tier(Some(16 << 10));
+    assert_eq!(gpu.max_binding(), 16 << 10);
+    for d in common::dtypes(&gpu) {
+        check_gemm(
+            &gpu,
+            d,
+            Case::new(2, false, (57, 11, 300), WLayout::NK).bias(BiasMode::PerRow),
+            &record_default,
+        );
+        check_gemm(
+            &gpu,
+            d,
+            Case::new(2, true, (45, 9, 301), WLayout::NK).bias(BiasMode::PerColumn).act(Epilogue::Silu),
+            &record_default,
+        );
+        check_gemm(&gpu, d, Case::new(1, true, (40, 7, 250), WLayout::KN).accumulate(), &record_default);
+    }
+    assert_tiled_only(&gpu, true);
+}
+
+#[test]
+fn tiled_gemm_tiles_follow_adapter_limits() {
+    let facts = |inv: u32, lds: u32| AdapterFacts {
+        name: "test".into(),
+        shader_f16: true,
+        subgroup: true,
+        subgroup_min_size: 32,
+        subgroup_max_size: 32,
+        timestamp: false,
+        max_workgroup_storage: lds,
+        max_invocations: inv,
+        max_binding: 1 << 27,
+    };
+    let t = GemmTiles::for_facts(&facts(256, 16384));
+    assert_eq!(t, GemmTiles { wg_x: 16, wg_y: 16, bk: 8 });
+    assert_eq!((t.bm(), t.bn(), t.workgroup_bytes()), (128, 128, 8192));
+    for (inv, lds) in [(128, 16384), (64, 16384), (256, 4096), (256, 2048), (16, 1024)] {
+        let t = GemmTiles::for_facts(&facts(inv, lds));
+        assert!(t.wg_x * t.wg_y <= inv && t.workgroup_bytes() <= lds, "{inv} {lds}: {t:?}");
+    }
+    // Tiles the adapter cannot run are an error, not a failed pipeline.
+    let gpu = gpu_tier(None);
+    let x = Tensor::from_f32(&gpu, &rand_vec(1, 12), &[3, 4], DType::F32).unwrap();
+    let y = Tensor::empty(&gpu, &[3, 3], DType::F32).unwrap();
+    let g = Gemm {
+        batch: 1,
+        m: 3,
+        n: 3,
+        k: 4,
+        x: Operand { t: &x, offset: 0, ld: 4, sb: 0 },
+        w: Operand { t: &x, offset: 0, ld: 4, sb: 0 },
+        layout: WLayout::NK,
+        bias: None,
+        act: Epilogue::None,
+        y: Operand { t: &y, offset: 0, ld: 3, sb: 0 },
+        accumulate: false,
+    };
+    let mut rec = Recorder::new(&gpu);
+    let big = GemmTiles { wg_x: 64, wg_y: 64, bk: 16 };
+    assert!(matmul::record_gemm_tiled(&mut rec, &g, big).is_err());
+    let odd_bk = GemmTiles { wg_x: 4, wg_y: 4, bk: 6 };
+    assert!(matmul::record_gemm_tiled(&mut rec, &g, odd_bk).is_err());
 }

@@ -49,6 +49,26 @@ fn layer_norm_matches_reference() {
 }
 
 #[test]
+fn layer_norm_large_mean_small_spread() {
+    // 1000 ± 0.05 in f32 (the tier this adapter selects; norms_gpu.rs forces the gpu tier): an unshifted f32
+    // mean is off by ~1e-4, 3e-3 of the spread, so the statistics must be taken relative to a row element.
+    let gpu = common::gpu();
+    for &(rows, c) in &[(9usize, 77usize), (3, 1281), (11, 320), (4, 1)] {
+        let x: Vec<f32> =
+            rand_range(71 + c as u64, rows * c, -1.0, 1.0).iter().map(|u| 1000.0 + 0.05 * u).collect();
+        let tx = Tensor::from_f32(&gpu, &x, &[rows, c], DType::F32).unwrap();
+        let y = Tensor::empty(&gpu, &[rows, c], DType::F32).unwrap();
+        y.poison(&gpu);
+        let mut rec = trajattn_kernels::Recorder::new(&gpu);
+        rows::record_layer_norm(&mut rec, &tx, None, 1e-5, &y).unwrap();
+        rec.run().unwrap();
+        let want = reference::layer_norm(&to_f64(&x), c, None, 1e-5);
+        // Shifted f32 sums: the same 1e-5 as for centred data.
+        assert_close(&format!("layer norm {rows}x{c} 1000±0.05"), &y.to_f32(&gpu).unwrap(), &want, 1e-5);
+    }
+}
+
+#[test]
 fn softmax_matches_reference() {
     let gpu = common::gpu();
     for d in common::dtypes(&gpu) {

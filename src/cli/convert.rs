@@ -36,8 +36,13 @@ pub fn unet_config(spec: &str) -> Result<UNetConfig> {
 /// Runs the conversion.
 pub fn run(a: &ConvertArgs) -> Result<()> {
     let cfg = unet_config(&a.unet_config)?;
-    let n = convert_trajectory_checkpoint_with_config(&a.input, &a.output, &cfg)
-        .with_context(|| format!("converting {}", a.input.display()))?;
+    trajattn::output::not_an_input(&a.output, &[&a.input])?;
+    trajattn::output::check_file(&a.output)?;
+    // Written under a temporary name and renamed when complete: a failure leaves no partial file.
+    let n = trajattn::output::write_atomic(&a.output, |tmp| {
+        convert_trajectory_checkpoint_with_config(&a.input, tmp, &cfg)
+            .with_context(|| format!("converting {}", a.input.display()))
+    })?;
     println!("wrote {n} tensors to {}", a.output.display());
     Ok(())
 }

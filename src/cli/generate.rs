@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use trajattn::models::unet::{TimeContext, Trajectories};
+use trajattn::output;
 use trajattn::pipeline::nvs_guidance::{NvsConditioning, NvsParams};
 use trajattn::pipeline::{generate, resize, GenerateOptions, Progress, Svd};
 use trajattn_kernels::ops::trajectory_attention::Grouping;
@@ -89,9 +90,66 @@ pub struct GenerateArgs {
     /// Also store the final latents ([F, 4, h, w], tensor `latents`) before decoding.
     #[arg(long)]
     pub save_latents: Option<PathBuf>,
-    /// Output folder: video.gif, frames/frame_NNN.png, video.mp4 (when ffmpeg is installed).
+    /// Precision of the initial noise draw: f16 (default) draws what the official fp16 run draws, so a seed gives
+    /// the same video at --dtype f32 and f16; f32 reproduces a float32 diffusers run.
+    #[arg(long, default_value = "f16", value_parser = ["f32", "f16"])]
+    pub noise_dtype: String,
+    /// Output folder: video.gif, frames/frame_NNN.png, video.mp4 (when ffmpeg is installed). An earlier run's
+    /// results there (only those files) are replaced once the new video is complete, so frames never mix.
     #[arg(long, default_value = "out/generate")]
     pub out: PathBuf,
+}
+
+/// What `generate` writes into its output folder.
+const OUT_FILES: [&str; 2] = ["video.gif", "video.mp4"];
+/// Output frame names (in `frames/`).
+fn is_frame_png(name: &str) -> bool {
+    name.starts_with("frame_") && name.ends_with(".png")
+}
+
+fn dtype_arg(s: &str) -> DType {
+    if s == "f16" {
+        DType::F16
+    } else {
+        DType::F32
+    }
+}
+
+/// Everything about the outputs and the numeric options that can be checked before loading anything.
+fn check_early(a: &GenerateArgs, image: Option<&Path>) -> Result<()> {
+    // Options (frames and size get their model defaults later; check what was given).
+    let probe = GenerateOptions {
+        frames: a.frames.unwrap_or(1),
+        steps: a.steps,
+        seed: a.seed,
+        width: a.width.unwrap_or(64),
+        height: a.height.unwrap_or(64),
+        fps: a.fps,
+        motion_bucket_id: a.motion_bucket,
+        noise_aug_strength: a.noise_aug,
+        min_guidance: a.min_guidance,
+        max_guidance: a.max_guidance,
+        decode_chunk: a.decode_chunk,
+        ..Default::default()
+    };
+    probe.validate()?;
+    trajattn::limits::check_range("--nvs-lr", a.nvs_lr, 0.0, 10.0, "default 0.02")?;
+    output::check_dir(&a.out)?;
+    let earlier = output::earlier_results(&a.out, &OUT_FILES, &["frames"], is_frame_png);
+    if let Some(img) = image {
+        let mut outs: Vec<PathBuf> = OUT_FILES.iter().map(|n| a.out.join(n)).collect();
+        outs.extend(earlier);
+        for o in &outs {
+            output::not_an_input(o, &[img])?;
+        }
+        if let Some(l) = &a.save_latents {
+            output::not_an_input(l, &[img])?;
+        }
+    }
+    if let Some(l) = &a.save_latents {
+        output::check_file(l)?;
+    }
+    Ok(())
 }
 
 struct Bars {
@@ -119,20 +177,9 @@ impl Progress for Bars {
     }
 }
 
-/// Loads an image as RGB bytes, applying its EXIF orientation.
+/// Loads an image as RGB bytes, applying its EXIF orientation (with the input-image size limits).
 pub fn load_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
-    use image::ImageDecoder;
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("opening {}", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("reading {}", path.display()))?;
-    let mut dec =
-        reader.into_decoder().with_context(|| format!("{} is not a readable image", path.display()))?;
-    let orientation = dec.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img =
-        image::DynamicImage::from_decoder(dec).with_context(|| format!("decoding {}", path.display()))?;
-    img.apply_orientation(orientation);
-    let rgb = img.to_rgb8();
+    let rgb = trajattn::image_io::open_rgb(path)?;
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     Ok((rgb.into_raw(), w, h))
 }
@@ -141,6 +188,8 @@ pub fn load_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
 pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
     let bundled = a.model.is_none();
     let model = a.model.clone().unwrap_or_else(|| PathBuf::from(BUNDLED_MODEL));
+    let image_path = a.image.clone().unwrap_or_else(|| model.join("input.png"));
+    check_early(a, Some(&image_path))?;
     if bundled {
         eprintln!(
             "NOTE: no --model given: running the whole pipeline on the BUNDLED TINY RANDOM MODEL ({}).\n      \
@@ -179,7 +228,6 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         bail!("--width and --height must be positive multiples of {unit} pixels for this model (got {width}×{height})");
     }
     let frames = a.frames.unwrap_or(svd.unet.cfg.num_frames);
-    let image_path = a.image.clone().unwrap_or_else(|| model.join("input.png"));
     let (rgb, iw, ih) = load_rgb(&image_path)?;
     let image = if (iw, ih) == (width, height) {
         rgb
@@ -226,6 +274,7 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         max_guidance: a.max_guidance,
         decode_chunk: a.decode_chunk,
         dtype,
+        noise_dtype: dtype_arg(&a.noise_dtype),
         time_context: if a.per_batch_time_context { TimeContext::PerBatch } else { TimeContext::Faithful },
         cpu_reference_stream: false,
         nvs,
@@ -238,23 +287,36 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         b.finish();
     }
     let secs = t1.elapsed().as_secs_f64();
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    // Everything is written into a staging folder first and moved into place once complete.
+    let staging = output::Staging::new(&a.out)?;
     let imgs = trajattn::video::frames_from_rgb(&g.frames_u8, g.frames, g.width, g.height);
-    let pngs = trajattn::video::write_pngs(&imgs, &a.out.join("frames"))?;
-    let gif = a.out.join("video.gif");
-    trajattn::video::write_gif(&imgs, &gif, 100)?;
-    let mp4 = a.out.join("video.mp4");
-    let wrote_mp4 =
-        trajattn::video::write_mp4_if_ffmpeg(&a.out.join("frames"), a.fps as u32, &mp4).unwrap_or(false);
+    let pngs = trajattn::video::write_pngs(&imgs, &staging.path("frames"))?;
+    trajattn::video::write_gif(&imgs, &staging.path("video.gif"), 100)?;
+    let wrote_mp4 = trajattn::video::write_mp4_if_ffmpeg(
+        &staging.path("frames"),
+        a.fps as u32,
+        &staging.path("video.mp4"),
+    )
+    .unwrap_or(false);
     if let Some(p) = &a.save_latents {
         let lc = svd.vae_encoder.cfg.latent_channels;
         let f8 = svd.vae_encoder.scale_factor();
         let shape = vec![g.frames, lc, g.height / f8, g.width / f8];
         let bytes: Vec<u8> = g.latents.iter().flat_map(|v| v.to_le_bytes()).collect();
         let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)?;
-        safetensors::serialize_to_file([("latents", view)], None, p)
-            .with_context(|| format!("writing {}", p.display()))?;
+        output::write_atomic(p, |tmp| {
+            safetensors::serialize_to_file([("latents", view)], None, tmp)
+                .with_context(|| format!("writing {}", p.display()))
+        })?;
     }
+    let earlier = output::earlier_results(&a.out, &OUT_FILES, &["frames"], is_frame_png);
+    if !earlier.is_empty() {
+        eprintln!("replacing an earlier run's results in {} ({} files)", a.out.display(), earlier.len());
+    }
+    output::clear_earlier(&a.out, &earlier, true)?;
+    staging.commit()?;
+    let gif = a.out.join("video.gif");
+    let mp4 = a.out.join("video.mp4");
     println!(
         "{}{} frames {}×{} in {secs:.1} s ({:.2} s per step incl. encode/decode): {} ({} PNGs{})",
         if bundled { "[bundled tiny random model] " } else { "" },
@@ -337,6 +399,7 @@ pub fn chain(
         nvs,
         nvs_lr: trajattn::pipeline::nvs_guidance::LR,
         save_latents: None,
+        noise_dtype: "f16".into(),
         out: out.join("video"),
     };
     // The GPU is opened only here, so preparing trajectories needs none.

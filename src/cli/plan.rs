@@ -57,6 +57,11 @@ pub fn run(a: &PlanArgs) -> Result<()> {
     if frames == 0 || a.batch == 0 {
         bail!("frames and batch must be positive");
     }
+    trajattn::limits::check_video(frames, a.width, a.height)?;
+    trajattn::limits::check_range("--batch", a.batch, 1, 64, "2 with classifier-free guidance")?;
+    trajattn::limits::check_range("--vae-factor", a.vae_factor, 1, 64, "8 for SVD")?;
+    // The branch samples at most one trajectory per latent cell and frame pair; far more is a typo.
+    trajattn::limits::check_range("--trajectories", a.trajectories, 0, 1usize << 32, "")?;
     let elem = if a.dtype == "f16" { 2 } else { 4 };
     let traj = (a.trajectories > 0).then_some(a.trajectories);
     let p = plan_unet(&cfg, a.batch, frames, a.height / a.vae_factor, a.width / a.vae_factor, elem, traj);

@@ -17,6 +17,37 @@ pub enum ConfigError {
     Json { path: String, source: serde_json::Error },
     #[error("config field `{field}`: {msg}")]
     Field { field: String, msg: String },
+    /// A problem of the config file at `path`.
+    #[error("config {path}: {source}")]
+    InFile { path: String, source: Box<ConfigError> },
+}
+
+/// Names the file in a field error (I/O and JSON errors already do).
+fn in_file(path: &Path, e: ConfigError) -> ConfigError {
+    match e {
+        ConfigError::Field { .. } => {
+            ConfigError::InFile { path: path.display().to_string(), source: Box::new(e) }
+        }
+        other => other,
+    }
+}
+
+/// Checks `value` of `field` against a resource limit (`crate::limits`).
+fn limit(field: &str, lim: crate::limits::Limit, value: usize) -> Result<(), ConfigError> {
+    lim.check(value as u64).map(|_| ()).map_err(|e| field_err(field, e.to_string()))
+}
+
+/// A field that does not affect the computation: read when it has the expected form, ignored (with a log line)
+/// otherwise, e.g. `"sample_size": [12, 20]`, which diffusers writes for models built with a tuple.
+fn lenient_field<T: for<'de> Deserialize<'de>>(obj: &Value, field: &str) -> Option<T> {
+    let v = obj.get(field)?;
+    match serde_json::from_value(v.clone()) {
+        Ok(x) => Some(x),
+        Err(_) => {
+            log::info!("config field `{field}` = {v} ignored (informational only)");
+            None
+        }
+    }
 }
 
 fn field_err(field: &str, msg: impl Into<String>) -> ConfigError {
@@ -156,7 +187,7 @@ impl UNetConfig {
 
     /// Read `unet/config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_json_value(&read_json(path)?)
+        Self::from_json_value(&read_json(path)?).map_err(|e| in_file(path, e))
     }
 
     /// Parse the text of a `config.json`.
@@ -246,7 +277,7 @@ impl UNetConfig {
             projection_class_embeddings_input_dim: get_field(v, "projection_class_embeddings_input_dim")?
                 .unwrap_or(d.projection_class_embeddings_input_dim),
             num_frames: get_field(v, "num_frames")?.unwrap_or(d.num_frames),
-            sample_size: get_field(v, "sample_size")?,
+            sample_size: lenient_field(v, "sample_size"),
             block_out_channels,
             down_block_types,
             up_block_types,
@@ -257,9 +288,31 @@ impl UNetConfig {
 
     /// Check that the configuration describes a model the runtime can build.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::limits::{CHANNELS, FRAMES, HEADS, LAYERS, LEVELS};
         let n = self.n_blocks();
         if n == 0 {
             return Err(field_err("block_out_channels", "is empty"));
+        }
+        limit("block_out_channels", LEVELS, n)?;
+        for (field, lim, vals) in [
+            ("block_out_channels", CHANNELS, &self.block_out_channels),
+            ("layers_per_block", LAYERS, &self.layers_per_block),
+            ("transformer_layers_per_block", LAYERS, &self.transformer_layers_per_block),
+            ("num_attention_heads", HEADS, &self.num_attention_heads),
+            ("cross_attention_dim", CHANNELS, &self.cross_attention_dim),
+        ] {
+            for &v in vals.iter() {
+                limit(field, lim, v)?;
+            }
+        }
+        for (field, lim, v) in [
+            ("in_channels", CHANNELS, self.in_channels),
+            ("out_channels", CHANNELS, self.out_channels),
+            ("addition_time_embed_dim", CHANNELS, self.addition_time_embed_dim),
+            ("projection_class_embeddings_input_dim", CHANNELS, self.projection_class_embeddings_input_dim),
+            ("num_frames", FRAMES, self.num_frames),
+        ] {
+            limit(field, lim, v)?;
         }
         for (field, len) in [
             ("down_block_types", self.down_block_types.len()),
@@ -329,6 +382,22 @@ impl UNetConfig {
         if self.num_frames == 0 {
             return Err(field_err("num_frames", "must be positive"));
         }
+        self.check_model_size()
+    }
+
+    /// Refuses a configuration whose tensors (each, and all together) exceed the resource limits, before anything
+    /// is allocated for it.
+    fn check_model_size(&self) -> Result<(), ConfigError> {
+        use crate::limits::{product, MODEL_PARAMS, TENSOR_ELEMS};
+        let mut total: u64 = 0;
+        for (name, shape) in crate::models::unet_keys::expected_unet_keys(self, true) {
+            let n = product(&name, &shape).map_err(|e| field_err("block_out_channels", e.to_string()))?;
+            TENSOR_ELEMS
+                .check(n as u64)
+                .map_err(|e| field_err("block_out_channels", format!("{name}: {e}")))?;
+            total = total.saturating_add(n as u64);
+        }
+        MODEL_PARAMS.check(total).map_err(|e| field_err("layers_per_block", e.to_string()))?;
         Ok(())
     }
 }
@@ -360,7 +429,7 @@ impl VaeConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_json_value(&read_json(path)?)
+        Self::from_json_value(&read_json(path)?).map_err(|e| in_file(path, e))
     }
 
     pub fn from_json_value(v: &Value) -> Result<Self, ConfigError> {
@@ -396,6 +465,37 @@ impl VaeConfig {
         }
         if cfg.layers_per_block == 0 {
             return Err(field_err("layers_per_block", "must be at least 1"));
+        }
+        {
+            use crate::limits::{CHANNELS, LAYERS, LEVELS};
+            limit("block_out_channels", LEVELS, cfg.block_out_channels.len())?;
+            for &c in &cfg.block_out_channels {
+                limit("block_out_channels", CHANNELS, c)?;
+            }
+            limit("layers_per_block", LAYERS, cfg.layers_per_block)?;
+            for (field, v) in [
+                ("in_channels", cfg.in_channels),
+                ("out_channels", cfg.out_channels),
+                ("latent_channels", cfg.latent_channels),
+            ] {
+                limit(field, CHANNELS, v)?;
+                if v == 0 {
+                    return Err(field_err(field, "must be positive"));
+                }
+            }
+        }
+        {
+            // Encoder + temporal decoder: two 3×3 convolutions per resnet, (layers + 2) resnets a level in each,
+            // plus the decoder's temporal mixing; an over-estimate is fine for a resource bound.
+            let est: u128 = cfg
+                .block_out_channels
+                .iter()
+                .map(|&c| 4 * 9 * (c as u128) * (c as u128) * (cfg.layers_per_block as u128 + 2))
+                .sum();
+            let est = u64::try_from(est).unwrap_or(u64::MAX);
+            crate::limits::MODEL_PARAMS
+                .check(est)
+                .map_err(|e| field_err("block_out_channels", e.to_string()))?;
         }
         if cfg.latent_channels == 0 {
             return Err(field_err("latent_channels", "must be positive"));
@@ -444,7 +544,7 @@ impl ClipVisionConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_json_value(&read_json(path)?)
+        Self::from_json_value(&read_json(path)?).map_err(|e| in_file(path, e))
     }
 
     /// Accepts the vision config itself or a full `CLIPConfig` holding a `vision_config` object.
@@ -485,6 +585,39 @@ impl ClipVisionConfig {
             if val == 0 {
                 return Err(field_err(field, "must be positive"));
             }
+        }
+        {
+            use crate::limits::{CHANNELS, CLIP_SIDE, HEADS, LAYERS};
+            for (field, lim, v) in [
+                ("hidden_size", CHANNELS, cfg.hidden_size),
+                ("intermediate_size", CHANNELS, cfg.intermediate_size),
+                ("projection_dim", CHANNELS, cfg.projection_dim),
+                ("num_channels", CHANNELS, cfg.num_channels),
+                ("num_attention_heads", HEADS, cfg.num_attention_heads),
+                ("num_hidden_layers", LAYERS, cfg.num_hidden_layers),
+                ("image_size", CLIP_SIDE, cfg.image_size),
+            ] {
+                limit(field, lim, v)?;
+            }
+        }
+        {
+            let (h, i) = (cfg.hidden_size as u128, cfg.intermediate_size as u128);
+            let side = (cfg.image_size / cfg.patch_size.max(1)) as u128;
+            let per_layer = 4 * h * h + 2 * h * i + 9 * h;
+            let est = per_layer * cfg.num_hidden_layers as u128
+                + (side * side + 1) * h
+                + (cfg.patch_size as u128).pow(2) * cfg.num_channels as u128 * h
+                + h * cfg.projection_dim as u128;
+            let est = u64::try_from(est).unwrap_or(u64::MAX);
+            crate::limits::MODEL_PARAMS
+                .check(est)
+                .map_err(|e| field_err("num_hidden_layers", e.to_string()))?;
+        }
+        if !(cfg.layer_norm_eps.is_finite() && cfg.layer_norm_eps > 0.0 && cfg.layer_norm_eps < 1.0) {
+            return Err(field_err(
+                "layer_norm_eps",
+                format!("is {}; it must be a positive number below 1 (CLIP uses 1e-5)", cfg.layer_norm_eps),
+            ));
         }
         if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(field_err("num_attention_heads", "does not divide hidden_size"));

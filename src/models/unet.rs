@@ -317,6 +317,11 @@ pub fn sinusoid(t: &[f32], dim: usize) -> Vec<f32> {
     out
 }
 
+/// Uploads host values into a graph input in its dtype (the UNet input of [`UNetGraph::input`]).
+pub fn upload_input(gpu: &Gpu, t: &Tensor, data: &[f32]) -> Result<()> {
+    upload(gpu, t, data)
+}
+
 fn upload(gpu: &Gpu, t: &Tensor, data: &[f32]) -> Result<()> {
     if data.len() != t.numel() {
         return Err(input_err(format!(
@@ -1011,11 +1016,21 @@ impl UNetGraph {
     /// Runs one UNet call: `sample [B, F, Cin, h, w]`, one `timestep` (c_noise) per batch element, and for
     /// each trajectory call (execution order) its sampled indices. Output in [`UNetGraph::output`].
     pub fn run(&self, gpu: &Gpu, sample: &[f32], timestep: &[f32], indices: &[Vec<usize>]) -> Result<()> {
+        upload(gpu, &self.sample, sample)?;
+        self.run_on_input(gpu, timestep, indices)
+    }
+
+    /// The UNet input tensor `[B, F, in_channels, h, w]` (model dtype), for callers that fill it on the device.
+    pub fn input(&self) -> &Tensor {
+        &self.sample
+    }
+
+    /// Like [`UNetGraph::run`] on whatever [`UNetGraph::input`] already holds (written on the device).
+    pub fn run_on_input(&self, gpu: &Gpu, timestep: &[f32], indices: &[Vec<usize>]) -> Result<()> {
         let UNetShape { batch: b, frames: f, .. } = self.shape;
         if timestep.len() != b {
             return Err(input_err(format!("timestep: expected {b} values, got {}", timestep.len())));
         }
-        upload(gpu, &self.sample, sample)?;
         let t: Vec<f32> = (0..b * f).map(|r| timestep[r / f]).collect();
         upload(gpu, &self.t_sin, &sinusoid(&t, self.cfg.block_out_channels[0]))?;
         if let Some(tr) = &self.trajectories {

@@ -16,6 +16,37 @@ pub enum WeightsError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    /// A weight holds NaN or infinity, or a value f16 cannot hold.
+    #[error("weight `{name}`: element {index} is {value}{hint}")]
+    NonFinite { name: String, index: usize, value: f32, hint: &'static str },
+}
+
+/// Largest finite f16 value.
+const F16_MAX: f32 = 65504.0;
+
+/// Refuses non-finite weights, and weights that would overflow f16 storage, before they reach the device.
+fn check_finite(name: &str, data: &HostData, dtype: DType) -> Result<(), WeightsError> {
+    let bad = |index: usize, value: f32, hint: &'static str| {
+        Err(WeightsError::NonFinite { name: name.to_string(), index, value, hint })
+    };
+    match data {
+        HostData::F16(v) => {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return bad(i, v[i].to_f32(), " (the file is corrupt or not a trained checkpoint)");
+            }
+        }
+        HostData::F32(v) => {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return bad(i, v[i], " (the file is corrupt or not a trained checkpoint)");
+            }
+            if dtype == DType::F16 {
+                if let Some(i) = v.iter().position(|x| x.abs() > F16_MAX) {
+                    return bad(i, v[i], ", beyond f16's range: run with --dtype f32");
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Weights on the device, plus the few scalars the host needs (e.g. AlphaBlender mix factors).
@@ -55,6 +86,7 @@ impl Weights {
         t: &HostTensor,
         dtype: DType,
     ) -> Result<(), WeightsError> {
+        check_finite(name, &t.data, dtype)?;
         let dev = match (&t.data, dtype) {
             (HostData::F16(v), DType::F16) => Tensor::from_f16(gpu, v, &t.shape)?,
             (data, dtype) => Tensor::from_f32(gpu, &data.to_f32(), &t.shape, dtype)?,

@@ -10,7 +10,8 @@ pub mod resize;
 
 use std::path::{Path, PathBuf};
 
-use trajattn_kernels::{DType, Gpu};
+use trajattn_kernels::ops::sampler::{record_cfg_euler, record_scale_input, StepLayout, StepScalars};
+use trajattn_kernels::{DType, Gpu, Recorder, Tensor};
 
 use crate::models::clip::ClipVision;
 use crate::models::config::ConfigError;
@@ -30,6 +31,31 @@ pub enum PipelineError {
     Kernel(#[from] trajattn_kernels::KernelError),
     #[error("{0}")]
     Input(String),
+    /// A stage produced NaN or infinity: stops the run instead of writing a black video.
+    #[error("{stage} produced {what} ({count} of {total} values){hint}")]
+    NonFinite { stage: String, what: &'static str, count: usize, total: usize, hint: String },
+}
+
+/// `Err` naming `stage` when `v` holds NaN or infinity; `hint` suggests a remedy.
+fn check_finite(stage: impl Into<String>, v: &[f32], dtype: DType) -> Result<()> {
+    let nan = v.iter().filter(|x| x.is_nan()).count();
+    let inf = v.iter().filter(|x| x.is_infinite()).count();
+    if nan + inf == 0 {
+        return Ok(());
+    }
+    let hint = match dtype {
+        DType::F16 => {
+            "; f16 overflowed: try --dtype f32, or smaller guidance / noise augmentation / NVS step size"
+        }
+        DType::F32 => "; try smaller guidance, noise augmentation or NVS step size, and check the weights",
+    };
+    Err(PipelineError::NonFinite {
+        stage: stage.into(),
+        what: if nan > 0 { "NaN" } else { "infinity" },
+        count: nan + inf,
+        total: v.len(),
+        hint: hint.to_string(),
+    })
 }
 
 type Result<T> = std::result::Result<T, PipelineError>;
@@ -59,6 +85,10 @@ pub struct GenerateOptions {
     pub decode_chunk: usize,
     /// Device precision of the UNet, CLIP and VAE decoder (the VAE encoder always runs in f32, as the reference).
     pub dtype: DType,
+    /// Precision of the initial-latent noise draw (and of the reference's other model-dtype draws). Default f16,
+    /// as the official (fp16) run draws it, so a seed means one video whatever `dtype` is (f32 then only adds
+    /// precision); f32 reproduces a diffusers run in float32.
+    pub noise_dtype: DType,
     pub time_context: TimeContext,
     /// Draw the Euler step's unused noise from the stream, as the reference does when run on the CPU (changes
     /// the trajectory subsets of later steps; the GPU reference draws it elsewhere).
@@ -84,11 +114,52 @@ impl Default for GenerateOptions {
             max_guidance: 3.0,
             decode_chunk: 8,
             dtype: DType::F32,
+            noise_dtype: DType::F16,
             time_context: TimeContext::Faithful,
             cpu_reference_stream: false,
             nvs: None,
             trace: false,
         }
+    }
+}
+
+/// Largest motion bucket, fps, and other integer conditioning values: the official run feeds them to the model
+/// in f16, which holds every integer up to 2048 exactly (the model was trained on 0–255 buckets and 3–30 fps).
+pub const MAX_CONDITIONING_INT: usize = 2048;
+/// Largest noise augmentation strength accepted (SVD was trained on ≤ ~1; 0.02 is the default).
+pub const MAX_NOISE_AUG: f32 = 10.0;
+/// Largest |guidance scale| accepted (the official default is 1 → 3).
+pub const MAX_GUIDANCE: f32 = 100.0;
+
+impl GenerateOptions {
+    /// Checks every option against the resource limits and the ranges the model can represent, before any
+    /// allocation or GPU work; errors name the option, its value and the accepted range.
+    pub fn validate(&self) -> Result<()> {
+        use crate::limits::{check_range, check_video, STEPS};
+        let lim = |e: crate::limits::LimitError| input_err(e.to_string());
+        if self.frames == 0 || self.steps == 0 || self.decode_chunk == 0 {
+            return Err(input_err("frames, steps and decode chunk must be at least 1"));
+        }
+        check_video(self.frames, self.width, self.height).map_err(lim)?;
+        STEPS.check(self.steps as u64).map_err(lim)?;
+        let repr = "the model receives it as an f16 number, exact up to 2048";
+        check_range("fps", self.fps, 1, MAX_CONDITIONING_INT, repr).map_err(lim)?;
+        check_range("motion bucket id", self.motion_bucket_id, 0, MAX_CONDITIONING_INT, repr).map_err(lim)?;
+        check_range(
+            "noise augmentation strength",
+            self.noise_aug_strength,
+            0.0,
+            MAX_NOISE_AUG,
+            "default 0.02",
+        )
+        .map_err(lim)?;
+        for (what, g) in [("min guidance", self.min_guidance), ("max guidance", self.max_guidance)] {
+            check_range(what, g, -MAX_GUIDANCE, MAX_GUIDANCE, "defaults 1 and 3").map_err(lim)?;
+        }
+        if let Some(n) = &self.nvs {
+            check_range("NVS step size", n.params.lr, 0.0, 10.0, "default 0.02").map_err(lim)?;
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +289,25 @@ fn planar_unit(rgb: &[u8], h: usize, w: usize) -> Vec<f32> {
     planar
 }
 
+/// The generation's first two draws from the reference stream (`torch.manual_seed(seed)`): the noise
+/// augmentation of the `[3, H, W]` image (float32, as the reference's image tensor), then the initial latents
+/// before scaling by σ_max, drawn in `noise_dtype` (returned as f32 values).
+pub fn initial_draws(
+    seed: u64,
+    image_numel: usize,
+    latent_numel: usize,
+    noise_dtype: DType,
+) -> std::result::Result<(Generator, Vec<f32>, Vec<f32>), crate::rng::RngError> {
+    let mut rng = Generator::new(seed);
+    let path = RandnPath::default();
+    let aug = rng.randn_f32(image_numel, path)?;
+    let lat = match noise_dtype {
+        DType::F32 => rng.randn_f32(latent_numel, path)?,
+        DType::F16 => rng.randn_f16(latent_numel)?.iter().map(|v| v.to_f32()).collect(),
+    };
+    Ok((rng, aug, lat))
+}
+
 /// Runs the whole pipeline on `image` (RGB bytes `[H, W, 3]` already at the output size).
 pub fn generate(
     gpu: &Gpu,
@@ -241,19 +331,25 @@ pub fn generate(
             hh * ww * 3
         )));
     }
-    if f == 0 || o.steps == 0 || o.decode_chunk == 0 {
-        return Err(input_err("frames, steps and decode chunk must be at least 1"));
-    }
-    if o.fps == 0 {
-        return Err(input_err("fps must be at least 1 (the model is conditioned on fps − 1)"));
-    }
-    if !(o.min_guidance.is_finite() && o.max_guidance.is_finite() && o.noise_aug_strength.is_finite()) {
-        return Err(input_err("guidance scales and noise augmentation must be finite numbers"));
-    }
+    o.validate()?;
     let dtype = o.dtype;
-    let mut rng = Generator::new(o.seed);
     let path = RandnPath::default();
     let rn = |e: crate::rng::RngError| input_err(e.to_string());
+    let lc = svd.vae_encoder.cfg.latent_channels;
+    let f8 = svd.vae_encoder.scale_factor();
+    let (h, w) = (hh / f8, ww / f8);
+    let plane = lc * h * w;
+    // Both draws up front (nothing else draws before the latents): noise augmentation, initial latents.
+    let (mut rng, noise, latent_noise) =
+        initial_draws(o.seed, 3 * hh * ww, f * plane, o.noise_dtype).map_err(rn)?;
+    // The reference's later draws of model-output shape (CPU Euler steps, NVS crops) use the model dtype.
+    let draw_dropped = |rng: &mut Generator, n: usize| -> Result<()> {
+        match o.noise_dtype {
+            DType::F32 => drop(rng.randn_f32(n, path).map_err(rn)?),
+            DType::F16 => drop(rng.randn_f16(n).map_err(rn)?),
+        }
+        Ok(())
+    };
 
     // 1. Image in [0, 1], planar.
     let planar = planar_unit(image, hh, ww);
@@ -262,21 +358,18 @@ pub fn generate(
     let side = svd.clip.cfg.image_size;
     let pixels = clip_pixels(&planar, hh, ww, side);
     let embeds = svd.clip.encode(gpu, &pixels, 1)?;
+    check_finite("the CLIP image encoder", &embeds, dtype)?;
     let d = embeds.len();
     let mut context = vec![0f32; d];
     context.extend(embeds.iter().map(|&v| round_to(dtype, v)));
     progress.advance(1);
     // 3. VAE conditioning latents: noise augmentation (first draw), f32 encoder, posterior mean.
-    let noise = rng.randn_f32(3 * hh * ww, path).map_err(rn)?;
     let vae_in: Vec<f32> =
         planar.iter().zip(&noise).map(|(&x, &n)| (2.0 * x - 1.0) + o.noise_aug_strength * n).collect();
     let z = svd.vae_encoder.encode(gpu, &vae_in, 1, hh, ww)?;
+    check_finite("the VAE encoder", &z, DType::F32)?;
     let z: Vec<f32> = z.iter().map(|&v| round_to(dtype, v)).collect();
     progress.advance(2);
-    let lc = svd.vae_encoder.cfg.latent_channels;
-    let f8 = svd.vae_encoder.scale_factor();
-    let (h, w) = (hh / f8, ww / f8);
-    let plane = lc * h * w;
     // 4. Added time ids, schedule, initial latents (second draw), guidance scales.
     let added = sampler::added_time_ids(
         o.fps as u32,
@@ -287,12 +380,7 @@ pub fn generate(
     );
     let sched = Schedule::svd(o.steps).map_err(sampler_err)?;
     let init = sched.init_noise_sigma;
-    let mut latents: Vec<f32> = match dtype {
-        DType::F32 => rng.randn_f32(f * plane, path).map_err(rn)?.iter().map(|&v| v * init).collect(),
-        DType::F16 => {
-            rng.randn_f16(f * plane).map_err(rn)?.iter().map(|v| round_to(dtype, v.to_f32() * init)).collect()
-        }
-    };
+    let latents: Vec<f32> = latent_noise.iter().map(|&v| round_to(dtype, v * init)).collect();
     let guidance = sampler::guidance_scales(o.min_guidance, o.max_guidance, f, dtype).map_err(sampler_err)?;
     let cfg_on = sampler::cfg_enabled(o.max_guidance);
     let mut guide = match &o.nvs {
@@ -326,66 +414,77 @@ pub fn generate(
     let added = if cfg_on { added } else { added[..3].to_vec() };
     graph.set_conditioning(gpu, &ctx, &added)?;
 
-    // 5. Denoising.
+    // 5. Denoising, on the device: the latents stay there between steps (scaled input, CFG and Euler update are
+    // kernels, `ops::sampler`); NVS guidance and traces bring them to the host when they need them.
     progress.stage("denoising", o.steps);
     let cin = svd.unet.cfg.in_channels;
+    let layout = StepLayout { frames: f, plane, batch, stride: cin * h * w };
+    // The UNet input once: image latents in the conditional half (zeros in the unconditional one); its noisy
+    // channels are rewritten by the scale kernel every step.
     let mut sample = vec![0f32; batch * f * cin * h * w];
+    for b in 0..batch {
+        for fr in 0..f {
+            if !cfg_on || b == 1 {
+                sample[(b * f + fr) * cin * h * w + plane..][..plane].copy_from_slice(&z[..plane]);
+            }
+        }
+    }
+    crate::models::unet::upload_input(gpu, graph.input(), &sample)?;
+    drop(sample);
+    let lat_t = Tensor::from_f32(gpu, &latents, &[f * plane], DType::F32)?;
+    let scales_t = Tensor::from_f32(gpu, &guidance, &[f], DType::F32)?;
+    let flag = Tensor::from_f32(gpu, &[0.0], &[1], DType::F32)?;
     let mut trace = Vec::new();
     for i in 0..o.steps {
         if let Some(gd) = guide.as_mut() {
-            let g = gd.pass(gpu, &sched, i, &latents)?;
-            latents.iter_mut().zip(&g).for_each(|(l, gv)| *l = round_to(dtype, *l - gv));
+            let mut host = lat_t.to_f32(gpu)?;
+            let g = gd.pass(gpu, &sched, i, &host)?;
+            host.iter_mut().zip(&g).for_each(|(l, gv)| *l = round_to(dtype, *l - gv));
+            check_finite(format!("NVS guidance at step {} of {}", i + 1, o.steps), &host, dtype)?;
+            crate::models::unet::upload_input(gpu, &lat_t, &host)?;
             if o.cpu_reference_stream {
                 // Each crop's step_single draws (and ignores) noise of the crop's shape.
                 for n in gd.crop_draws() {
-                    match dtype {
-                        DType::F32 => drop(rng.randn_f32(n, path).map_err(rn)?),
-                        DType::F16 => drop(rng.randn_f16(n).map_err(rn)?),
-                    }
+                    draw_dropped(&mut rng, n)?;
                 }
             }
             if o.trace {
-                trace.push((format!("step.{i}.latents_guided"), latents.clone()));
+                trace.push((format!("step.{i}.latents_guided"), host));
             }
         }
-        let sigma = sched.sigmas[i];
-        let div = (sigma * sigma + 1.0).sqrt();
-        for b in 0..batch {
-            for fr in 0..f {
-                let dst = &mut sample[(b * f + fr) * cin * h * w..(b * f + fr + 1) * cin * h * w];
-                for (k, v) in dst[..plane].iter_mut().enumerate() {
-                    *v = round_to(dtype, latents[fr * plane + k] / div);
-                }
-                // Image latents: zeros for the unconditional half.
-                let cond = !cfg_on || b == 1;
-                for (k, v) in dst[plane..].iter_mut().enumerate() {
-                    *v = if cond { z[k] } else { 0.0 };
-                }
-            }
-        }
+        let sc = StepScalars::new(sched.sigmas[i], sched.sigmas[i + 1]);
+        let mut rec = Recorder::new(gpu);
+        record_scale_input(&mut rec, &lat_t, graph.input(), &layout, &sc)?;
+        rec.run()?;
         let idx: Vec<Vec<usize>> = graph
             .traj_slots
             .iter()
             .map(|s| rng.randperm(n_traj.unwrap_or(0)).into_iter().take(s.m).map(|v| v as usize).collect())
             .collect();
-        graph.run(gpu, &sample, &vec![sched.timesteps[i]; batch], &idx)?;
-        let v = graph.output().to_f32(gpu)?;
-        // Per-frame guidance, then the v-prediction Euler step.
-        let guided: Vec<f32> =
-            if cfg_on { sampler::cfg_combine(&v, &guidance, plane, dtype).map_err(sampler_err)? } else { v };
-        latents = sched.step(i, &guided, &latents, dtype).map_err(sampler_err)?;
+        graph.run_on_input(gpu, &vec![sched.timesteps[i]; batch], &idx)?;
+        // Per-frame guidance, then the v-prediction Euler step, in place on the device.
+        let mut rec = Recorder::new(gpu);
+        record_cfg_euler(&mut rec, graph.output(), &scales_t, &lat_t, &flag, &layout, &sc)?;
+        rec.run()?;
+        // A 4-byte read per step: the kernel flagged NaN or infinity in the new latents.
+        if flag.to_f32(gpu)?[0].to_bits() != 0 {
+            let host = lat_t.to_f32(gpu)?;
+            check_finite(
+                format!("denoising step {} of {} (UNet + Euler update)", i + 1, o.steps),
+                &host,
+                dtype,
+            )?;
+        }
         if o.cpu_reference_stream {
             // The CPU reference's Euler step draws (and ignores) noise of the model output's shape.
-            match dtype {
-                DType::F32 => drop(rng.randn_f32(f * plane, path).map_err(rn)?),
-                DType::F16 => drop(rng.randn_f16(f * plane).map_err(rn)?),
-            }
+            draw_dropped(&mut rng, f * plane)?;
         }
         if o.trace {
-            trace.push((format!("step.{i}.latents_out"), latents.clone()));
+            trace.push((format!("step.{i}.latents_out"), lat_t.to_f32(gpu)?));
         }
         progress.advance(i + 1);
     }
+    let latents = lat_t.to_f32(gpu)?;
     drop((graph, guide));
 
     // 6. Decoding in chunks.
@@ -394,6 +493,7 @@ pub fn generate(
     let scaled: Vec<f32> = latents.iter().map(|&v| round_to(dtype, (v as f64 * (1.0 / sf)) as f32)).collect();
     let dec = svd.vae_decoder.as_ref().unwrap_or(&svd.vae_encoder);
     let decoded = dec.decode(gpu, &scaled, f, h, w, o.decode_chunk, |done| progress.advance(done))?;
+    check_finite("the VAE decoder", &decoded, dtype)?;
     let frames_u8 = to_uint8(&decoded, f, hh, ww);
     Ok(Generated { latents, decoded, frames_u8, width: ww, height: hh, frames: f, trace })
 }

@@ -89,7 +89,7 @@ pub fn hole_map(mask: &[u8], width: usize, height: usize, k: usize) -> Vec<f32> 
 }
 
 fn read_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
-    let img = image::open(path).map_err(|e| input_err(format!("reading {}: {e}", path.display())))?.to_rgb8();
+    let img = crate::image_io::open_rgb(path).map_err(|e| input_err(e.to_string()))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     Ok((img.into_raw(), w, h))
 }

@@ -63,6 +63,13 @@ pub fn write_tracks(dir: &Path, t: &Trajectories) -> Result<(), FolderError> {
 /// Reads a trajectory folder in either official form (grid `(F, H, W, 2)` or tracks `(1, F, N, 2)`) and reshapes
 /// it to `(frames, N, 2)` / `(frames, N)` as `generate` does; positions must be finite.
 pub fn read(dir: &Path, frames: usize) -> Result<Trajectories, FolderError> {
+    read_in(dir, frames).map_err(|e| match e {
+        FolderError::Layout(m) => FolderError::Layout(format!("{}: {m}", dir.display())),
+        other => other,
+    })
+}
+
+fn read_in(dir: &Path, frames: usize) -> Result<Trajectories, FolderError> {
     let c = npy::read(&dir.join(COORDS))?;
     let v = npy::read(&dir.join(VALID))?;
     let coords = c.to_f64().ok_or_else(|| FolderError::Layout(format!("{COORDS} must hold floats")))?;
@@ -77,12 +84,13 @@ pub fn read(dir: &Path, frames: usize) -> Result<Trajectories, FolderError> {
         )));
     }
     let n = coords.len() / 2 / frames;
-    let lead: usize = c.shape.iter().take_while(|&&d| d == 1).count();
-    if c.shape.get(lead) != Some(&frames) {
+    // The frame axis: 1 in the tracks form (1, F, N, 2), 0 in the grid form (F, H, W, 2).
+    let frame_axis = usize::from(c.shape.len() == 4 && c.shape[0] == 1);
+    if c.shape.get(frame_axis) != Some(&frames) {
         return Err(FolderError::Layout(format!(
-            "{COORDS} has shape {:?}: made for {} frames, but {frames} frames were asked for",
+            "{COORDS} has shape {:?}: made for {} frames (axis {frame_axis}), but {frames} frames were asked for",
             c.shape,
-            c.shape.get(lead).copied().unwrap_or(0)
+            c.shape.get(frame_axis).copied().unwrap_or(0)
         )));
     }
     if valid.len() != frames * n {

@@ -41,6 +41,26 @@ struct Params {
     flags: u32,
 }
 
+/// Layout of the uniform `Params` of `conv_cols.wgsl`.
+pub const PARAMS_LAYOUT: crate::params::ParamsLayout = crate::params_layout!(Params {
+    n_pix,
+    p0,
+    k,
+    h,
+    w,
+    wo,
+    kh,
+    kw,
+    stride,
+    pad_t,
+    pad_l,
+    base_x,
+    base_y,
+    base_prev,
+    base_next,
+    flags
+});
+
 /// Stride and zero padding of a 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dOpts {

@@ -30,6 +30,10 @@ struct Params {
     _pad: [u32; 2],
 }
 
+/// Layout of the uniform `Params` of `elementwise.wgsl` and `elementwise_vec4.wgsl`.
+pub const PARAMS_LAYOUT: crate::params::ParamsLayout =
+    crate::params_layout!(Params { n, base_a, base_b, base_y, alpha, beta, div, modn, first, inner, _pad });
+
 /// Binary elementwise operation on two tensors of the same shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Binary {

@@ -168,6 +168,26 @@ struct Params {
     chunks: u32,
 }
 
+/// Layout of the uniform `Params` of `flash_attention_fa2.wgsl` and `flash_attention_sg8.wgsl`.
+pub const PARAMS_LAYOUT: crate::params::ParamsLayout = crate::params_layout!(Params {
+    seq_q,
+    seq_kv,
+    heads,
+    groups,
+    q_base,
+    k_base,
+    v_base,
+    o_base,
+    q_stride,
+    k_stride,
+    v_stride,
+    o_stride,
+    qblocks,
+    scale,
+    d,
+    chunks
+});
+
 /// A strided row view of Q, K or V: element `(b, s, h, j)` is at
 /// `(b·seq + s)·row_stride + col + h·head_dim + j` of `tensor` (whose element count must be
 /// `batch·seq·row_stride`).

@@ -2,17 +2,22 @@
 //!
 //! Statistics per frame (spatial res-blocks) or across the F frames of each sample (SVD's temporal
 //! res-blocks, where the reference permutes to (B, C, F, H, W)); the tensor stays in the (B·F, C, H, W) layout.
+//!
+//! Every tier runs the same kernels: every (row, group) segment is split into chunks of 16 loads per invocation,
+//! one workgroup each, with shifted two-pass chunk statistics, a workgroup-wide Chan merge per (sample, group) and
+//! a vec4 apply pass where H·W and the windows allow (`*_wg`, `group_norm_vec4.wgsl`'s `*_wg4`). The former
+//! one-workgroup-per-segment statistics were slower on lavapipe too (BENCHMARKS.md), so there is no sg8 variant.
 
 use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{invalid, shape_err, KernelError, Result};
 use crate::gpu::Gpu;
-use crate::shaders::GROUP_NORM;
+use crate::params::ParamsLayout;
+use crate::shaders::{GROUP_NORM, GROUP_NORM_VEC4};
 use crate::tensor::{items_per_binding, numel, Tensor};
 use bytemuck::{Pod, Zeroable};
 
-const WG: u32 = 256;
 const OP: &str = "group norm";
 
 #[repr(C)]
@@ -29,8 +34,36 @@ struct Params {
     first: u32,
     silu: u32,
     eps: f32,
-    _pad: u32,
+    splits: u32,
+    chunk: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
+
+/// Layout of the uniform `Params` of `group_norm.wgsl` and `group_norm_vec4.wgsl`.
+pub const PARAMS_LAYOUT: ParamsLayout = crate::params_layout!(Params {
+    n,
+    seg_len,
+    groups,
+    channels,
+    hw,
+    frames,
+    base_x,
+    base_y,
+    first,
+    silu,
+    eps,
+    splits,
+    chunk,
+    _pad0,
+    _pad1,
+    _pad2
+});
+
+/// Loads per invocation in one statistics chunk (a chunk is `16 · WG` elements: a short serial
+/// sum per invocation, then the workgroup tree; the chunk stays in cache for its second pass).
+const CHUNK_LOADS: usize = 16;
 
 /// Which elements share one mean and variance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +96,6 @@ pub fn record(
     o: GroupNormOpts,
     y: &Tensor,
 ) -> Result<()> {
-    let gpu = rec.gpu();
     let xs = x.shape();
     if xs.len() < 2 {
         return Err(shape_err(OP, "input [rows, C, ...]", &[0, 0], xs));
@@ -99,61 +131,85 @@ pub fn record(
     if rows == 0 || hw == 0 {
         return Ok(());
     }
-    let g = o.groups;
+    record_wg(rec, x, gamma, beta, o.silu, o.eps, (rows, c, hw, o.groups, frames), y)
+}
+
+/// The recording: chunk statistics, per-(sample, group) merge, apply (see the module doc).
+#[allow(clippy::too_many_arguments)]
+fn record_wg(
+    rec: &mut Recorder,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    silu: bool,
+    eps: f32,
+    (rows, c, hw, g, frames): (usize, usize, usize, usize, usize),
+    y: &Tensor,
+) -> Result<()> {
+    let gpu = rec.gpu();
+    let dtype = x.dtype();
     let seg_len = c / g * hw;
     let segs = rows * g;
     let samples = rows / frames;
-    let part = rec.scratch(&[segs * 2], DType::F32)?;
-    let stats = rec.scratch(&[samples * g * 2], DType::F32)?;
+    let wg = crate::ops::rows::row_workgroup(gpu, 512);
+    let chunk = wg as usize * CHUNK_LOADS;
+    let splits = seg_len.div_ceil(chunk);
+    let part = rec.scratch(&[segs * splits * 4], DType::F32)?;
+    let stats = rec.scratch(&[samples * g * 4], DType::F32)?;
     let base = Params {
         seg_len: seg_len as u32,
         groups: g as u32,
         channels: c as u32,
         hw: hw as u32,
         frames: frames as u32,
-        silu: o.silu as u32,
-        eps: o.eps,
+        silu: silu as u32,
+        eps,
+        splits: splits as u32,
+        chunk: chunk as u32,
         ..Default::default()
     };
-    let p_stats = gpu.pipelines().get(&gpu.device, &GROUP_NORM, "gn_stats", dtype, &[])?;
-    let p_fin = gpu.pipelines().get(&gpu.device, &GROUP_NORM, "gn_finalize", dtype, &[])?;
-    let p_apply = gpu.pipelines().get(&gpu.device, &GROUP_NORM, "gn_apply", dtype, &[])?;
-    // 1. Partial statistics, as many whole segments per dispatch as one binding holds.
-    let per = items_per_binding(gpu, seg_len, dtype)?
-        .min(gpu.limits.max_compute_workgroups_per_dimension as usize * 64);
+    let o = [("WG", wg as f64)];
+    let get = |shader, entry| gpu.pipelines().get(&gpu.device, shader, entry, dtype, &o);
+    let p_stats = get(&GROUP_NORM, "gn_stats_wg")?;
+    let p_stats4 = if seg_len % 4 == 0 { Some(get(&GROUP_NORM_VEC4, "gn_stats_wg4")?) } else { None };
+    let p_fin = get(&GROUP_NORM, "gn_finalize_wg")?;
+    let p_apply = get(&GROUP_NORM, "gn_apply_wg")?;
+    let p_apply4 = if hw % 4 == 0 { Some(get(&GROUP_NORM_VEC4, "gn_apply_wg4")?) } else { None };
+    // 1. Chunk statistics, as many whole segments per dispatch as one binding holds.
+    let per = items_per_binding(gpu, seg_len, dtype)?;
     let mut s0 = 0;
     while s0 < segs {
         let ns = per.min(segs - s0);
         let xw = x.window(gpu, s0 * seg_len, ns * seg_len)?;
-        let prm = Params { n: ns as u32, base_x: xw.base, first: s0 as u32, ..base };
-        rec.dispatch_bound(
-            &p_stats,
-            bytemuck::bytes_of(&prm),
-            vec![(1, xw), (2, part.whole(gpu)?)],
-            grid(gpu, ns as u32),
-        )?;
+        let prm = Params { n: (ns * splits) as u32, base_x: xw.base, first: (s0 * splits) as u32, ..base };
+        let pipe = match &p_stats4 {
+            Some(p4) if xw.base % 4 == 0 => p4,
+            _ => &p_stats,
+        };
+        let groups = grid(gpu, (ns * splits) as u32);
+        rec.dispatch_bound(pipe, bytemuck::bytes_of(&prm), vec![(1, xw), (2, part.whole(gpu)?)], groups)?;
         s0 += ns;
     }
-    // 2. Combine per sample.
+    // 2. One workgroup per (sample, group) merges its chunks.
     let prm = Params { n: (samples * g) as u32, ..base };
-    let groups = grid(gpu, ((samples * g) as u32).div_ceil(WG));
-    rec.dispatch_bound(
-        &p_fin,
-        bytemuck::bytes_of(&prm),
-        vec![(2, part.whole(gpu)?), (3, stats.whole(gpu)?)],
-        groups,
-    )?;
-    // 3. Normalise by element windows.
+    let bound = vec![(2, part.whole(gpu)?), (3, stats.whole(gpu)?)];
+    rec.dispatch_bound(&p_fin, bytemuck::bytes_of(&prm), bound, grid(gpu, (samples * g) as u32))?;
+    // 3. Normalise by element windows (multiples of 4, so every window start stays on the vec4 path).
     let n = x.numel();
-    let chunk = items_per_binding(gpu, 1, dtype)?;
+    let step = (items_per_binding(gpu, 1, dtype)? / 4 * 4).max(4);
     let mut e0 = 0;
     while e0 < n {
-        let len = chunk.min(n - e0);
+        let len = step.min(n - e0);
         let (xw, yw) = (x.window(gpu, e0, len)?, y.window(gpu, e0, len)?);
         let prm = Params { n: len as u32, base_x: xw.base, base_y: yw.base, first: e0 as u32, ..base };
+        let aligned = len % 4 == 0 && xw.base % 4 == 0 && yw.base % 4 == 0;
+        let (pipe, items) = match &p_apply4 {
+            Some(p4) if aligned => (p4, len / 4),
+            _ => (&p_apply, len),
+        };
         let bound =
             vec![(1, xw), (4, stats.whole(gpu)?), (5, gamma.whole(gpu)?), (6, beta.whole(gpu)?), (7, yw)];
-        rec.dispatch_bound(&p_apply, bytemuck::bytes_of(&prm), bound, grid(gpu, (len as u32).div_ceil(WG)))?;
+        rec.dispatch_bound(pipe, bytemuck::bytes_of(&prm), bound, grid(gpu, (items as u32).div_ceil(wg)))?;
         e0 += len;
     }
     Ok(())

@@ -29,6 +29,10 @@ struct Params {
     _pad: [u32; 2],
 }
 
+/// Layout of the uniform `Params` of `layout.wgsl`.
+pub const PARAMS_LAYOUT: crate::params::ParamsLayout =
+    crate::params_layout!(Params { n, d0, d1, d2, nb, nc, base_x, base_y, ldx, ldy, _pad });
+
 fn same_dtype(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.dtype() != b.dtype() {
         return Err(KernelError::DType {

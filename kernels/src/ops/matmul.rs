@@ -1,16 +1,25 @@
-//! Matmul and linear (`shaders/matmul.wgsl`): launcher, float64 reference, benchmark case.
+//! Matmul and linear: launcher, float64 reference, benchmark case.
 //!
 //! `Y[b] = act(X[b] · W[b]ᵀ + bias)` with W in PyTorch's `[out, in]` layout (or `[in, out]` with
 //! [`WLayout::KN`]). Work is split over batch and row chunks so every binding fits the adapter's limit.
+//!
+//! Kernels, by tier (`crate::select`): the GPU tier runs `shaders/gemm_tiled.wgsl` (workgroup-memory block
+//! tiles, 8 × 8 register tiles; any strides and layouts) or its vec4-load twin `gemm_tiled_vec4.wgsl` (aligned,
+//! K-contiguous operands), with [`GemmTiles`] chosen from the adapter's limits; the 8-lane tier (lavapipe) runs
+//! `matmul_sg8.wgsl` where K % 32 == 0, else `matmul_vec4.wgsl` / `matmul.wgsl`. An explicit [`Tiling`] forces
+//! the generic register-block kernel `matmul.wgsl` on any adapter.
 
 use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::Recorder;
 use crate::dtype::DType;
 use crate::error::{invalid, shape_err, KernelError, Result};
 use crate::gpu::Gpu;
-use crate::shaders::{MATMUL, MATMUL_SG8, MATMUL_VEC4};
+use crate::pipelines::Pipeline;
+use crate::select::{AdapterFacts, Tier};
+use crate::shaders::{GEMM_TILED, GEMM_TILED_VEC4, MATMUL, MATMUL_SG8, MATMUL_VEC4};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
+use std::sync::Arc;
 
 /// Activation fused into the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +74,26 @@ struct Params {
     ldx: u32,
     ldy: u32,
 }
+
+/// Layout of the uniform `Params` of `matmul.wgsl`, `matmul_vec4.wgsl` and `matmul_sg8.wgsl`.
+pub const PARAMS_LAYOUT: crate::params::ParamsLayout = crate::params_layout!(Params {
+    m,
+    n,
+    k,
+    act,
+    base_x,
+    base_w,
+    base_b,
+    base_y,
+    x_sb,
+    w_sb,
+    y_sb,
+    flags,
+    w_sn,
+    w_sk,
+    ldx,
+    ldy
+});
 
 /// Register-block and workgroup shape (pipeline-overridable constants of the shader).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -141,8 +170,114 @@ fn span(rows: usize, ld: usize, cols: usize) -> usize {
     }
 }
 
+/// Workgroup shape and K step of the GPU-tier tiled GEMM (`shaders/gemm_tiled*.wgsl`): a workgroup of
+/// `wg_x × wg_y` invocations, each with an 8 × 8 register tile, computes an `8·wg_y × 8·wg_x` block of Y, staging
+/// `bk`-deep blocks of X and W in workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmTiles {
+    /// Invocations along N.
+    pub wg_x: u32,
+    /// Invocations along M.
+    pub wg_y: u32,
+    /// K step of one staged block (a multiple of 4).
+    pub bk: u32,
+}
+
+impl GemmTiles {
+    /// Rows of Y one workgroup covers.
+    pub fn bm(&self) -> u32 {
+        8 * self.wg_y
+    }
+
+    /// Columns of Y one workgroup covers.
+    pub fn bn(&self) -> u32 {
+        8 * self.wg_x
+    }
+
+    /// Workgroup memory the staged blocks take (f32 vec4s), bytes.
+    pub fn workgroup_bytes(&self) -> u32 {
+        32 * self.bk * (self.wg_x + self.wg_y)
+    }
+
+    /// The largest tiling the adapter allows: 16 × 16 invocations (128 × 128 blocks) with BK = 8 (8 KiB of
+    /// workgroup memory) where it can, smaller where its invocation or workgroup-memory limits say so.
+    pub fn for_facts(f: &AdapterFacts) -> GemmTiles {
+        for (wg_x, wg_y) in [(16, 16), (16, 8), (8, 8), (8, 4), (4, 4)] {
+            for bk in [8, 4] {
+                let t = GemmTiles { wg_x, wg_y, bk };
+                if wg_x * wg_y <= f.max_invocations && t.workgroup_bytes() <= f.max_workgroup_storage {
+                    return t;
+                }
+            }
+        }
+        // 16 invocations and 1 KiB: below every adapter wgpu accepts (WebGPU guarantees 256 and 16 KiB).
+        GemmTiles { wg_x: 4, wg_y: 4, bk: 4 }
+    }
+
+    /// `Err` unless this adapter can run the tiling.
+    fn check(&self, gpu: &Gpu) -> Result<()> {
+        let l = &gpu.limits;
+        let ok = self.wg_x >= 1
+            && self.wg_y >= 1
+            && self.bk >= 4
+            && self.bk.is_multiple_of(4)
+            && self.wg_x <= l.max_compute_workgroup_size_x
+            && self.wg_y <= l.max_compute_workgroup_size_y
+            && self.wg_x * self.wg_y <= l.max_compute_invocations_per_workgroup
+            && self.workgroup_bytes() <= l.max_compute_workgroup_storage_size;
+        if ok {
+            Ok(())
+        } else {
+            Err(invalid(
+                OP,
+                format!(
+                    "tiles {self:?} ({} invocations, {} bytes of workgroup memory; BK a multiple of 4) exceed \
+                     this adapter ({} invocations, {} bytes, workgroup size {}x{})",
+                    self.wg_x * self.wg_y,
+                    self.workgroup_bytes(),
+                    l.max_compute_invocations_per_workgroup,
+                    l.max_compute_workgroup_storage_size,
+                    l.max_compute_workgroup_size_x,
+                    l.max_compute_workgroup_size_y
+                ),
+            ))
+        }
+    }
+}
+
+/// Which kernel family records a [`Gemm`].
+#[derive(Clone, Copy, Debug)]
+enum Kernel {
+    /// `matmul.wgsl` with this register block (an explicit [`Tiling`]).
+    Generic(Tiling),
+    /// Today's default for the 8-lane tier: `matmul_sg8` / `matmul_vec4` / `matmul`.
+    Sg8Tier(Tiling),
+    /// The GPU tier: `gemm_tiled_vec4` / `gemm_tiled`.
+    Tiled(GemmTiles),
+}
+
 /// Records a [`Gemm`]. Splits over batch entries and row chunks so every binding fits the adapter.
+///
+/// The kernel: an explicit `tiling` forces the generic register-block kernel; otherwise the GPU tier gets the
+/// workgroup-tiled GEMM ([`GemmTiles::for_facts`]) and the 8-lane tier its subgroup kernel where it applies.
 pub fn record_gemm(rec: &mut Recorder, g: &Gemm, tiling: Option<Tiling>) -> Result<()> {
+    let gpu = rec.gpu();
+    let kernel = match (tiling, gpu.tier) {
+        (Some(t), _) => Kernel::Generic(t),
+        (None, Tier::Gpu) => Kernel::Tiled(GemmTiles::for_facts(&gpu.facts)),
+        (None, Tier::Sg8) => Kernel::Sg8Tier(Tiling::for_gpu(gpu)),
+    };
+    record_with(rec, g, kernel)
+}
+
+/// Records a [`Gemm`] with the GPU-tier tiled kernel and the given tiles, whatever the adapter's tier (tests,
+/// tuning). `Err` when the adapter cannot run `tiles`.
+pub fn record_gemm_tiled(rec: &mut Recorder, g: &Gemm, tiles: GemmTiles) -> Result<()> {
+    tiles.check(rec.gpu())?;
+    record_with(rec, g, Kernel::Tiled(tiles))
+}
+
+fn record_with(rec: &mut Recorder, g: &Gemm, kernel: Kernel) -> Result<()> {
     let gpu = rec.gpu();
     let dtype = g.x.t.dtype();
     if g.w.t.dtype() != dtype || g.y.t.dtype() != dtype || g.bias.is_some_and(|(b, _)| b.dtype() != dtype) {
@@ -183,40 +318,54 @@ pub fn record_gemm(rec: &mut Recorder, g: &Gemm, tiling: Option<Tiling>) -> Resu
             return Err(shape_err(OP, "bias", &[want], b.shape()));
         }
     }
-    let t = tiling.unwrap_or_else(|| Tiling::for_gpu(gpu));
-    if !(1..=8).contains(&t.tm) || !(1..=8).contains(&t.tn) {
-        return Err(invalid(OP, format!("tiling {t:?}: tm and tn must be 1..=8")));
+    if let Kernel::Generic(t) | Kernel::Sg8Tier(t) = kernel {
+        if !(1..=8).contains(&t.tm) || !(1..=8).contains(&t.tn) {
+            return Err(invalid(OP, format!("tiling {t:?}: tm and tn must be 1..=8")));
+        }
     }
-    let generic = gpu.pipelines().get(
-        &gpu.device,
-        &MATMUL,
-        "matmul",
-        dtype,
-        &[("TM", t.tm as f64), ("TN", t.tn as f64), ("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)],
-    )?;
     // The vec4 paths need K-contiguous operands with 4-aligned strides (starts are checked per dispatch).
     let k_contig = g.layout == WLayout::NK
         && g.k.is_multiple_of(4)
         && g.x.ld.is_multiple_of(4)
-        && g.w.ld.is_multiple_of(4);
-    let k_contig = k_contig && g.x.sb.is_multiple_of(4) && g.w.sb.is_multiple_of(4) && tiling.is_none();
-    let vec4 = if k_contig {
-        Some(gpu.pipelines().get(
-            &gpu.device,
-            &MATMUL_VEC4,
-            "matmul_vec4",
-            dtype,
-            &[("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)],
-        )?)
-    } else {
-        None
-    };
-    // Subgroup path: exactly 8-lane subgroups, K % 32 == 0.
-    let sg8_ok = gpu.subgroup8();
-    let sg8 = if k_contig && sg8_ok && g.k.is_multiple_of(32) {
-        Some(gpu.pipelines().get(&gpu.device, &MATMUL_SG8, "matmul_sg8", dtype, &[])?)
-    } else {
-        None
+        && g.w.ld.is_multiple_of(4)
+        && g.x.sb.is_multiple_of(4)
+        && g.w.sb.is_multiple_of(4);
+    // Pipelines are compiled when first chosen, so the pipeline cache says which variants really ran.
+    let pick = |aligned: bool, rows: usize| -> Result<(Arc<Pipeline>, usize, usize)> {
+        let get = |shader, entry, consts: &[(&'static str, f64)]| {
+            gpu.pipelines().get(&gpu.device, shader, entry, dtype, consts)
+        };
+        let generic = |t: Tiling| -> Result<(Arc<Pipeline>, usize, usize)> {
+            let consts =
+                [("TM", t.tm as f64), ("TN", t.tn as f64), ("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)];
+            let grid = (g.n.div_ceil((t.tn * t.wg_x) as usize), rows.div_ceil((t.tm * t.wg_y) as usize));
+            Ok((get(&MATMUL, "matmul", &consts)?, grid.0, grid.1))
+        };
+        match kernel {
+            Kernel::Generic(t) => generic(t),
+            Kernel::Sg8Tier(t) => {
+                if k_contig && aligned && g.k.is_multiple_of(32) {
+                    let grid = (g.n.div_ceil(SG8_COLS), rows.div_ceil(SG8_ROWS));
+                    Ok((get(&MATMUL_SG8, "matmul_sg8", &[])?, grid.0, grid.1))
+                } else if k_contig && aligned {
+                    let consts = [("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)];
+                    let grid = (g.n.div_ceil(4 * t.wg_x as usize), rows.div_ceil(4 * t.wg_y as usize));
+                    Ok((get(&MATMUL_VEC4, "matmul_vec4", &consts)?, grid.0, grid.1))
+                } else {
+                    generic(t)
+                }
+            }
+            Kernel::Tiled(t) => {
+                let consts = [("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64), ("BK", t.bk as f64)];
+                let grid = (g.n.div_ceil(t.bn() as usize), rows.div_ceil(t.bm() as usize));
+                let pipe = if k_contig && aligned {
+                    get(&GEMM_TILED_VEC4, "gemm_tiled_vec4", &consts)?
+                } else {
+                    get(&GEMM_TILED, "gemm_tiled", &consts)?
+                };
+                Ok((pipe, grid.0, grid.1))
+            }
+        }
     };
     let (w_sn, w_sk) = match g.layout {
         WLayout::NK => (g.w.ld as u32, 1u32),
@@ -228,6 +377,7 @@ pub fn record_gemm(rec: &mut Recorder, g: &Gemm, tiling: Option<Tiling>) -> Resu
         None => 0,
     } | if g.accumulate { 4 } else { 0 };
     let maxg = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    // Every kernel covers at least 8 rows per workgroup along grid y.
     let row_elems = g.x.ld.max(g.y.ld).max(g.k).max(g.n);
     let rows_chunk = items_per_binding(gpu, row_elems, dtype)?.min(maxg * 8).max(1);
     let fits = |o: &Operand, need: usize| o.t.window(gpu, o.offset, (g.batch - 1) * o.sb + need).is_ok();
@@ -281,19 +431,9 @@ pub fn record_gemm(rec: &mut Recorder, g: &Gemm, tiling: Option<Tiling>) -> Resu
                 ldy: g.y.ld as u32,
             };
             let aligned = xw.base % 4 == 0 && ww.base % 4 == 0;
-            let (pipe, gx, gy) = match (&sg8, &vec4, aligned) {
-                (Some(s), _, true) => (s, g.n.div_ceil(SG8_COLS), rows.div_ceil(SG8_ROWS)),
-                (None, Some(v), true) => {
-                    (v, g.n.div_ceil(4 * t.wg_x as usize), rows.div_ceil(4 * t.wg_y as usize))
-                }
-                _ => (
-                    &generic,
-                    g.n.div_ceil((t.tn * t.wg_x) as usize),
-                    rows.div_ceil((t.tm * t.wg_y) as usize),
-                ),
-            };
+            let (pipe, gx, gy) = pick(aligned, rows)?;
             let groups = [gx as u32, gy as u32, nb as u32];
-            rec.dispatch(pipe, bytemuck::bytes_of(&params), vec![xw, ww.clone(), bw.clone(), yw], groups)?;
+            rec.dispatch(&pipe, bytemuck::bytes_of(&params), vec![xw, ww.clone(), bw.clone(), yw], groups)?;
             r0 += rows;
         }
     }

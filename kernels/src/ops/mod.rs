@@ -7,5 +7,6 @@ pub mod group_norm;
 pub mod layout;
 pub mod matmul;
 pub mod rows;
+pub mod sampler;
 pub mod temporal_attention;
 pub mod trajectory_attention;

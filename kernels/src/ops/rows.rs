@@ -7,7 +7,9 @@ use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{shape_err, KernelError, Result};
 use crate::gpu::Gpu;
-use crate::shaders::{LAYER_NORM, SOFTMAX};
+use crate::params::ParamsLayout;
+use crate::select::Tier;
+use crate::shaders::{LAYER_NORM, ROWS_VEC4, SOFTMAX};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 
@@ -23,7 +25,30 @@ struct Params {
     /// eps (layer norm) or logit scale (softmax).
     f: f32,
     affine: u32,
-    _pad: [u32; 2],
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// Layout of the uniform `Params` of `layer_norm.wgsl`, `softmax.wgsl` and `rows_vec4.wgsl`.
+pub const PARAMS_LAYOUT: ParamsLayout =
+    crate::params_layout!(Params { rows, c, base_x, base_y, f, affine, _pad0, _pad1 });
+
+/// Whether the one-workgroup-per-row kernels run on this device (the gpu tier; on lavapipe the per-row
+/// invocations of the sg8 tier are faster, see BENCHMARKS.md).
+fn per_workgroup(gpu: &Gpu) -> bool {
+    gpu.tier == Tier::Gpu
+}
+
+/// Workgroup size of a one-workgroup-per-row kernel for rows of `items` loads (elements or vec4s): about two
+/// loads per invocation, a power of two in 64..=256, within the adapter's invocation and workgroup-memory limits
+/// (the reductions use three f32 per invocation).
+pub fn row_workgroup(gpu: &Gpu, items: usize) -> u32 {
+    let lim = gpu
+        .limits
+        .max_compute_invocations_per_workgroup
+        .min(gpu.limits.max_compute_workgroup_storage_size / 12);
+    let cap = if lim == 0 { 1 } else { 1u32 << (31 - lim.leading_zeros()) };
+    (items.div_ceil(2).next_power_of_two().clamp(64, 256) as u32).min(cap)
 }
 
 fn rows_of(op: &'static str, x: &Tensor, y: &Tensor) -> Result<(usize, usize)> {
@@ -70,8 +95,22 @@ pub fn record_layer_norm(
     if rows == 0 || c == 0 {
         return Ok(());
     }
-    let pipe = gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm", x.dtype(), &[])?;
-    let per = items_per_binding(gpu, c, x.dtype())?;
+    let dtype = x.dtype();
+    let wide = per_workgroup(gpu);
+    let (pipe, pipe4, wg) = if wide {
+        let wg = row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c });
+        let o = [("WG", wg as f64)];
+        let p1 = gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm_wg", dtype, &o)?;
+        let p4 = if c % 4 == 0 {
+            Some(gpu.pipelines().get(&gpu.device, &ROWS_VEC4, "layer_norm_wg4", dtype, &o)?)
+        } else {
+            None
+        };
+        (p1, p4, wg)
+    } else {
+        (gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm", dtype, &[])?, None, WG)
+    };
+    let per = items_per_binding(gpu, c, dtype)?;
     let mut r0 = 0;
     while r0 < rows {
         let nr = per.min(rows - r0);
@@ -89,12 +128,13 @@ pub fn record_layer_norm(
             affine: affine.is_some() as u32,
             ..Default::default()
         };
-        rec.dispatch(
-            &pipe,
-            bytemuck::bytes_of(&prm),
-            vec![xw, gw, bw, yw],
-            grid(gpu, (nr as u32).div_ceil(WG)),
-        )?;
+        let aligned = [xw.base, yw.base, gw.base, bw.base].iter().all(|b| b % 4 == 0)
+            && (affine.is_none() || (gw.base == 0 && bw.base == 0));
+        let groups = grid(gpu, if wide { nr as u32 } else { (nr as u32).div_ceil(wg) });
+        match (&pipe4, aligned) {
+            (Some(p4), true) => rec.dispatch(p4, bytemuck::bytes_of(&prm), vec![xw, gw, bw, yw], groups)?,
+            _ => rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![xw, gw, bw, yw], groups)?,
+        }
         r0 += nr;
     }
     Ok(())
@@ -108,8 +148,22 @@ pub fn record_softmax(rec: &mut Recorder, x: &Tensor, scale: f32, y: &Tensor) ->
     if rows == 0 || c == 0 {
         return Ok(());
     }
-    let pipe = gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax", x.dtype(), &[])?;
-    let per = items_per_binding(gpu, c, x.dtype())?;
+    let dtype = x.dtype();
+    let wide = per_workgroup(gpu);
+    let (pipe, pipe4, wg) = if wide {
+        let wg = row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c });
+        let o = [("WG", wg as f64)];
+        let p1 = gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax_wg", dtype, &o)?;
+        let p4 = if c % 4 == 0 {
+            Some(gpu.pipelines().get(&gpu.device, &ROWS_VEC4, "softmax_wg4", dtype, &o)?)
+        } else {
+            None
+        };
+        (p1, p4, wg)
+    } else {
+        (gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax", dtype, &[])?, None, WG)
+    };
+    let per = items_per_binding(gpu, c, dtype)?;
     let mut r0 = 0;
     while r0 < rows {
         let nr = per.min(rows - r0);
@@ -122,7 +176,13 @@ pub fn record_softmax(rec: &mut Recorder, x: &Tensor, scale: f32, y: &Tensor) ->
             f: scale,
             ..Default::default()
         };
-        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![xw, yw], grid(gpu, (nr as u32).div_ceil(WG)))?;
+        let groups = grid(gpu, if wide { nr as u32 } else { (nr as u32).div_ceil(wg) });
+        match (&pipe4, xw.base % 4 == 0 && yw.base % 4 == 0) {
+            (Some(p4), true) => {
+                rec.dispatch_bound(p4, bytemuck::bytes_of(&prm), vec![(1, xw), (4, yw)], groups)?
+            }
+            _ => rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![xw, yw], groups)?,
+        }
         r0 += nr;
     }
     Ok(())

@@ -43,6 +43,25 @@ struct Params {
     _pad: [u32; 2],
 }
 
+/// Layout of the uniform `Params` of `temporal_attention.wgsl`.
+pub const PARAMS_LAYOUT: crate::params::ParamsLayout = crate::params_layout!(Params {
+    seq,
+    nseq,
+    heads,
+    groups,
+    q_base,
+    k_base,
+    v_base,
+    o_base,
+    q_stride,
+    k_stride,
+    v_stride,
+    o_stride,
+    sblocks,
+    scale,
+    _pad
+});
+
 /// Records `out = softmax(scale · q kᵀ) v` within each of `s.batch` sequences of `s.seq_q` tokens
 /// (scale defaults to `1/sqrt(head_dim)`); `out` is dense `(s.batch, L, heads·head_dim)`.
 pub fn record_temporal_attention(

@@ -425,6 +425,32 @@ struct Params {
     _pad: [u32; 3],
 }
 
+/// Layout of the uniform `Params` of `trajectory_attention.wgsl` and `trajectory_attention_sg8.wgsl`.
+pub const PARAMS_LAYOUT: crate::params::ParamsLayout = crate::params_layout!(Params {
+    seq_len,
+    tokens,
+    rows_per_b,
+    d,
+    ld,
+    c_att,
+    width,
+    ld_out,
+    col_out,
+    frames,
+    cells,
+    n_rows,
+    row0,
+    b0,
+    rows_bound,
+    scale,
+    base_q,
+    base_k,
+    base_v,
+    base_in,
+    base_out,
+    _pad
+});
+
 /// A recorded run of the branch: the dispatches, the output tensor and everything they bind.
 pub struct Prepared {
     /// The dispatches of one call (per head: Q/K/V projection → attention → CSR mean; then out-projection → bias).
