@@ -2,31 +2,14 @@
 // attending within itself: o = softmax(scale · q kᵀ) v per (sequence, head). Sequence length L ≤ MAXL; all L
 // scores of a query stay in registers (plain two-pass softmax, no rescaling needed).
 //
-// Strided Q/K/V rows as in flash_attention.wgsl: element (n, t, h, j) of X sits at
+// Strided Q/K/V rows as in flash_attention_fa2.wgsl: element (n, t, h, j) of X sits at
 //   x_base + (n * L + t) * x_stride + h * D + j;  output dense (n, L, heads·D).
 //
 // A workgroup holds SPW sequences × LR lanes (LR = L rounded up to 8), lane = (sequence, query frame), so a
 // subgroup of 8 lanes shares one sequence and K/V reads are uniform across it (broadcast loads on SIMD CPUs).
 alias T = f32;
 
-struct Params {
-    seq: u32,        // L
-    nseq: u32,       // sequences in this dispatch
-    heads: u32,
-    groups: u32,     // workgroups: ceil(nseq / SPW) · heads
-    q_base: u32,
-    k_base: u32,
-    v_base: u32,
-    o_base: u32,
-    q_stride: u32,
-    k_stride: u32,
-    v_stride: u32,
-    o_stride: u32,
-    sblocks: u32,    // ceil(nseq / SPW)
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
+#include "temporal_params"
 
 override D: u32 = 64u;   // head dim, multiple of 4, ≤ 4·MAXD4
 override LR: u32 = 32u;  // lanes per sequence (L rounded up to 8)

@@ -581,6 +581,7 @@ fn load_depth(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
 fn camera_cmd(g_args: &GpuArgs, a: CameraArgs) -> Result<()> {
     use trajattn::trajectory::camera::{CameraPath, Intrinsics};
     use trajattn::trajectory::{folder, preview};
+    trajattn::output::check_dir(&a.out)?;
     let img = trajattn::image_io::open_rgb(&a.image)?;
     let (depth, w, h) = load_depth(&a.depth)?;
     if (w, h) != (img.width() as usize, img.height() as usize) {
@@ -768,6 +769,7 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
 
 fn drag_cmd(spec: &std::path::Path, out: &std::path::Path, image: Option<&std::path::Path>) -> Result<()> {
     use trajattn::trajectory::{build, folder, preview};
+    trajattn::output::check_dir(out)?;
     let text = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
     let s: build::DragSpec =
         serde_json::from_str(&text).with_context(|| format!("parsing drag file {}", spec.display()))?;
@@ -841,6 +843,9 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
     if f < 2 {
         bail!("a video needs at least 2 frames");
     }
+    trajattn::limits::FRAMES
+        .check(f as u64)
+        .with_context(|| format!("frames in {}", a.video_frames.display()))?;
     let imgs: Vec<image::RgbImage> = frames
         .iter()
         .map(|p| trajattn::image_io::open_rgb(p).map_err(anyhow::Error::from))
@@ -915,6 +920,8 @@ fn edit_cmd(
     chain: &cli::generate::ChainArgs,
 ) -> Result<()> {
     use trajattn::trajectory::{folder, preview};
+    trajattn::limits::FRAMES.check(frames as u64)?;
+    trajattn::output::check_dir(out)?;
     let img = trajattn::image_io::open_rgb(edited)?;
     let t = folder::read(tracks, frames)?;
     let (w, h) = (img.width() as f64, img.height() as f64);

@@ -123,6 +123,7 @@ pub fn entries() -> Vec<BenchEntry> {
         crate::ops::temporal_attention::BENCH,
         crate::ops::trajectory_attention::BENCH,
         crate::ops::trajectory_attention::BENCH_LITERAL,
+        crate::ops::trajectory_attention::BENCH_GATHERED,
         crate::ops::flash_attention::BENCH,
     ]
 }

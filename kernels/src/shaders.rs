@@ -48,6 +48,8 @@ pub const INCLUDES: &[Include] = &[
     Include { name: "flash_loads", src: include_str!("../../shaders/include/flash_loads.wgsl") },
     Include { name: "traj_params", src: include_str!("../../shaders/include/traj_params.wgsl") },
     Include { name: "traj_src_row", src: include_str!("../../shaders/include/traj_src_row.wgsl") },
+    Include { name: "temporal_params", src: include_str!("../../shaders/include/temporal_params.wgsl") },
+    Include { name: "short_attention", src: include_str!("../../shaders/include/short_attention.wgsl") },
 ];
 
 /// Deepest include nesting accepted (a cycle fails here instead of recursing without end).
@@ -143,10 +145,12 @@ shader!(ROWS_VEC4, "rows_vec4");
 shader!(LAYOUT, "layout");
 shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
 shader!(TRAJECTORY_ATTENTION_SG8, "trajectory_attention_sg8");
+shader!(TRAJECTORY_ATTENTION_GPU, "trajectory_attention_gpu");
 shader!(FLASH_ATTENTION_SG8, "flash_attention_sg8");
 shader!(FLASH_ATTENTION_FA2, "flash_attention_fa2");
 shader!(TEMPORAL_ATTENTION, "temporal_attention");
 shader!(SAMPLER, "sampler");
+shader!(TEMPORAL_ATTENTION_GPU, "temporal_attention_gpu");
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -166,8 +170,10 @@ pub const ALL: &[Shader] = &[
     LAYOUT,
     TRAJECTORY_ATTENTION,
     TRAJECTORY_ATTENTION_SG8,
+    TRAJECTORY_ATTENTION_GPU,
     FLASH_ATTENTION_SG8,
     FLASH_ATTENTION_FA2,
     TEMPORAL_ATTENTION,
     SAMPLER,
+    TEMPORAL_ATTENTION_GPU,
 ];

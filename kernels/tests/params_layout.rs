@@ -20,8 +20,10 @@ fn rust_layout(shader: &str) -> Option<ParamsLayout> {
         "layer_norm" | "softmax" | "rows_vec4" => ops::rows::PARAMS_LAYOUT,
         "layout" => ops::layout::PARAMS_LAYOUT,
         "flash_attention_fa2" | "flash_attention_sg8" => ops::flash_attention::PARAMS_LAYOUT,
-        "trajectory_attention" | "trajectory_attention_sg8" => ops::trajectory_attention::PARAMS_LAYOUT,
-        "temporal_attention" => ops::temporal_attention::PARAMS_LAYOUT,
+        "trajectory_attention" | "trajectory_attention_sg8" | "trajectory_attention_gpu" => {
+            ops::trajectory_attention::PARAMS_LAYOUT
+        }
+        "temporal_attention" | "temporal_attention_gpu" => ops::temporal_attention::PARAMS_LAYOUT,
         _ => return None,
     })
 }

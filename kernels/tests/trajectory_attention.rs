@@ -171,7 +171,8 @@ mod common;
 /// hidden, trajectories, mask, sampled indices, [Wq, Wk, Wv, Wo], output bias.
 type Case = (Vec<f64>, Vec<f64>, Vec<bool>, Vec<usize>, Vec<Vec<f64>>, Vec<f64>);
 
-/// The call of a [`random_case_sized`] case: 5 frames, trajectories in pixels of 8 per latent cell.
+/// The call of a [`random_case_frames`] case (frames from the mask's length), trajectories in pixels of 8 per
+/// latent cell.
 fn case_call(
     k: &Case,
     b: usize,
@@ -185,7 +186,7 @@ fn case_call(
         b,
         h: hw.0,
         w: hw.1,
-        f: 5,
+        f: k.2.len() / n,
         c,
         heads,
         traj: &k.1,
@@ -199,8 +200,13 @@ fn case_call(
 }
 
 /// A random case of batch `b`, 5 frames and `c` channels.
-fn random_case_sized(seed: u64, (h, w): (usize, usize), n: usize, b: usize, c: usize) -> Case {
-    let f = 5;
+fn random_case_sized(seed: u64, hw: (usize, usize), n: usize, b: usize, c: usize) -> Case {
+    random_case_frames(seed, hw, n, b, c, 5)
+}
+
+/// A random case of batch `b`, `f` frames and `c` channels: about a fifth of the points invisible, tracks leaving
+/// the frame (clamped).
+fn random_case_frames(seed: u64, (h, w): (usize, usize), n: usize, b: usize, c: usize, f: usize) -> Case {
     let (ow, oh) = (w * 8, h * 8);
     let hidden: Vec<f64> = rand_vec(seed, b * h * w * f * c).iter().map(|&x| x as f64).collect();
     let traj: Vec<f64> =
@@ -277,6 +283,16 @@ fn gpu_efficient_and_literal_match_the_literal_port() {
 
 #[test]
 fn gpu_efficient_splits_operands_beyond_a_lowered_binding_limit() {
+    splits_beyond_a_lowered_binding_limit(None);
+}
+
+#[test]
+fn gpu_tier_splits_operands_beyond_a_lowered_binding_limit() {
+    splits_beyond_a_lowered_binding_limit(Some(trajattn_kernels::select::KernelSet::Gpu));
+}
+
+/// On devices of the kernel set `kernels` (the adapter's own tier if `None`).
+fn splits_beyond_a_lowered_binding_limit(kernels: Option<trajattn_kernels::select::KernelSet>) {
     // A device whose storage bindings are limited (wgpu enforces it) far below the dense operands: the fused
     // Q/K/V projection of all heads, the hidden states, the mean and the output each exceed it several times,
     // one head group's Q/K/V rows of the whole batch do too (the attention binds two batch elements of three,
@@ -297,7 +313,7 @@ fn gpu_efficient_splits_operands_beyond_a_lowered_binding_limit() {
         let (ws, bo) = (&case.4, &case.5);
         let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo };
         let limit = limit_elems * dtype.size();
-        let gpu = Gpu::new(&GpuOptions { max_binding: Some(limit), ..Default::default() }).unwrap();
+        let gpu = Gpu::new(&GpuOptions { max_binding: Some(limit), kernels, ..Default::default() }).unwrap();
         assert_eq!(gpu.max_binding(), limit);
         for grouping in [Grouping::Pairs, Grouping::PerTrajectory] {
             let call = case_call(&case, b, hw, n, (c, heads), grouping);
@@ -320,10 +336,94 @@ fn gpu_efficient_splits_operands_beyond_a_lowered_binding_limit() {
             let e = prepare_literal(&gpu, &call, &wts, dtype).err().expect("literal path must not fit");
             assert!(matches!(e, KernelError::TooLarge { .. }), "{e}");
         }
+        if kernels.is_some() {
+            assert_eq!(attend_ran(&gpu), (true, false, false), "{:?}", gpu.pipelines().keys());
+        }
         // One batch element's attention rows of one head above the limit: a clear error, not a bad binding.
-        let tiny = Gpu::new(&GpuOptions { max_binding: Some(4096), ..Default::default() }).unwrap();
+        let tiny = Gpu::new(&GpuOptions { max_binding: Some(4096), kernels, ..Default::default() }).unwrap();
         let call = case_call(&case, b, hw, n, (c, heads), Grouping::Pairs);
         let e = prepare_efficient(&tiny, &call, &wts, dtype).err().expect("must not fit");
         assert!(matches!(e, KernelError::TooLarge { .. }) && e.to_string().contains("trajectory"), "{e}");
     }
+}
+
+/// A device with the GPU kernel tier forced (lavapipe would otherwise pick the sg8 tier), optionally with a lowered
+/// binding limit.
+fn gpu_tier(max_binding: Option<u64>) -> trajattn_kernels::Gpu {
+    use trajattn_kernels::select::KernelSet;
+    use trajattn_kernels::{Gpu, GpuOptions};
+    Gpu::new(&GpuOptions { kernels: Some(KernelSet::Gpu), max_binding, ..Default::default() }).unwrap()
+}
+
+/// Which gathered-attention kernels ran on `gpu`: (`traj_attend_gpu`, `traj_attend`, `traj_attend_sg8`).
+fn attend_ran(gpu: &trajattn_kernels::Gpu) -> (bool, bool, bool) {
+    let p = gpu.pipelines();
+    (
+        p.used("trajectory_attention_gpu", "traj_attend_gpu"),
+        p.used("trajectory_attention", "traj_attend"),
+        p.used("trajectory_attention_sg8", "traj_attend_sg8"),
+    )
+}
+
+/// The GPU tier's gathered attention (`traj_attend_gpu`) in both formulations against the literal float64 port:
+/// frames 14, 25 and odd counts, head dims 40/64/80/160, both groupings (paired sequences of odd lengths up to
+/// 2F = 50), fewer trajectories than a call samples, invisible points and cells no trajectory reaches.
+#[test]
+fn gpu_tier_gathered_attention_matches_the_literal_port() {
+    use trajattn_kernels::ops::trajectory_attention::{prepare_efficient, prepare_literal, tables};
+    use trajattn_kernels::testing::assert_close;
+    let gpu = gpu_tier(None);
+    // (seed, latent, N, frames, C, heads); in brackets the sequence lengths (pairs, per trajectory).
+    let cases = [
+        (31u64, (2usize, 7usize), 17usize, 14usize, 160usize, 4usize), // d 40, N < 24 sampled [17, 14]
+        (32, (3, 5), 21, 25, 128, 2),                                  // d 64, N < 24 [35, 25]
+        (33, (2, 4), 40, 25, 160, 2),                                  // d 80 [50, 25]
+        (34, (4, 4), 40, 9, 160, 1),                                   // d 160 [18, 9]
+    ];
+    let mut lens = Vec::new();
+    for &(seed, hw, n, f, c, heads) in &cases {
+        let case = random_case_frames(seed, hw, n, 2, c, f);
+        let (ws, bo) = (&case.4, &case.5);
+        let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo };
+        for grouping in [Grouping::Pairs, Grouping::PerTrajectory] {
+            let call = case_call(&case, 2, hw, n, (c, heads), grouping);
+            let l = tables(&call).unwrap().seq_len;
+            lens.push(l);
+            let want = reference::literal(&call, &wts).unwrap();
+            // Unreached cells are exactly 0 in the reference; the GPU output starts as NaN.
+            assert!(want.contains(&0.0) && want.iter().any(|&v| v != 0.0), "seed {seed}: no unreached cell");
+            for dtype in common::dtypes(&gpu) {
+                let eff = prepare_efficient(&gpu, &call, &wts, dtype).unwrap().run_checked(&gpu).unwrap();
+                let lit = prepare_literal(&gpu, &call, &wts, dtype).unwrap().run_checked(&gpu).unwrap();
+                // As gpu_efficient_and_literal_match_the_literal_port: f32 1e-4; f16 (Q/K/V, attention rows and
+                // the result stored in f16) 1e-2.
+                let tol = if dtype == trajattn_kernels::DType::F16 { 1e-2 } else { 1e-4 };
+                let what = format!("{dtype} seed {seed} F {f} d {} L {l} {grouping:?}", c / heads);
+                assert_close(&format!("efficient {what}"), &eff, &want, tol);
+                assert_close(&format!("literal {what}"), &lit, &want, tol);
+            }
+        }
+    }
+    assert_eq!(lens, [17, 14, 35, 25, 50, 25, 18, 9]);
+    assert_eq!(attend_ran(&gpu), (true, false, false), "{:?}", gpu.pipelines().keys());
+}
+
+/// Head dims above 128 run `traj_attend_gpu` whatever the tier (the other kernels stop at 128).
+#[test]
+fn head_dims_above_128_take_the_gpu_kernel_on_every_tier() {
+    use trajattn_kernels::ops::trajectory_attention::prepare_efficient;
+    use trajattn_kernels::testing::assert_close;
+    let gpu = common::gpu();
+    let (hw, n, f, c) = ((4usize, 4usize), 40usize, 9usize, 160usize);
+    let case = random_case_frames(34, hw, n, 2, c, f);
+    let (ws, bo) = (&case.4, &case.5);
+    let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo };
+    let call = case_call(&case, 2, hw, n, (c, 1), Grouping::Pairs);
+    let want = reference::literal(&call, &wts).unwrap();
+    let got = prepare_efficient(&gpu, &call, &wts, trajattn_kernels::DType::F32)
+        .unwrap()
+        .run_checked(&gpu)
+        .unwrap();
+    assert_close("d 160 on the default tier", &got, &want, 1e-4);
+    assert!(attend_ran(&gpu).0);
 }

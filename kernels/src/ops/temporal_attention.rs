@@ -1,6 +1,14 @@
-//! Temporal attention (`shaders/temporal_attention.wgsl`): many short sequences (F = 14 or 25 frames, 2F = 50
-//! in the paired trajectory grouping), tokens laid out `(sequences, L, channels)`, each sequence attending
-//! within itself per head. All scores of a query stay in registers (L ≤ [`MAX_SEQ`]).
+//! Temporal attention: many short sequences (F = 14 or 25 frames, 2F = 50 in the paired trajectory grouping),
+//! tokens laid out `(sequences, L, channels)`, each sequence attending within itself per head (L ≤ [`MAX_SEQ`]).
+//!
+//! Two variants (see [`crate::select`]):
+//! - GPU tier, `temporal_gpu` (`shaders/temporal_attention_gpu.wgsl` + `include/short_attention.wgsl`): one
+//!   workgroup per (sequence, head), Q/K/V staged in workgroup memory by column chunks, the L×L scores in
+//!   workgroup memory, 4×4 register tiles of named vec4s; head dims up to [`MAX_HEAD_DIM_GPU`]. Its constants
+//!   come from [`ShortPlan::new`] (the adapter's workgroup limits).
+//! - lavapipe tier (`Sg8`), `temporal` (`shaders/temporal_attention.wgsl`): one invocation per query, all scores
+//!   of a query in registers, K/V reads uniform across 8-lane subgroups (broadcast loads on SIMD CPUs). Also the
+//!   GPU tier's fallback on an adapter whose workgroup limits cannot hold the GPU plan.
 //!
 //! Same strided Q/K/V convention as [`crate::ops::flash_attention`] (`AttnShape.batch` = number of
 //! sequences, `seq_q = seq_kv = L`), so the fused QKV projection output is read in place. Dispatches are
@@ -12,14 +20,77 @@ use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
 use crate::ops::flash_attention::{batches_per_dispatch, check_call, fused_bench_case, AttnShape, Strided};
-use crate::shaders::TEMPORAL_ATTENTION;
+use crate::select::Tier;
+use crate::shaders::{TEMPORAL_ATTENTION, TEMPORAL_ATTENTION_GPU};
 use crate::tensor::Tensor;
 use bytemuck::{Pod, Zeroable};
 
 /// Longest sequence (the shader's `MAXL`); longer ones belong to flash attention.
 pub const MAX_SEQ: usize = 64;
-/// Largest head dim (the shader's `4·MAXD4`); must also be a multiple of 4.
+/// Largest head dim every adapter runs (the lavapipe-tier shader's `4·MAXD4`); must also be a multiple of 4.
 pub const MAX_HEAD_DIM: usize = 128;
+/// Largest head dim of the GPU-tier kernel (it stages D in chunks, so this only bounds the index arithmetic).
+pub const MAX_HEAD_DIM_GPU: usize = 256;
+
+/// Workgroup memory per 64 invocations the GPU plan aims for: AMD RDNA has 64 KiB per CU (two SIMDs), so four
+/// 64-lane waves per SIMD leave 8 KiB per wave.
+const LDS_PER_WAVE: u32 = 8 << 10;
+
+/// Override constants of the GPU-tier short-sequence attention (`include/short_attention.wgsl`), shared by
+/// `temporal_gpu` and `traj_attend_gpu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShortPlan {
+    /// Head dim.
+    pub d: usize,
+    /// Sequence length rounded up to 4.
+    pub lm: usize,
+    /// vec4 columns of Q and K per staged chunk.
+    pub dc4: usize,
+    /// Invocations per workgroup (≥ (lm/4)², a multiple of 64).
+    pub wg: usize,
+}
+
+impl ShortPlan {
+    /// The plan for sequences of `l` tokens and head dim `d` on `gpu`, or `None` where the kernel does not apply
+    /// (`l` of 0 or above [`MAX_SEQ`], `d` not a positive multiple of 4 or above [`MAX_HEAD_DIM_GPU`], or the
+    /// adapter's invocation / workgroup-memory limits too small).
+    pub fn new(gpu: &Gpu, l: usize, d: usize) -> Option<Self> {
+        if l == 0 || l > MAX_SEQ || d == 0 || !d.is_multiple_of(4) || d > MAX_HEAD_DIM_GPU {
+            return None;
+        }
+        let lm = l.div_ceil(4) * 4;
+        let lq = lm / 4;
+        // One score tile per invocation.
+        let wg = (lq * lq).div_ceil(64).max(1) * 64;
+        if wg > gpu.limits.max_compute_invocations_per_workgroup as usize
+            || wg > gpu.limits.max_compute_workgroup_size_x as usize
+        {
+            return None;
+        }
+        let limit = gpu.limits.max_compute_workgroup_storage_size as usize;
+        let target = limit.min((wg / 64) * LDS_PER_WAVE as usize);
+        let with = |dc4: usize| ShortPlan { d, lm, dc4, wg };
+        // At most 4 vec4 columns (16 dims) per chunk: ACO unrolls the 16-step score loop fully, not a 32-step one.
+        let cands = [4, 2, 1].into_iter().filter(|&c| c == 1 || c <= d / 4).map(with);
+        cands
+            .clone()
+            .find(|p| p.workgroup_bytes() <= target)
+            .or_else(|| cands.clone().find(|p| p.workgroup_bytes() <= limit))
+    }
+
+    /// Workgroup memory the plan uses, bytes: the Q/K (or V) chunk, the L×L scores and the 1/sum quads (vec4s),
+    /// the per-token row bases (4 u32 per token).
+    pub fn workgroup_bytes(&self) -> usize {
+        let lq = self.lm / 4;
+        16 * (2 * self.lm * self.dc4 + self.lm * lq + lq) + 16 * self.lm
+    }
+
+    /// The override constants.
+    pub fn constants(&self) -> [(&'static str, f64); 4] {
+        [("D", self.d as f64), ("LM", self.lm as f64), ("DC4", self.dc4 as f64), ("WG", self.wg as f64)]
+    }
+}
+
 /// Target lanes per workgroup.
 const WG_TARGET: usize = 64;
 
@@ -87,15 +158,102 @@ pub fn record_temporal_attention(
         ));
     }
     let d = s.head_dim;
-    if !d.is_multiple_of(4) || d > MAX_HEAD_DIM {
-        return Err(invalid(
-            NAME,
-            format!("head dim {d} must be a multiple of 4 and at most {MAX_HEAD_DIM}"),
-        ));
-    }
-    let dtype = check_call(NAME, &s, &q, &k, &v, out)?;
     let gpu = rec.gpu();
     let l = s.seq_q;
+    let plan = ShortPlan::new(gpu, l, d);
+    if !d.is_multiple_of(4) || (d > MAX_HEAD_DIM && plan.is_none()) {
+        // Up to MAX_HEAD_DIM_GPU where the GPU kernel fits this adapter's workgroup limits.
+        let max = if ShortPlan::new(gpu, l, 4).is_some() { MAX_HEAD_DIM_GPU } else { MAX_HEAD_DIM };
+        return Err(invalid(NAME, format!("head dim {d} must be a multiple of 4 and at most {max}")));
+    }
+    let dtype = check_call(NAME, &s, &q, &k, &v, out)?;
+    match plan {
+        Some(plan) if gpu.tier == Tier::Gpu || d > MAX_HEAD_DIM => {
+            record_gpu(rec, s, (q, k, v), out, scale.unwrap_or(1.0 / (d as f32).sqrt()), plan, dtype)
+        }
+        _ => record_sg8(rec, s, (q, k, v), out, scale.unwrap_or(1.0 / (d as f32).sqrt()), dtype),
+    }
+}
+
+/// Bindings of one dispatch: per-sequence element counts of Q, K, V and the output.
+fn per_seq(s: &AttnShape, q: &Strided, k: &Strided, v: &Strided) -> [(&'static str, usize); 4] {
+    let l = s.seq_q;
+    [
+        ("Q", l * q.row_stride),
+        ("K", l * k.row_stride),
+        ("V", l * v.row_stride),
+        ("output", l * s.heads * s.head_dim),
+    ]
+}
+
+/// GPU tier: one workgroup per (sequence, head), dispatches split over sequences to fit the binding limit.
+fn record_gpu(
+    rec: &mut Recorder,
+    s: AttnShape,
+    (q, k, v): (Strided, Strided, Strided),
+    out: &Tensor,
+    scale: f32,
+    plan: ShortPlan,
+    dtype: DType,
+) -> Result<()> {
+    const NAME: &str = "temporal attention";
+    let gpu = rec.gpu();
+    let (l, d) = (s.seq_q, s.head_dim);
+    let pipe = gpu.pipelines().get(
+        &gpu.device,
+        &TEMPORAL_ATTENTION_GPU,
+        "temporal_gpu",
+        dtype,
+        &plan.constants(),
+    )?;
+    let width = s.heads * d;
+    let per_seq = per_seq(&s, &q, &k, &v);
+    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let nb_max =
+        batches_per_dispatch(gpu, NAME, &per_seq, dtype)?.min((max_groups * max_groups / s.heads).max(1));
+    let mut n0 = 0;
+    while n0 < s.batch {
+        let nb = nb_max.min(s.batch - n0);
+        let wq = q.tensor.window(gpu, n0 * per_seq[0].1, nb * per_seq[0].1)?;
+        let wk = k.tensor.window(gpu, n0 * per_seq[1].1, nb * per_seq[1].1)?;
+        let wv = v.tensor.window(gpu, n0 * per_seq[2].1, nb * per_seq[2].1)?;
+        let wo = out.window(gpu, n0 * per_seq[3].1, nb * per_seq[3].1)?;
+        let groups = nb * s.heads;
+        let prm = Params {
+            seq: l as u32,
+            nseq: nb as u32,
+            heads: s.heads as u32,
+            groups: groups as u32,
+            q_base: wq.base + q.col as u32,
+            k_base: wk.base + k.col as u32,
+            v_base: wv.base + v.col as u32,
+            o_base: wo.base,
+            q_stride: q.row_stride as u32,
+            k_stride: k.row_stride as u32,
+            v_stride: v.row_stride as u32,
+            o_stride: width as u32,
+            sblocks: nb as u32,
+            scale,
+            _pad: [0; 2],
+        };
+        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))?;
+        n0 += nb;
+    }
+    Ok(())
+}
+
+/// Lavapipe tier: one invocation per query, `SPW` sequences of `LR` lanes per workgroup.
+fn record_sg8(
+    rec: &mut Recorder,
+    s: AttnShape,
+    (q, k, v): (Strided, Strided, Strided),
+    out: &Tensor,
+    scale: f32,
+    dtype: DType,
+) -> Result<()> {
+    const NAME: &str = "temporal attention";
+    let gpu = rec.gpu();
+    let (l, d) = (s.seq_q, s.head_dim);
     let lr = l.div_ceil(8) * 8;
     let spw = (WG_TARGET / lr).max(1);
     let pipe = gpu.pipelines().get(
@@ -106,12 +264,10 @@ pub fn record_temporal_attention(
         &[("D", d as f64), ("LR", lr as f64), ("SPW", spw as f64)],
     )?;
     let width = s.heads * d;
-    let per_seq =
-        [("Q", l * q.row_stride), ("K", l * k.row_stride), ("V", l * v.row_stride), ("output", l * width)];
+    let per_seq = per_seq(&s, &q, &k, &v);
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
     let nb_max = batches_per_dispatch(gpu, NAME, &per_seq, dtype)?
         .min((max_groups * max_groups / s.heads).max(1) * spw);
-    let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
     let mut n0 = 0;
     while n0 < s.batch {
         let nb = nb_max.min(s.batch - n0);

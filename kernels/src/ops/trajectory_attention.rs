@@ -7,7 +7,9 @@ use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{self, Epilogue, WLayout};
-use crate::shaders::{TRAJECTORY_ATTENTION, TRAJECTORY_ATTENTION_SG8};
+use crate::ops::temporal_attention::{ShortPlan, MAX_HEAD_DIM_GPU};
+use crate::select::Tier;
+use crate::shaders::{TRAJECTORY_ATTENTION, TRAJECTORY_ATTENTION_GPU, TRAJECTORY_ATTENTION_SG8};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 
@@ -573,8 +575,8 @@ fn check_geometry(g: &Geometry) -> Result<usize> {
         return Err(invalid(OP, format!("bad geometry {g:?}")));
     }
     let d = c / heads;
-    if d > 128 {
-        return Err(invalid(OP, format!("head dim {d} exceeds the kernel's 128")));
+    if d > MAX_HEAD_DIM_GPU {
+        return Err(invalid(OP, format!("head dim {d} exceeds the kernels' {MAX_HEAD_DIM_GPU}")));
     }
     // Kernel indices are u32: every operand's element count must fit (Tensor::empty enforces it for the
     // buffers; this covers the index arithmetic over rows).
@@ -593,14 +595,35 @@ fn check_shapes(list: &[(&str, &Tensor, Vec<usize>)]) -> Result<()> {
     Ok(())
 }
 
-/// The gathered attention's pipeline: `traj_attend_sg8` (K/V rows shared by subgroup broadcast) for head dims
-/// that are multiples of 32 on adapters with exactly 8-lane subgroups, `traj_attend` otherwise.
-fn attend_pipeline(gpu: &Gpu, dtype: DType, d: usize) -> Result<std::sync::Arc<crate::pipelines::Pipeline>> {
-    if gpu.subgroup8() && d.is_multiple_of(32) && d <= 128 {
-        let o = [("D", d as f64)];
-        gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION_SG8, "traj_attend_sg8", dtype, &o)
-    } else {
-        gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, "traj_attend", dtype, &[])
+/// The gathered attention's pipeline (all three bind the same slots and take the same grid: one workgroup per
+/// (sequence, head)):
+/// - lavapipe tier: `traj_attend_sg8` (K/V rows shared by subgroup broadcast) for head dims that are multiples of
+///   32 up to 128, `traj_attend` for other head dims up to 128;
+/// - GPU tier (and head dims above 128 on any tier): `traj_attend_gpu` (sequence staged in workgroup memory,
+///   constants from [`ShortPlan`]), or `traj_attend` where the adapter's workgroup limits cannot hold its plan.
+fn attend_pipeline(
+    gpu: &Gpu,
+    dtype: DType,
+    d: usize,
+    seq_len: usize,
+) -> Result<std::sync::Arc<crate::pipelines::Pipeline>> {
+    let plan = ShortPlan::new(gpu, seq_len, d);
+    match plan {
+        Some(plan) if gpu.tier == Tier::Gpu || d > 128 => {
+            gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION_GPU, "traj_attend_gpu", dtype, &plan.constants())
+        }
+        _ if d > 128 => Err(invalid(
+            OP,
+            format!(
+                "head dim {d} above 128 needs the workgroup-memory kernel, which does not fit this adapter for \
+                 sequences of {seq_len}"
+            ),
+        )),
+        _ if gpu.subgroup8() && d.is_multiple_of(32) => {
+            let o = [("D", d as f64)];
+            gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION_SG8, "traj_attend_sg8", dtype, &o)
+        }
+        _ => gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, "traj_attend", dtype, &[]),
     }
 }
 
@@ -659,7 +682,7 @@ pub fn record_heads(
 ) -> Result<()> {
     let gpu = rec.gpu();
     let d = check_geometry(g)?;
-    let Geometry { b, h, w, f, c, heads, m, seq_len } = *g;
+    let Geometry { b, h, w, f, c, heads, m, .. } = *g;
     let rows = g.rows();
     let group = qkv.shape().get(1).copied().unwrap_or(0) / d;
     if group == 0 || !heads.is_multiple_of(group) {
@@ -684,19 +707,15 @@ pub fn record_heads(
     }
     let dtype = hidden.dtype();
     let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
-    let (attend, mean) = (attend_pipeline(gpu, dtype, d)?, pipe("traj_mean")?);
+    let mean = pipe("traj_mean")?;
     let base = base_params(g, d);
     let (rows_b, tokens_b) = (h * w * f, m * f);
-    let seqs_b = tokens_b / seq_len;
-    // Whole batch elements per binding of the gathered-from operands, sequences / rows per output binding.
-    let nb_qkv =
-        per_binding(gpu, rows_b * gd, dtype, "one batch element's Q, K or V rows of a head group")?.min(b);
+    // Whole batch elements of attention rows per binding of the mean, rows per output binding (the gathered
+    // attention windows its own operands: record_gathered).
     let nb_att =
         per_binding(gpu, tokens_b * gd, dtype, "one batch element's attention rows of a head group")?.min(b);
-    let seqs_win =
-        per_binding(gpu, seq_len * gd, dtype, "one attention sequence of a head group")?.min(65535 * 65535);
     let rows_win = per_binding(gpu, c, dtype, "one row of the mean")?;
-    let (tw, ow, hw) = (table.whole(gpu)?, offsets.whole(gpu)?, hits.whole(gpu)?);
+    let (ow, hw) = (offsets.whole(gpu)?, hits.whole(gpu)?);
     for h0 in (0..heads).step_by(group) {
         // Q, K, V of heads h0..h0+group: rows h0·d.. of each C-row block of the fused weight, as a batch of three
         // GEMMs writing the blocks of the scratch.
@@ -717,39 +736,7 @@ pub fn record_heads(
             },
             None,
         )?;
-        for (b0, nb) in ranges(b, nb_qkv) {
-            let span = nb * rows_b * gd;
-            let start = b0 * rows_b * gd;
-            let (qw, kw, vw) = (
-                qkv.window(gpu, start, span)?,
-                qkv.window(gpu, rows * gd + start, span)?,
-                qkv.window(gpu, 2 * rows * gd + start, span)?,
-            );
-            for (s0, ns) in ranges(nb * seqs_b, seqs_win) {
-                let s0 = b0 * seqs_b + s0;
-                let aw = att.window(gpu, s0 * seq_len * gd, ns * seq_len * gd)?;
-                let prm = Params {
-                    ld: gd as u32,
-                    c_att: gd as u32,
-                    n_rows: ns as u32,
-                    row0: s0 as u32,
-                    b0: b0 as u32,
-                    rows_bound: (nb * rows_b) as u32,
-                    base_q: qw.base,
-                    base_k: kw.base,
-                    base_v: vw.base,
-                    base_out: aw.base,
-                    ..base
-                };
-                let groups = [ns.min(65535) as u32, ns.div_ceil(65535) as u32, group as u32];
-                rec.dispatch_bound(
-                    &attend,
-                    bytemuck::bytes_of(&prm),
-                    vec![(1, qw.clone()), (2, tw.clone()), (3, aw), (9, kw.clone()), (10, vw.clone())],
-                    groups,
-                )?;
-            }
-        }
+        record_gathered(rec, g, table, qkv, att)?;
         for (b0, nb) in ranges(b, nb_att) {
             let aw = att.window(gpu, b0 * tokens_b * gd, nb * tokens_b * gd)?;
             for (r0, nr) in ranges(nb * rows_b, rows_win) {
@@ -774,6 +761,80 @@ pub fn record_heads(
                     grid(gpu, ((nr * gd) as u32).div_ceil(64)),
                 )?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// The gathered attention of one head group (part of [`record_heads`]): sequences of `g.seq_len` tokens gathered
+/// through `table` from the group's Q, K and V blocks of `qkv (3·B·S·F, group·d)` into `att (B·M·F, group·d)`,
+/// binding the Q/K/V rows of as many whole batch elements as fit one binding and splitting the output by sequences.
+pub fn record_gathered(
+    rec: &mut Recorder,
+    g: &Geometry,
+    table: &Tensor,
+    qkv: &Tensor,
+    att: &Tensor,
+) -> Result<()> {
+    let gpu = rec.gpu();
+    let d = check_geometry(g)?;
+    let Geometry { b, h, w, f, m, seq_len, .. } = *g;
+    let gd = qkv.shape().get(1).copied().unwrap_or(0);
+    let group = gd / d;
+    if group == 0 || gd != group * d {
+        return Err(invalid(
+            OP,
+            format!("Q/K/V scratch {:?}: its width must be a multiple of {d}", qkv.shape()),
+        ));
+    }
+    check_shapes(&[
+        ("head-group qkv scratch", qkv, g.qkv_scratch_shape(group).to_vec()),
+        ("head-group attention scratch", att, g.att_scratch_shape(group).to_vec()),
+    ])?;
+    if table.numel() != m * f {
+        return Err(invalid(OP, "token table size does not match the geometry"));
+    }
+    let dtype = qkv.dtype();
+    let attend = attend_pipeline(gpu, dtype, d, seq_len)?;
+    let base = base_params(g, d);
+    let rows = g.rows();
+    let (rows_b, seqs_b) = (h * w * f, m * f / seq_len);
+    let nb_qkv =
+        per_binding(gpu, rows_b * gd, dtype, "one batch element's Q, K or V rows of a head group")?.min(b);
+    let seqs_win =
+        per_binding(gpu, seq_len * gd, dtype, "one attention sequence of a head group")?.min(65535 * 65535);
+    let tw = table.whole(gpu)?;
+    for (b0, nb) in ranges(b, nb_qkv) {
+        let span = nb * rows_b * gd;
+        let start = b0 * rows_b * gd;
+        let (qw, kw, vw) = (
+            qkv.window(gpu, start, span)?,
+            qkv.window(gpu, rows * gd + start, span)?,
+            qkv.window(gpu, 2 * rows * gd + start, span)?,
+        );
+        for (s0, ns) in ranges(nb * seqs_b, seqs_win) {
+            let s0 = b0 * seqs_b + s0;
+            let aw = att.window(gpu, s0 * seq_len * gd, ns * seq_len * gd)?;
+            let prm = Params {
+                ld: gd as u32,
+                c_att: gd as u32,
+                n_rows: ns as u32,
+                row0: s0 as u32,
+                b0: b0 as u32,
+                rows_bound: (nb * rows_b) as u32,
+                base_q: qw.base,
+                base_k: kw.base,
+                base_v: vw.base,
+                base_out: aw.base,
+                ..base
+            };
+            let groups = [ns.min(65535) as u32, ns.div_ceil(65535) as u32, group as u32];
+            rec.dispatch_bound(
+                &attend,
+                bytemuck::bytes_of(&prm),
+                vec![(1, qw.clone()), (2, tw.clone()), (3, aw), (9, kw.clone()), (10, vw.clone())],
+                groups,
+            )?;
         }
     }
     Ok(())
@@ -942,7 +1003,7 @@ pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> R
     };
     let groups = [n_seq.min(65535) as u32, n_seq.div_ceil(65535) as u32, heads as u32];
     rec.dispatch_bound(
-        &attend_pipeline(gpu, hidden.dtype(), d)?,
+        &attend_pipeline(gpu, hidden.dtype(), d, t.seq_len)?,
         bytemuck::bytes_of(&prm),
         vec![(1, qw.clone()), (2, iw), (3, aw), (9, qw.clone()), (10, qw)],
         groups,
@@ -983,14 +1044,46 @@ impl Prepared {
 }
 
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<crate::bench::BenchCase> {
-    bench_variant(gpu, shape, dtype, false)
+    bench_variant(gpu, shape, dtype, BenchPart::Efficient)
 }
 
 fn bench_build_literal(gpu: &Gpu, shape: &str, dtype: DType) -> Result<crate::bench::BenchCase> {
-    bench_variant(gpu, shape, dtype, true)
+    bench_variant(gpu, shape, dtype, BenchPart::Literal)
 }
 
-fn bench_variant(gpu: &Gpu, shape: &str, dtype: DType, literal: bool) -> Result<crate::bench::BenchCase> {
+fn bench_build_gathered(gpu: &Gpu, shape: &str, dtype: DType) -> Result<crate::bench::BenchCase> {
+    bench_variant(gpu, shape, dtype, BenchPart::Gathered)
+}
+
+/// What a trajectory-attention benchmark times.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BenchPart {
+    /// The whole branch, efficient formulation.
+    Efficient,
+    /// The whole branch, literal formulation.
+    Literal,
+    /// Only the gathered attention of every head group ([`record_gathered`]) on random Q/K/V.
+    Gathered,
+}
+
+/// The gathered attention alone, as the efficient branch records it (one dispatch series per head group).
+fn bench_gathered(gpu: &Gpu, call: &Call, dtype: DType) -> Result<(crate::dispatch::Recording, Vec<Tensor>)> {
+    let t = tables(call)?;
+    let Call { b, h, w, f, c, heads, .. } = *call;
+    let g = Geometry { b, h, w, f, c, heads, m: t.m, seq_len: t.seq_len };
+    let group = g.heads_per_group(dtype.size(), gpu.max_binding());
+    let [qr, qc] = g.qkv_scratch_shape(group);
+    let qkv = Tensor::from_f32(gpu, &crate::testing::rand_vec(3, qr * qc), &[qr, qc], dtype)?;
+    let att = Tensor::empty(gpu, &g.att_scratch_shape(group), dtype)?;
+    let table = Tensor::from_u32(gpu, &t.table, &[t.table.len()])?;
+    let mut rec = Recorder::new(gpu);
+    for _ in (0..heads).step_by(group) {
+        record_gathered(&mut rec, &g, &table, &qkv, &att)?;
+    }
+    Ok((rec.finish(), vec![qkv, att, table]))
+}
+
+fn bench_variant(gpu: &Gpu, shape: &str, dtype: DType, part: BenchPart) -> Result<crate::bench::BenchCase> {
     let d = crate::bench::parse_shape("trajectory-attention", shape, 5)?;
     let (b, f, h, w, c) = (d[0], d[1], d[2], d[3], d[4]);
     if c % 64 != 0 {
@@ -1027,14 +1120,29 @@ fn bench_variant(gpu: &Gpu, shape: &str, dtype: DType, literal: bool) -> Result<
         grouping: Grouping::Pairs,
     };
     let wts = Weights { wq: &ws[0], wk: &ws[1], wv: &ws[2], wo: &ws[3], bo: &bo };
+    let m = idx.len();
+    let tokens = b * m * f;
+    let l = m * f / s;
+    if part == BenchPart::Gathered {
+        let (recording, keep) = bench_gathered(gpu, &call, dtype)?;
+        return Ok(crate::bench::BenchCase {
+            kernel: "trajectory-gathered-attention",
+            shape: shape.to_string(),
+            dtype,
+            // QKᵀ and AV over L-token sequences, every head.
+            flops: 4.0 * tokens as f64 * l as f64 * c as f64,
+            // Gathered Q, K, V rows read, attention rows written.
+            bytes: dtype.size() as f64 * (4 * tokens * c) as f64,
+            recording,
+            keep,
+        });
+    }
+    let literal = part == BenchPart::Literal;
     let p = if literal {
         prepare_literal(gpu, &call, &wts, dtype)?
     } else {
         prepare_efficient(gpu, &call, &wts, dtype)?
     };
-    let m = idx.len();
-    let tokens = b * m * f;
-    let l = m * f / s;
     // QKV and out projections (of the dense grid, or of the gathered tokens for the literal variant) + attention
     // (QKᵀ and AV over L-token sequences).
     let projected = if literal { tokens } else { b * s * f };
@@ -1060,6 +1168,15 @@ pub const BENCH: crate::bench::BenchEntry = crate::bench::BenchEntry {
     default_shapes: &["2x25x9x16x1280"],
     demo_shape: "2x14x9x16x320",
     build: bench_build,
+};
+
+/// Benchmark: the gathered attention alone (the kernel tiers' `traj_attend*`), every head group of one level.
+pub const BENCH_GATHERED: crate::bench::BenchEntry = crate::bench::BenchEntry {
+    name: "trajectory-gathered-attention",
+    shape_help: "BxFxHxWxC: as trajectory-attention; only the gathered attention over random Q/K/V",
+    default_shapes: &["2x25x9x16x1280", "2x14x9x16x320"],
+    demo_shape: "2x14x9x16x320",
+    build: bench_build_gathered,
 };
 
 /// Benchmark: the whole branch, literal formulation (gather, project the gathered tokens, attend, project out,
