@@ -1,9 +1,10 @@
 // Flash attention for adapters whose subgroups have exactly 8 lanes (lavapipe on AVX2, some Intel/ARM GPUs).
-// Same contract and Params as `attn_reg` in flash_attention.wgsl (one invocation per query row, q and the output
-// accumulator in registers, online softmax over blocks of KB keys), but a K or V row is read from memory once per
+// Same contract and Params as `attn_fa2` in flash_attention_fa2.wgsl. One invocation per query row, q and the
+// output accumulator in registers, online softmax over blocks of KB keys; a K or V row is read from memory once per
 // subgroup instead of once per lane: lane l loads columns [l·D/8, (l+1)·D/8) and the others receive them with
-// subgroupBroadcast. Needs D % 32 == 0, D <= 128 and the SUBGROUP feature; every lane of a subgroup runs the same
-// loops (lanes past the last query compute on a clamped row and write nothing).
+// subgroupBroadcast (llvmpipe turns per-lane storage loads into loops). Needs D % 32 == 0, D <= 128 and the
+// SUBGROUP feature; every lane of a subgroup runs the same loops (lanes past the last query compute on a clamped
+// row and write nothing).
 alias T = f32;
 
 #include "flash_params"

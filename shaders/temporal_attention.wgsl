@@ -2,7 +2,7 @@
 // attending within itself: o = softmax(scale · q kᵀ) v per (sequence, head). Sequence length L ≤ MAXL; all L
 // scores of a query stay in registers (plain two-pass softmax, no rescaling needed).
 //
-// Strided Q/K/V rows as in flash_attention.wgsl: element (n, t, h, j) of X sits at
+// Strided Q/K/V rows as in flash_attention_fa2.wgsl: element (n, t, h, j) of X sits at
 //   x_base + (n * L + t) * x_stride + h * D + j;  output dense (n, L, heads·D).
 //
 // A workgroup holds SPW sequences × LR lanes (LR = L rounded up to 8), lane = (sequence, query frame), so a

@@ -146,8 +146,8 @@ shader!(LAYOUT, "layout");
 shader!(TRAJECTORY_ATTENTION, "trajectory_attention");
 shader!(TRAJECTORY_ATTENTION_SG8, "trajectory_attention_sg8");
 shader!(TRAJECTORY_ATTENTION_GPU, "trajectory_attention_gpu");
-shader!(FLASH_ATTENTION, "flash_attention");
 shader!(FLASH_ATTENTION_SG8, "flash_attention_sg8");
+shader!(FLASH_ATTENTION_FA2, "flash_attention_fa2");
 shader!(TEMPORAL_ATTENTION, "temporal_attention");
 shader!(SAMPLER, "sampler");
 shader!(TEMPORAL_ATTENTION_GPU, "temporal_attention_gpu");
@@ -171,8 +171,8 @@ pub const ALL: &[Shader] = &[
     TRAJECTORY_ATTENTION,
     TRAJECTORY_ATTENTION_SG8,
     TRAJECTORY_ATTENTION_GPU,
-    FLASH_ATTENTION,
     FLASH_ATTENTION_SG8,
+    FLASH_ATTENTION_FA2,
     TEMPORAL_ATTENTION,
     SAMPLER,
     TEMPORAL_ATTENTION_GPU,

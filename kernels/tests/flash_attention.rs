@@ -3,6 +3,7 @@
 mod common;
 
 use trajattn_kernels::ops::flash_attention::{self, reference, AttnShape, Strided};
+use trajattn_kernels::select::KernelSet;
 use trajattn_kernels::testing::{assert_close, rand_vec, round_f16, to_f64};
 use trajattn_kernels::{DType, Gpu, GpuOptions, KernelError, Recorder, Tensor};
 
@@ -64,7 +65,8 @@ fn long_sequence_and_large_logits() {
 #[test]
 fn subgroup_and_register_paths_match_reference() {
     // Head dims that are multiples of 32 take `attn_sg8` on 8-lane-subgroup adapters (lavapipe); the same shapes
-    // on a device without subgroups take `attn_reg`. Odd sequence lengths leave partial key blocks and idle lanes.
+    // on a device without subgroups run the GPU tier (`attn_fa2`). Odd sequence lengths leave partial key blocks
+    // and idle lanes.
     let shapes = [(2, 45, 3, 32), (1, 70, 2, 64), (3, 9, 1, 96), (1, 33, 2, 128)];
     let plain = Gpu::new(&GpuOptions { disable: vec!["subgroup".into()], ..Default::default() }).unwrap();
     for gpu in [&common::gpu(), &plain] {
@@ -78,7 +80,7 @@ fn subgroup_and_register_paths_match_reference() {
 
 #[test]
 fn wide_and_odd_head_dims() {
-    // 512 = the VAE mid-block head; 6 and 130 are not multiples of the 64-column chunk nor ≤ 128.
+    // 512 = the VAE mid-block head; 6 and 130: partial vec4 column groups.
     let gpu = common::gpu();
     for dtype in common::dtypes(&gpu) {
         check_fused(&gpu, AttnShape::self_attn(1, 23, 1, 512), 1.0, dtype, 11);
@@ -221,4 +223,145 @@ fn bad_inputs_are_errors_naming_shapes() {
         assert!(matches!(e, KernelError::TooLarge { .. }), "{e}");
     }
     assert_eq!(rec.len(), 0);
+}
+
+/// Separate Q, K, V: Q dense; K and V rows wider than the heads, read at odd column offsets; `seq_q` may differ
+/// from `seq_kv`. Checked against the float64 reference with NaN-poisoned output.
+fn check_separate(gpu: &Gpu, s: AttnShape, dtype: DType, seed: u64, scale: f32) {
+    let w = s.heads * s.head_dim;
+    let (kst, kcol, vst, vcol) = (w + 9, 5, w + 2, 1);
+    let (b, sq, skv) = (s.batch, s.seq_q, s.seq_kv);
+    let qh = data(seed, b * sq * w, 1.0, dtype);
+    let kh = data(seed + 1, b * skv * kst, 1.0, dtype);
+    let vh = data(seed + 2, b * skv * vst, 1.0, dtype);
+    let q = Tensor::from_f32(gpu, &qh, &[b, sq, w], dtype).unwrap();
+    let k = Tensor::from_f32(gpu, &kh, &[b, skv, kst], dtype).unwrap();
+    let v = Tensor::from_f32(gpu, &vh, &[b * skv * vst], dtype).unwrap();
+    let out = Tensor::empty(gpu, &[b, sq, w], dtype).unwrap();
+    out.poison(gpu);
+    let mut rec = Recorder::new(gpu);
+    flash_attention::record_flash_attention(
+        &mut rec,
+        s,
+        Strided::dense(&q),
+        Strided { tensor: &k, col: kcol, row_stride: kst },
+        Strided { tensor: &v, col: vcol, row_stride: vst },
+        &out,
+        Some(scale),
+    )
+    .unwrap();
+    rec.run().unwrap();
+    let want = reference::attention(
+        &s,
+        (&to_f64(&qh), 0, w),
+        (&to_f64(&kh), kcol, kst),
+        (&to_f64(&vh), vcol, vst),
+        scale as f64,
+    );
+    assert_close(&format!("separate {s:?} {dtype}"), &out.to_f32(gpu).unwrap(), &want, tol(dtype));
+}
+
+/// A device running the GPU tier (forced on lavapipe), optionally with a lowered binding limit.
+fn gpu_tier(max_binding: Option<u64>) -> Gpu {
+    Gpu::new(&GpuOptions { kernels: Some(KernelSet::Gpu), max_binding, ..Default::default() }).unwrap()
+}
+
+/// Only `attn_fa2` ran on `gpu`, not the sg8-tier `attn_sg8`.
+fn assert_only_fa2(gpu: &Gpu) {
+    let p = gpu.pipelines();
+    assert!(p.used("flash_attention_fa2", "attn_fa2"), "attn_fa2 did not run: {:?}", p.keys());
+    assert!(!p.used("flash_attention_sg8", "attn_sg8"), "the GPU tier ran attn_sg8");
+}
+
+#[test]
+fn sg8_tier_keeps_attn_sg8_for_multiples_of_32_and_runs_fa2_otherwise() {
+    // On lavapipe attn_sg8 beats attn_fa2 for head dims that are multiples of 32; the others run attn_fa2 there
+    // too (on par with the one-query-per-invocation kernels it replaced: BENCHMARKS.md).
+    let Ok(gpu) = Gpu::new(&GpuOptions { kernels: Some(KernelSet::Sg8), ..Default::default() }) else {
+        eprintln!("skipped: this adapter has no 8-lane subgroups");
+        return;
+    };
+    check_fused(&gpu, AttnShape::self_attn(2, 37, 2, 64), 1.0, DType::F32, 801);
+    assert!(gpu.pipelines().used("flash_attention_sg8", "attn_sg8"));
+    assert!(!gpu.pipelines().used("flash_attention_fa2", "attn_fa2"));
+    check_fused(&gpu, AttnShape::self_attn(2, 37, 2, 80), 1.0, DType::F32, 802);
+    assert!(gpu.pipelines().used("flash_attention_fa2", "attn_fa2"));
+}
+
+#[test]
+fn gpu_tier_fa2_matches_reference_on_svd_head_dims() {
+    // SVD's spatial heads (40, 64, 80, 160: the 320/640/1280-channel levels), CLIP's 64 (and 80), the VAE's
+    // single 512-wide head, and 36 (not a multiple of 8: a partial vec4 chunk); odd sequence lengths leave
+    // partial query blocks and key tiles. Both layouts: the fused QKV projection and separate strided tensors.
+    let gpu = gpu_tier(None);
+    for dtype in common::dtypes(&gpu) {
+        for (i, &(b, seq, heads, d)) in [
+            (2, 37, 3, 40),
+            (3, 101, 2, 64),
+            (1, 37, 2, 80),
+            (2, 37, 2, 160),
+            (2, 37, 1, 512),
+            (1, 101, 1, 512),
+            (2, 23, 3, 36),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check_fused(&gpu, AttnShape::self_attn(b, seq, heads, d), 1.0, dtype, 500 + i as u64);
+        }
+        for (i, &(b, sq, skv, heads, d)) in
+            [(2, 37, 101, 2, 64), (1, 101, 37, 3, 40), (2, 19, 45, 2, 160), (1, 37, 23, 1, 512)]
+                .iter()
+                .enumerate()
+        {
+            let s = AttnShape { batch: b, seq_q: sq, seq_kv: skv, heads, head_dim: d };
+            check_separate(&gpu, s, dtype, 600 + 3 * i as u64, 0.2);
+        }
+    }
+    assert_only_fa2(&gpu);
+}
+
+#[test]
+fn gpu_tier_fa2_large_logits_and_one_key() {
+    // Logits of tens (values ×8): the running max changes from tile to tile; a single key and a single query.
+    let gpu = gpu_tier(None);
+    check_fused(&gpu, AttnShape::self_attn(1, 301, 2, 64), 8.0, DType::F32, 41);
+    check_fused(&gpu, AttnShape::self_attn(1, 131, 1, 512), 4.0, DType::F32, 42);
+    check_fused(&gpu, AttnShape::self_attn(3, 1, 2, 80), 1.0, DType::F32, 43);
+    if gpu.caps.shader_f16 {
+        check_fused(&gpu, AttnShape::self_attn(1, 200, 2, 64), 4.0, DType::F16, 44);
+    }
+    assert_only_fa2(&gpu);
+}
+
+#[test]
+fn gpu_tier_fa2_splits_over_batches_under_a_small_binding_limit() {
+    // 256 KiB bindings: one batch of the fused QKV (101 × 3·128 f32 = 155 KB; d=512: 37 × 1536 = 227 KB) per
+    // dispatch, so every batch after the first reads through a window with a non-zero base.
+    let gpu = gpu_tier(Some(256 << 10));
+    assert_eq!(gpu.max_binding(), 256 << 10);
+    for (b, seq, heads, d) in [(5, 101, 2, 64), (3, 37, 1, 512)] {
+        let s = AttnShape::self_attn(b, seq, heads, d);
+        let w = heads * d;
+        let host = rand_vec(70 + d as u64, b * seq * 3 * w);
+        let qkv = Tensor::from_f32(&gpu, &host, &[b, seq, 3 * w], DType::F32).unwrap();
+        let out = Tensor::empty(&gpu, &[b, seq, w], DType::F32).unwrap();
+        out.poison(&gpu);
+        let mut rec = Recorder::new(&gpu);
+        let f = |i| Strided::fused(&qkv, i, w);
+        flash_attention::record_flash_attention(&mut rec, s, f(0), f(1), f(2), &out, None).unwrap();
+        assert_eq!(rec.len(), b, "expected one dispatch per batch");
+        rec.run().unwrap();
+        let h = to_f64(&host);
+        let want = reference::attention(
+            &s,
+            (&h, 0, 3 * w),
+            (&h, w, 3 * w),
+            (&h, 2 * w, 3 * w),
+            1.0 / (d as f64).sqrt(),
+        );
+        // f32 long reduction → 1e-4.
+        assert_close(&format!("split {s:?}"), &out.to_f32(&gpu).unwrap(), &want, 1e-4);
+    }
+    assert_only_fa2(&gpu);
 }

@@ -1,30 +1,151 @@
-//! Flash-style self-attention (`shaders/flash_attention.wgsl`): `o = softmax(scale · q kᵀ) v` per (batch,
+//! Flash-style self-attention: `o = softmax(scale · q kᵀ) v` per (batch,
 //! head) with an online softmax; the score matrix is never materialised.
 //!
 //! Q, K and V are read through [`Strided`] views, so the fused QKV projection output `[b, seq, 3·heads·d]`
 //! is read in place (no transposes). The output is dense `(b, seq_q, heads·d)`.
 //!
-//! Head dims that are multiples of 4 up to 128 (UNet 64, CLIP 80) use `attn_reg` (q and the accumulator in
-//! registers, one invocation per query); on adapters with 8-lane subgroups, multiples of 32 take `attn_sg8`
-//! (`shaders/flash_attention_sg8.wgsl`: the same with K/V rows read once per subgroup and broadcast). Others (the VAE's single 512-wide head) use `attn_wide`, which splits
-//! the output columns across invocations. Dispatches are split over batches so every binding stays within
-//! the adapter's binding limit; one batch's Q, K, V and output must each fit one binding.
+//! Every head dim takes `attn_fa2` (`shaders/flash_attention_fa2.wgsl`, the FlashAttention-2 form: a workgroup
+//! owns a block of queries of one (batch, head), K/V tiles staged in workgroup memory, register tiles for the
+//! scores and the output, the head dim split over invocations), with tile constants from the adapter's limits
+//! ([`Fa2Tiles::choose`]); except on the 8-lane-subgroup tier ([`Tier::Sg8`], lavapipe), where head dims that
+//! are multiples of 32 up to 128 take `attn_sg8` (`shaders/flash_attention_sg8.wgsl`: one query per invocation,
+//! K/V rows read once per subgroup and broadcast), faster there than `attn_fa2` (BENCHMARKS.md). Dispatches are
+//! split over batches so every binding stays within the adapter's binding limit; one batch's Q, K, V and output
+//! must each fit one binding.
 
 use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{invalid, shape_err, KernelError, Result};
 use crate::gpu::Gpu;
-use crate::shaders::{FLASH_ATTENTION, FLASH_ATTENTION_SG8};
+use crate::select::Tier;
+use crate::shaders::{FLASH_ATTENTION_FA2, FLASH_ATTENTION_SG8};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 
-/// Queries (invocations) per workgroup.
-const QB: u32 = 64;
-/// Output columns per invocation of `attn_wide` (the shader's `DC`).
-const DC: usize = 64;
-/// Largest head dim of `attn_reg` (the shader's `4·MAXD4`).
-pub const MAX_REG_HEAD_DIM: usize = 128;
+/// `attn_sg8`: queries (invocations) per workgroup.
+const SG8_QB: u32 = 64;
+/// `attn_sg8`: largest head dim (the shader's `4·MAXD4`).
+const SG8_MAX_HEAD_DIM: usize = 128;
+/// `attn_fa2`: most keys per invocation in the score tile (the shader's `MAXRK`).
+const FA2_MAX_RK: u32 = 4;
+/// `attn_fa2`: most output column groups (vec4) per invocation (the shader's `MAXNU`).
+const FA2_MAX_NU: u32 = 4;
+/// `attn_fa2`: preferred vec4 columns of Q/K staged per score chunk.
+const FA2_DCK4: u32 = 8;
+/// `attn_fa2`: preferred bytes of one staged V block.
+const FA2_V_BYTES: u32 = 8192;
+
+/// The largest divisor of `n` that is at most `m` (at least 1).
+fn divisor_at_most(n: u32, m: u32) -> u32 {
+    (1..=m.min(n)).rev().find(|x| n.is_multiple_of(*x)).unwrap_or(1)
+}
+
+/// Tile constants of `attn_fa2` (the shader's override constants) for one head dim on one adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fa2Tiles {
+    /// Head dim.
+    pub d: u32,
+    /// Row groups of 4 queries (the workgroup owns `4·tr` queries).
+    pub tr: u32,
+    /// Column / key groups (`tr·tc` invocations).
+    pub tc: u32,
+    /// Keys per invocation in the score tile (`tc·rk` keys per tile).
+    pub rk: u32,
+    /// vec4 columns of Q/K staged per score chunk.
+    pub dck4: u32,
+    /// Keys per staged V block (divides `tc·rk`).
+    pub bkv: u32,
+    /// Output vec4 column groups per invocation.
+    pub nu: u32,
+}
+
+impl Fa2Tiles {
+    /// Tiles for head dim `d` within `max_bytes` of workgroup memory and `max_invocations` per workgroup;
+    /// `None` when even the smallest tiles do not fit.
+    pub fn choose(d: usize, max_bytes: u32, max_invocations: u32) -> Option<Self> {
+        let d = u32::try_from(d).ok().filter(|&d| d > 0)?;
+        // At most 256 invocations even where more are allowed, so every adapter with ≥ 32 KiB of workgroup
+        // memory runs the tiles tested on lavapipe.
+        let max_invocations = max_invocations.min(256);
+        let d4 = d.div_ceil(4);
+        // Each invocation keeps up to FA2_MAX_NU vec4 columns of 4 query rows: ≤ 64 accumulator registers.
+        let nu = d4.div_ceil(32).min(FA2_MAX_NU);
+        // At least 4 column groups: no workgroups of a handful of invocations for tiny heads.
+        let tc = d4.div_ceil(nu).max(4);
+        if tc > max_invocations {
+            return None;
+        }
+        let nck = d4.div_ceil(FA2_DCK4);
+        let dck4 = d4.div_ceil(nck);
+        let mut t = Fa2Tiles { d, tr: (max_invocations / tc).clamp(1, 16), tc, rk: 0, dck4, bkv: 0, nu };
+        // 2..4 keys per invocation, about 64 per tile: 4 + rk workgroup reads feed 16·rk FMAs.
+        t.rk = (64 / tc).clamp(2, FA2_MAX_RK);
+        t.bkv = divisor_at_most(t.bk(), (FA2_V_BYTES / (16 * t.tc)).max(1));
+        // At most 32 KiB even where more is allowed: two workgroups per 64 KiB compute unit (≥ 4 waves per
+        // SIMD on RDNA), and every adapter with ≥ 32 KiB runs the tiles tested on lavapipe.
+        let budget = max_bytes.min(32 << 10);
+        while t.bytes() > budget {
+            if t.dck4 > 4 {
+                t.dck4 = t.dck4.div_ceil(2);
+            } else if t.tr > 1 {
+                t.tr /= 2;
+            } else if t.bkv > 1 {
+                t.bkv = divisor_at_most(t.bk(), t.bkv / 2);
+            } else if t.dck4 > 1 {
+                t.dck4 = t.dck4.div_ceil(2);
+            } else if t.rk > 1 {
+                t.rk -= 1;
+                t.bkv = 1;
+            } else {
+                return None;
+            }
+        }
+        Some(t)
+    }
+    /// Queries per workgroup.
+    pub fn bq(&self) -> u32 {
+        4 * self.tr
+    }
+    /// Keys per tile.
+    pub fn bk(&self) -> u32 {
+        self.tc * self.rk
+    }
+    /// Invocations per workgroup.
+    pub fn invocations(&self) -> u32 {
+        self.tr * self.tc
+    }
+    fn qs_n(&self) -> u32 {
+        self.bq() * (self.dck4 + 1)
+    }
+    fn kv_n(&self) -> u32 {
+        (self.bk() * (self.dck4 + 1)).max(self.bkv * self.tc).max(self.invocations())
+    }
+    fn ps_n(&self) -> u32 {
+        self.bk() * self.tr
+    }
+    /// Workgroup memory bytes.
+    pub fn bytes(&self) -> u32 {
+        16 * (self.qs_n() + self.kv_n() + self.ps_n())
+    }
+    /// The shader's override constants.
+    pub fn constants(&self) -> [(&'static str, f64); 12] {
+        [
+            ("D", self.d as f64),
+            ("TR", self.tr as f64),
+            ("TC", self.tc as f64),
+            ("NT", self.invocations() as f64),
+            ("BQ", self.bq() as f64),
+            ("RK", self.rk as f64),
+            ("DCK4", self.dck4 as f64),
+            ("BKV", self.bkv as f64),
+            ("NU", self.nu as f64),
+            ("QS_N", self.qs_n() as f64),
+            ("KV_N", self.kv_n() as f64),
+            ("PS_N", self.ps_n() as f64),
+        ]
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -47,7 +168,7 @@ struct Params {
     chunks: u32,
 }
 
-/// Layout of the uniform `Params` of `flash_attention.wgsl` and `flash_attention_sg8.wgsl`.
+/// Layout of the uniform `Params` of `flash_attention_fa2.wgsl` and `flash_attention_sg8.wgsl`.
 pub const PARAMS_LAYOUT: crate::params::ParamsLayout = crate::params_layout!(Params {
     seq_q,
     seq_kv,
@@ -236,18 +357,32 @@ pub fn record_flash_attention(
     let gpu = rec.gpu();
     let d = s.head_dim;
     let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
-    let reg = d.is_multiple_of(4) && d <= MAX_REG_HEAD_DIM;
-    // 8-lane subgroups (lavapipe on AVX2): K/V rows read once per subgroup and shared by broadcast.
-    let (shader, entry) = if reg && gpu.subgroup8() && d.is_multiple_of(32) {
-        (&FLASH_ATTENTION_SG8, "attn_sg8")
-    } else if reg {
-        (&FLASH_ATTENTION, "attn_reg")
+    // (pipeline, queries per workgroup)
+    let (pipe, qb) = if gpu.tier == Tier::Sg8 && d.is_multiple_of(32) && d <= SG8_MAX_HEAD_DIM {
+        // 8-lane subgroups (lavapipe on AVX2): K/V rows read once per subgroup and shared by broadcast.
+        let consts = [("D", d as f64), ("QB", SG8_QB as f64)];
+        let pipe = gpu.pipelines().get(&gpu.device, &FLASH_ATTENTION_SG8, "attn_sg8", dtype, &consts)?;
+        (pipe, SG8_QB as usize)
     } else {
-        (&FLASH_ATTENTION, "attn_wide")
+        let lim = &gpu.limits;
+        let t = Fa2Tiles::choose(
+            d,
+            lim.max_compute_workgroup_storage_size,
+            lim.max_compute_invocations_per_workgroup,
+        )
+        .ok_or_else(|| {
+            invalid(
+                NAME,
+                format!(
+                    "head dim {d}: no attn_fa2 tiles fit {} bytes of workgroup memory and {} invocations",
+                    lim.max_compute_workgroup_storage_size, lim.max_compute_invocations_per_workgroup
+                ),
+            )
+        })?;
+        let pipe =
+            gpu.pipelines().get(&gpu.device, &FLASH_ATTENTION_FA2, "attn_fa2", dtype, &t.constants())?;
+        (pipe, t.bq() as usize)
     };
-    let with_d = [("D", d as f64), ("QB", QB as f64)];
-    let overrides = if reg { &with_d[..] } else { &with_d[1..] };
-    let pipe = gpu.pipelines().get(&gpu.device, shader, entry, dtype, overrides)?;
     let width = s.heads * d;
     let per_batch = [
         ("Q", s.seq_q * q.row_stride),
@@ -256,11 +391,10 @@ pub fn record_flash_attention(
         ("output", s.seq_q * width),
     ];
     let nb_max = batches_per_dispatch(gpu, NAME, &per_batch, dtype)?;
-    let qblocks = s.seq_q.div_ceil(QB as usize);
-    let chunks = if reg { 1 } else { d.div_ceil(DC) };
+    let qblocks = s.seq_q.div_ceil(qb);
     // Keep the workgroup count of one dispatch within a 2-D grid.
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let per_batch_groups = s.heads * qblocks * chunks;
+    let per_batch_groups = s.heads * qblocks;
     let nb_max = nb_max.min((max_groups * max_groups / per_batch_groups).max(1));
     let mut b0 = 0;
     while b0 < s.batch {
@@ -286,7 +420,7 @@ pub fn record_flash_attention(
             qblocks: qblocks as u32,
             scale,
             d: d as u32,
-            chunks: chunks as u32,
+            chunks: 1,
         };
         rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))?;
         b0 += nb;
@@ -308,6 +442,26 @@ pub fn flash_attention(
     record_flash_attention(&mut rec, s, q, k, v, &out, scale)?;
     rec.run()?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fa2Tiles;
+
+    #[test]
+    fn fa2_tiles_fit_every_limit_and_cover_the_head() {
+        // wgpu's default limits, lavapipe, AMD (RADV).
+        for (bytes, inv) in [(16384, 256), (32768, 256), (65536, 1024)] {
+            for d in 1..=1024 {
+                let t = Fa2Tiles::choose(d, bytes, inv).unwrap_or_else(|| panic!("d {d}, {bytes} B, {inv}"));
+                let d4 = (d as u32).div_ceil(4);
+                assert!(t.bytes() <= bytes && t.invocations() <= inv.min(256), "{t:?}");
+                assert!(t.tc >= 4 && t.nu <= super::FA2_MAX_NU && t.rk <= super::FA2_MAX_RK, "{t:?}");
+                assert!(t.nu * t.tc >= d4 && t.bk().is_multiple_of(t.bkv) && t.dck4 >= 1, "{t:?}");
+            }
+        }
+        assert!(Fa2Tiles::choose(0, 32768, 256).is_none());
+    }
 }
 
 /// Float64 CPU references.
