@@ -65,12 +65,24 @@ fn dump_lists_each_tiers_pipelines_and_its_wgsl_validates() {
     validate(&gdir, &gpu);
     let g = entries(&gpu);
     // Generation = CLIP, VAE, UNet with the trajectory branch: every family shows up.
-    for want in
-        ["matmul", "im2col", "gn_stats", "layer_norm", "temporal", "attn_reg", "traj_attend", "traj_mean"]
-    {
+    for want in [
+        "gemm_tiled_vec4",
+        "im2col",
+        "gn_stats_wg",
+        "temporal_gpu",
+        "attn_fa2",
+        "traj_attend_gpu",
+        "traj_mean",
+        "scale_input",
+        "cfg_euler",
+    ] {
         assert!(g.contains(&want), "gpu tier lacks {want}: {g:?}");
     }
     assert!(!g.iter().any(|e| e.ends_with("_sg8")), "gpu tier must not use sg8 kernels: {g:?}");
+    // Nor the one-row-per-invocation kernels AMD's compiler flagged (scratch, spills, 3 waves/SIMD).
+    for old in ["matmul", "matmul_vec4", "temporal", "traj_attend"] {
+        assert!(!g.contains(&old), "gpu tier still selects {old}: {g:?}");
+    }
     assert!(gpu.iter().all(|r| r[2].ends_with(".f32.wgsl")), "--dtype f32: every pipeline f32");
 
     let info = Command::new(env!("CARGO_BIN_EXE_trajattn")).args(["info", "--json"]).output().unwrap();
@@ -85,10 +97,9 @@ fn dump_lists_each_tiers_pipelines_and_its_wgsl_validates() {
     let (sdir, sg8) = dump("sg8", &["--dtype", "f16", "--shape", "48x64x3"]);
     validate(&sdir, &sg8);
     let s = entries(&sg8);
-    for want in ["matmul_sg8", "attn_sg8", "traj_attend_sg8", "im2col", "gn_stats", "traj_mean"] {
+    for want in ["matmul_sg8", "attn_sg8", "traj_attend_sg8", "im2col", "gn_stats_wg", "traj_mean"] {
         assert!(s.contains(&want), "sg8 tier lacks {want}: {s:?}");
     }
-    assert!(!s.contains(&"attn_reg") || s.contains(&"attn_sg8"));
     assert!(sg8.iter().any(|r| r[2].ends_with(".f16.wgsl")), "--dtype f16 gives f16 pipelines");
     // The VAE encoder stays f32 (force_upcast), as in generation.
     assert!(sg8.iter().any(|r| r[2].ends_with(".f32.wgsl")));
