@@ -678,28 +678,32 @@ fn camera_cmd(g_args: &GpuArgs, a: CameraArgs) -> Result<()> {
         path.relative_transforms()
     };
     let g = trajattn::trajectory::camera::trajectories_for_transforms(&depth, w, h, &ts, &k)?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    // Everything is written into a staging folder and moved into place once complete: a failure leaves nothing.
+    let stage = trajattn::output::Staging::new(&a.out)?;
+    let dir = stage.path("");
     if a.warp {
         let warps = trajattn::trajectory::warp::warp_frames(&img, &depth, &ts, &k);
         for (i, wf) in warps.iter().enumerate() {
-            wf.image.save(a.out.join(format!("{i:04}.png"))).context("writing warped frame")?;
-            wf.mask.save(a.out.join(format!("{i:04}_mask.png"))).context("writing hole mask")?;
+            wf.image.save(dir.join(format!("{i:04}.png"))).context("writing warped frame")?;
+            wf.mask.save(dir.join(format!("{i:04}_mask.png"))).context("writing hole mask")?;
             trajattn::trajectory::npy::write_f64(
-                &a.out.join(format!("{i:04}_flow.npy")),
+                &dir.join(format!("{i:04}_flow.npy")),
                 &[h, w, 2],
                 &wf.flow,
             )?;
         }
         let frames: Vec<&image::RgbImage> = warps.iter().map(|wf| &wf.image).collect();
-        trajattn::trajectory::warp::write_warp_gif(&img, &frames, &a.out.join("warp_preview.gif"))
+        trajattn::trajectory::warp::write_warp_gif(&img, &frames, &dir.join("warp_preview.gif"))
             .context("writing warp_preview.gif")?;
     }
     let frames = g.frames;
-    folder::write_grid(&a.out, &g)?;
-    let t = folder::read(&a.out, frames)?;
-    let png = a.out.join("preview.png");
-    let gif = a.out.join("preview.gif");
+    folder::write_grid(&dir, &g)?;
+    let t = folder::read(&dir, frames)?;
+    let png = dir.join("preview.png");
+    let gif = dir.join("preview.gif");
     preview::write_previews(&img, &t, a.preview_step, &png, &gif).context("writing previews")?;
+    stage.commit()?;
+    let (png, gif) = (a.out.join("preview.png"), a.out.join("preview.gif"));
     let n = w * h;
     println!("{} trajectories × {} frames ({}) → {}", n, frames, a.mode, a.out.display());
     let vis: Vec<String> = (0..frames)
@@ -829,8 +833,6 @@ fn drag_cmd(spec: &std::path::Path, out: &std::path::Path, image: Option<&std::p
     let text = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
     let s = build::DragSpec::from_json(&spec.display().to_string(), &text)?;
     let t = build::drags(&s).with_context(|| format!("drag file {}", spec.display()))?;
-    folder::write_tracks(out, &t)?;
-    println!("{} trajectories × {} frames ({} drags) → {}", t.n, t.frames, s.drags.len(), out.display());
     let base = match image {
         Some(p) => {
             let img = trajattn::image_input::open_rgb(p)?;
@@ -848,8 +850,14 @@ fn drag_cmd(spec: &std::path::Path, out: &std::path::Path, image: Option<&std::p
         }
         None => image::RgbImage::from_pixel(s.width as u32, s.height as u32, image::Rgb([96, 96, 96])),
     };
-    preview::write_previews(&base, &t, 4 * s.grid_step, &out.join("preview.png"), &out.join("preview.gif"))
+    // Staged, then moved into place: a failure leaves nothing behind.
+    let stage = trajattn::output::Staging::new(out)?;
+    let dir = stage.path("");
+    folder::write_tracks(&dir, &t)?;
+    preview::write_previews(&base, &t, 4 * s.grid_step, &dir.join("preview.png"), &dir.join("preview.gif"))
         .context("writing previews")?;
+    stage.commit()?;
+    println!("{} trajectories × {} frames ({} drags) → {}", t.n, t.frames, s.drags.len(), out.display());
     Ok(())
 }
 
@@ -925,7 +933,8 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
     let k = Intrinsics::official(w, h);
     let refs: Vec<&[f32]> = invs.iter().map(|v| v.as_slice()).collect();
     let cam = trajectories_per_frame_depth(&refs, w, h, &ts, &k)?;
-    let cam_dir = a.out.join("camera");
+    let stage = trajattn::output::Staging::new(&a.out)?;
+    let cam_dir = stage.path("camera");
     folder::write_grid(&cam_dir, &cam)?;
     if a.warp {
         let mut pos = vec![[0.0f64; 2]; w * h];
@@ -942,7 +951,7 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
     }
     let tracks = folder::read(&a.tracks, f)?;
     let merged = merge(&tracks, &cam, mode)?;
-    let merged_dir = a.out.join("merged");
+    let merged_dir = stage.path("merged");
     folder::write_tracks(&merged_dir, &merged)?;
     preview::write_previews(
         &imgs[0],
@@ -952,6 +961,8 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
         &merged_dir.join("preview.gif"),
     )
     .context("writing previews")?;
+    stage.commit()?;
+    let (cam_dir, merged_dir) = (a.out.join("camera"), a.out.join("merged"));
     let vis = merged.valid.iter().filter(|&&v| v).count() as f64 / merged.valid.len().max(1) as f64;
     println!(
         "{f} frames {w}×{h}: camera trajectories → {}, {} tracks merged ({:?}, {:.0}% visible entries) → {}",
