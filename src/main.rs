@@ -755,6 +755,10 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
         }
         TrajCmd::Build { out, flow, step, from, frames, mask, sparse, image } => {
             use trajattn::trajectory::{build, npy};
+            if let Some(d) = &from {
+                let c = folder::COORDS;
+                trajattn::output::not_an_input(&out.join(c), &[&d.join(c)])?;
+            }
             trajattn::output::check_dir(&out)?;
             // The frame size the trajectories were made for, where the input says it (flow, grid-form folders).
             let mut made_for: Option<(usize, usize)> = None;
@@ -798,7 +802,15 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
             if let Some(k) = sparse {
                 t = build::sparse(&t, k)?;
             }
-            folder::write_tracks(&out, &t)?;
+            let base = image.map(|p| trajattn::image_input::open_rgb(&p)).transpose()?;
+            let stage = trajattn::output::Staging::new(&out)?;
+            let dir = stage.path("");
+            folder::write_tracks(&dir, &t)?;
+            if let Some(img) = &base {
+                preview::write_previews(img, &t, 16, &dir.join("preview.png"), &dir.join("preview.gif"))
+                    .context("writing previews")?;
+            }
+            stage.commit()?;
             let vis = t.valid.iter().filter(|&&v| v).count() as f64 / t.valid.len().max(1) as f64;
             println!(
                 "{} trajectories × {} frames ({:.0}% visible entries) → {}",
@@ -807,11 +819,6 @@ fn traj_cmd(c: TrajCmd) -> Result<()> {
                 100.0 * vis,
                 out.display()
             );
-            if let Some(img) = image {
-                let img = trajattn::image_input::open_rgb(&img)?;
-                preview::write_previews(&img, &t, 16, &out.join("preview.png"), &out.join("preview.gif"))
-                    .context("writing previews")?;
-            }
             Ok(())
         }
         TrajCmd::Preview { dir, image, frames, step, out } => {
@@ -987,6 +994,8 @@ fn edit_cmd(
 ) -> Result<()> {
     use trajattn::trajectory::{folder, preview};
     trajattn::limits::FRAMES.check(frames as u64)?;
+    let c = trajattn::trajectory::folder::COORDS;
+    trajattn::output::not_an_input(&out.join(c), &[&tracks.join(c)])?;
     trajattn::output::check_dir(out)?;
     let img = trajattn::image_input::open_rgb(edited)?;
     let t = folder::read(tracks, frames)?;
@@ -1002,9 +1011,12 @@ fn edit_cmd(
             "no track starts inside the {w}×{h} edited frame: the tracks belong to a video of another size"
         );
     }
-    folder::write_tracks(out, &t)?;
-    preview::write_previews(&img, &t, 32, &out.join("preview.png"), &out.join("preview.gif"))
+    let stage = trajattn::output::Staging::new(out)?;
+    let dir = stage.path("");
+    folder::write_tracks(&dir, &t)?;
+    preview::write_previews(&img, &t, 32, &dir.join("preview.png"), &dir.join("preview.gif"))
         .context("writing previews")?;
+    stage.commit()?;
     println!(
         "{} tracks × {} frames ({} start inside the {}×{} edited frame) → {}",
         t.n,

@@ -287,5 +287,41 @@ fn outputs_are_checked_and_never_overwrite_inputs() {
         &["would overwrite the input"],
     );
     assert_eq!(std::fs::read(&copy).unwrap(), before, "the input is untouched");
+    // Restricting a trajectory folder into itself would overwrite what it reads.
+    let tracks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline/svd_traj/trajectories");
+    let own = d.join("tracks");
+    std::fs::create_dir_all(&own).unwrap();
+    for e in std::fs::read_dir(&tracks).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, own.join(p.file_name().unwrap())).unwrap();
+    }
+    let o = own.to_str().unwrap();
+    refused(
+        &["trajectories", "build", "--from", o, "--frames", "4", "--sparse", "2", "--out", o],
+        &["would overwrite the input"],
+    );
+    // A drag whose preview image has the wrong size fails before anything is written.
+    let spec = d.join("drag.json");
+    std::fs::write(
+        &spec,
+        r#"{"width": 48, "height": 32, "frames": 4, "drags": [{"path": [[5, 5], [20, 9]], "radius": 4}]}"#,
+    )
+    .unwrap();
+    let wrong = d.join("wrong.png");
+    image::RgbImage::new(10, 10).save(&wrong).unwrap();
+    let dout = d.join("drag-out");
+    refused(
+        &[
+            "drag",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--image",
+            wrong.to_str().unwrap(),
+            "--out",
+            dout.to_str().unwrap(),
+        ],
+        &["wrong.png"],
+    );
+    assert!(std::fs::read_dir(&dout).map(|mut r| r.next().is_none()).unwrap_or(true), "nothing written");
     let _ = std::fs::remove_dir_all(&d);
 }
