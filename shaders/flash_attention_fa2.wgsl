@@ -32,7 +32,7 @@ override BQ: u32 = 64u;     // queries per workgroup = 4 · TR
 override RK: u32 = 2u;      // keys per invocation in the score tile (≤ MAXRK)
 override DCK4: u32 = 8u;    // vec4 columns of Q/K staged per score chunk
 override BKV: u32 = 32u;    // keys per staged V block (divides TC · RK)
-override UJ: u32 = 16u;     // keys per unrolled step of the P V loop (divides BKV, ≤ 16)
+override UJ: u32 = 16u;     // keys per unrolled step of the P V loop (divides BKV, ≤ 20)
 override NU: u32 = 1u;      // output column groups per invocation = ceil(ceil(D/4) / TC) (≤ MAXNU)
 override QS_N: u32 = 576u;  // BQ · (DCK4 + 1)
 override KV_N: u32 = 512u;  // max(TC·RK · (DCK4 + 1), BKV · TC, NT)

@@ -60,8 +60,8 @@ pub struct Fa2Tiles {
     pub nu: u32,
 }
 
-/// `attn_fa2`: most keys per unrolled step of the P V loop (the shader's `UJ`); 16 steps of 16 FMAs unroll.
-const FA2_MAX_UJ: u32 = 16;
+/// `attn_fa2`: most keys per unrolled step of the P V loop (the shader's `UJ`); up to 20 steps of 16 FMAs unroll on RADV/ACO, 32 do not.
+const FA2_MAX_UJ: u32 = 20;
 
 impl Fa2Tiles {
     /// Tiles for head dim `d` within `max_bytes` of workgroup memory and `max_invocations` per workgroup;
