@@ -32,6 +32,7 @@ override BQ: u32 = 64u;     // queries per workgroup = 4 · TR
 override RK: u32 = 2u;      // keys per invocation in the score tile (≤ MAXRK)
 override DCK4: u32 = 8u;    // vec4 columns of Q/K staged per score chunk
 override BKV: u32 = 32u;    // keys per staged V block (divides TC · RK)
+override UJ: u32 = 16u;     // keys per unrolled step of the P V loop (divides BKV, ≤ 20)
 override NU: u32 = 1u;      // output column groups per invocation = ceil(ceil(D/4) / TC) (≤ MAXNU)
 override QS_N: u32 = 576u;  // BQ · (DCK4 + 1)
 override KV_N: u32 = 512u;  // max(TC·RK · (DCK4 + 1), BKV · TC, NT)
@@ -177,14 +178,26 @@ fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
                     kv[e] = ld4v(vh + min(j0 + kb + r, lastk) * p.v_stride, 4u * (u * TC + c));
                 }
                 workgroupBarrier();
-                for (var j = 0u; j < BKV; j++) {
-                    let pj = ps[(kb + j) * TR + tr];
-                    let vj = kv[j * TC + tc];
-                    acc[4u * u] = fma(vec4<f32>(pj.x), vj, acc[4u * u]);
-                    acc[4u * u + 1u] = fma(vec4<f32>(pj.y), vj, acc[4u * u + 1u]);
-                    acc[4u * u + 2u] = fma(vec4<f32>(pj.z), vj, acc[4u * u + 2u]);
-                    acc[4u * u + 3u] = fma(vec4<f32>(pj.w), vj, acc[4u * u + 3u]);
+                // UJ keys per step in a constant-trip inner loop (fully unrolled: ACO leaves a 32-trip loop of
+                // this body rolled), accumulating in named registers.
+                var a0 = acc[4u * u];
+                var a1 = acc[4u * u + 1u];
+                var a2 = acc[4u * u + 2u];
+                var a3 = acc[4u * u + 3u];
+                for (var j = 0u; j < BKV; j += UJ) {
+                    for (var jj = 0u; jj < UJ; jj++) {
+                        let pj = ps[(kb + j + jj) * TR + tr];
+                        let vj = kv[(j + jj) * TC + tc];
+                        a0 = fma(vec4<f32>(pj.x), vj, a0);
+                        a1 = fma(vec4<f32>(pj.y), vj, a1);
+                        a2 = fma(vec4<f32>(pj.z), vj, a2);
+                        a3 = fma(vec4<f32>(pj.w), vj, a3);
+                    }
                 }
+                acc[4u * u] = a0;
+                acc[4u * u + 1u] = a1;
+                acc[4u * u + 2u] = a2;
+                acc[4u * u + 3u] = a3;
                 workgroupBarrier();
             }
         }

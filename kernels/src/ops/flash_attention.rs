@@ -60,6 +60,9 @@ pub struct Fa2Tiles {
     pub nu: u32,
 }
 
+/// `attn_fa2`: most keys per unrolled step of the P V loop (the shader's `UJ`); up to 20 steps of 16 FMAs unroll on RADV/ACO, 32 do not.
+const FA2_MAX_UJ: u32 = 20;
+
 impl Fa2Tiles {
     /// Tiles for head dim `d` within `max_bytes` of workgroup memory and `max_invocations` per workgroup;
     /// `None` when even the smallest tiles do not fit.
@@ -128,8 +131,12 @@ impl Fa2Tiles {
     pub fn bytes(&self) -> u32 {
         16 * (self.qs_n() + self.kv_n() + self.ps_n())
     }
+    /// Keys per unrolled step of the P V loop: the largest divisor of `bkv` up to [`FA2_MAX_UJ`].
+    pub fn uj(&self) -> u32 {
+        divisor_at_most(self.bkv, FA2_MAX_UJ)
+    }
     /// The shader's override constants.
-    pub fn constants(&self) -> [(&'static str, f64); 12] {
+    pub fn constants(&self) -> [(&'static str, f64); 13] {
         [
             ("D", self.d as f64),
             ("TR", self.tr as f64),
@@ -140,6 +147,7 @@ impl Fa2Tiles {
             ("DCK4", self.dck4 as f64),
             ("BKV", self.bkv as f64),
             ("NU", self.nu as f64),
+            ("UJ", self.uj() as f64),
             ("QS_N", self.qs_n() as f64),
             ("KV_N", self.kv_n() as f64),
             ("PS_N", self.ps_n() as f64),
