@@ -39,24 +39,20 @@ fn resolve(p: &Path) -> PathBuf {
     } else {
         std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
     };
-    // Canonicalise the longest existing ancestor, then append the rest.
-    let mut existing = abs.clone();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent.to_path_buf();
+    // Component by component: symbolic links resolved while the path exists, `.` and `..` applied on the way.
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
             }
-            _ => break,
-        }
-    }
-    let mut out = existing.canonicalize().unwrap_or(existing);
-    for r in rest.iter().rev() {
-        if r == ".." {
-            out.pop();
-        } else if r != "." {
-            out.push(r);
+            other => {
+                out.push(other);
+                if let Ok(canon) = out.canonicalize() {
+                    out = canon;
+                }
+            }
         }
     }
     out
@@ -87,19 +83,31 @@ fn probe_writable(dir: &Path) -> Result<()> {
         .map_err(|source| OutputError::NotWritable { path: dir.display().to_string(), source })
 }
 
-/// Checks an output folder before any work: not the filesystem root, not an existing file, creatable and
-/// writable (it is created).
+/// Checks an output folder before any work: not the filesystem root, not an existing file, and writable (or,
+/// when it does not exist yet, creatable: its nearest existing ancestor is a writable folder). Nothing is
+/// created, so a command that fails later leaves no empty folder behind.
 pub fn check_dir(out: &Path) -> Result<()> {
     let r = resolve(out);
     if r.parent().is_none() {
         return Err(OutputError::Root(out.display().to_string()));
     }
-    if r.exists() && !r.is_dir() {
-        return Err(OutputError::NotAFolder(out.display().to_string()));
+    if r.exists() {
+        if !r.is_dir() {
+            return Err(OutputError::NotAFolder(out.display().to_string()));
+        }
+        return probe_writable(&r);
     }
-    std::fs::create_dir_all(out)
-        .map_err(|source| OutputError::NotWritable { path: out.display().to_string(), source })?;
-    probe_writable(out)
+    let mut anc = r.as_path();
+    while !anc.exists() {
+        match anc.parent() {
+            Some(p) => anc = p,
+            None => break,
+        }
+    }
+    if !anc.is_dir() {
+        return Err(OutputError::NotAFolder(anc.display().to_string()));
+    }
+    probe_writable(anc)
 }
 
 /// Checks an output file path before any work: not a folder, its folder creatable and writable.
