@@ -170,11 +170,9 @@ fn record_wg(
     };
     let o = [("WG", wg as f64)];
     let get = |shader, entry| gpu.pipelines().get(&gpu.device, shader, entry, dtype, &o);
-    let p_stats = get(&GROUP_NORM, "gn_stats_wg")?;
-    let p_stats4 = if seg_len % 4 == 0 { Some(get(&GROUP_NORM_VEC4, "gn_stats_wg4")?) } else { None };
+    // Pipelines are fetched where a dispatch picks them (the cache makes that a lookup), so a variant no window
+    // uses is never compiled.
     let p_fin = get(&GROUP_NORM, "gn_finalize_wg")?;
-    let p_apply = get(&GROUP_NORM, "gn_apply_wg")?;
-    let p_apply4 = if hw % 4 == 0 { Some(get(&GROUP_NORM_VEC4, "gn_apply_wg4")?) } else { None };
     // 1. Chunk statistics, as many whole segments per dispatch as one binding holds.
     let per = items_per_binding(gpu, seg_len, dtype)?;
     let mut s0 = 0;
@@ -182,12 +180,13 @@ fn record_wg(
         let ns = per.min(segs - s0);
         let xw = x.window(gpu, s0 * seg_len, ns * seg_len)?;
         let prm = Params { n: (ns * splits) as u32, base_x: xw.base, first: (s0 * splits) as u32, ..base };
-        let pipe = match &p_stats4 {
-            Some(p4) if xw.base % 4 == 0 => p4,
-            _ => &p_stats,
+        let pipe = if seg_len % 4 == 0 && xw.base % 4 == 0 {
+            get(&GROUP_NORM_VEC4, "gn_stats_wg4")?
+        } else {
+            get(&GROUP_NORM, "gn_stats_wg")?
         };
         let groups = grid(gpu, (ns * splits) as u32);
-        rec.dispatch_bound(pipe, bytemuck::bytes_of(&prm), vec![(1, xw), (2, part.whole(gpu)?)], groups)?;
+        rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), vec![(1, xw), (2, part.whole(gpu)?)], groups)?;
         s0 += ns;
     }
     // 2. One workgroup per (sample, group) merges its chunks.
@@ -203,13 +202,14 @@ fn record_wg(
         let (xw, yw) = (x.window(gpu, e0, len)?, y.window(gpu, e0, len)?);
         let prm = Params { n: len as u32, base_x: xw.base, base_y: yw.base, first: e0 as u32, ..base };
         let aligned = len % 4 == 0 && xw.base % 4 == 0 && yw.base % 4 == 0;
-        let (pipe, items) = match &p_apply4 {
-            Some(p4) if aligned => (p4, len / 4),
-            _ => (&p_apply, len),
+        let (pipe, items) = if hw % 4 == 0 && aligned {
+            (get(&GROUP_NORM_VEC4, "gn_apply_wg4")?, len / 4)
+        } else {
+            (get(&GROUP_NORM, "gn_apply_wg")?, len)
         };
         let bound =
             vec![(1, xw), (4, stats.whole(gpu)?), (5, gamma.whole(gpu)?), (6, beta.whole(gpu)?), (7, yw)];
-        rec.dispatch_bound(pipe, bytemuck::bytes_of(&prm), bound, grid(gpu, (items as u32).div_ceil(wg)))?;
+        rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), bound, grid(gpu, (items as u32).div_ceil(wg)))?;
         e0 += len;
     }
     Ok(())
