@@ -68,7 +68,7 @@ fn dump_lists_each_tiers_pipelines_and_its_wgsl_validates() {
     for want in [
         "gemm_tiled_vec4",
         "im2col",
-        "gn_stats_wg",
+        "gn_finalize_wg",
         "temporal_gpu",
         "attn_fa2",
         "traj_attend_gpu",
@@ -97,7 +97,7 @@ fn dump_lists_each_tiers_pipelines_and_its_wgsl_validates() {
     let (sdir, sg8) = dump("sg8", &["--dtype", "f16", "--shape", "48x64x3"]);
     validate(&sdir, &sg8);
     let s = entries(&sg8);
-    for want in ["matmul_sg8", "attn_sg8", "traj_attend_sg8", "im2col", "gn_stats_wg", "traj_mean"] {
+    for want in ["matmul_sg8", "attn_sg8", "traj_attend_sg8", "im2col", "gn_finalize_wg", "traj_mean"] {
         assert!(s.contains(&want), "sg8 tier lacks {want}: {s:?}");
     }
     assert!(sg8.iter().any(|r| r[2].ends_with(".f16.wgsl")), "--dtype f16 gives f16 pipelines");
