@@ -10,34 +10,38 @@
 //      (rows padded by one vec4 against bank conflicts); invocation (tr, tc) accumulates a 4 × RK register tile
 //      (keys tc + TC·kk), so each vec4 read from workgroup memory feeds 4 or RK dot products. When the whole
 //      head fits one chunk, Q is staged once for all tiles.
-//   2. Online softmax, f32, on the score registers: the tile's row maxima are reduced over the TC invocations of
-//      a row group through workgroup memory; every invocation keeps the running max of its 4 rows and its own
-//      part of their running sums (reduced once at the end), and writes P = exp(S - m) for step 3.
+//   2. Online softmax, f32, on the score registers. The tile's row maxima are reduced over the TC invocations
+//      of a row group through workgroup memory in two levels (RG partials, then TC/RG), which reads about
+//      2·√TC values instead of TC. Every invocation keeps the running max of its 4 rows and its own part of
+//      their running sums (reduced the same way once at the end), and writes P = exp(S - m) for step 3.
 //   3. O += P V: the output block BQ × D lives in registers, invocation (tr, tc) holding rows 4·tr.. × the
-//      vec4 column groups tc + TC·u (u < NU); V is staged BKV keys × TC vec4 columns at a time.
+//      vec4 column groups tc + TC·u (u < NU), in 16 named vec4 accumulators; V is staged BKV keys × all
+//      TC·NU column groups at a time, so each P value read feeds 4·NU vec4 FMAs.
 // So no invocation holds a full head row: the 512-wide VAE head is split over TC = 32 invocations (NU = 4).
 // Workgroup memory holds f32 (staged Q/K/V and P), so f16 storage only rounds the inputs and the output.
-// Register tiles are fixed-size arrays indexed only in loops whose trip counts are override constants (fully
-// unrolled once the constants are known). Keys past seq_kv score NEG (P = 0) and read a clamped, finite V row;
-// columns past D read as 0; query rows past seq_q compute on a clamped row and write nothing.
+// Register tiles are named vectors or fixed-size arrays indexed only in loops whose trip counts are override
+// constants (fully unrolled once the constants are known). Keys past seq_kv score NEG (P = 0) and read a
+// clamped, finite V row; columns past D read as 0; query rows past seq_q compute on a clamped row and write
+// nothing.
 alias T = f32;
 
 #include "flash_params"
 
 override D: u32 = 64u;      // head dim (any; vec4 groups past D read as zeros)
 override TR: u32 = 16u;     // row groups of 4 queries
-override TC: u32 = 16u;     // column / key groups
-override NT: u32 = 256u;    // invocations = TR · TC
+override TC: u32 = 8u;      // column / key groups
+override NT: u32 = 128u;    // invocations = TR · TC
 override BQ: u32 = 64u;     // queries per workgroup = 4 · TR
-override RK: u32 = 2u;      // keys per invocation in the score tile (≤ MAXRK)
-override DCK4: u32 = 8u;    // vec4 columns of Q/K staged per score chunk
-override BKV: u32 = 32u;    // keys per staged V block (divides TC · RK)
-override UJ: u32 = 16u;     // keys per unrolled step of the P V loop (divides BKV, ≤ 20)
-override NU: u32 = 1u;      // output column groups per invocation = ceil(ceil(D/4) / TC) (≤ MAXNU)
-override QS_N: u32 = 576u;  // BQ · (DCK4 + 1)
-override KV_N: u32 = 512u;  // max(TC·RK · (DCK4 + 1), BKV · TC, NT)
-override PS_N: u32 = 512u;  // TC·RK · TR
-const MAXRK: u32 = 4u;
+override RK: u32 = 8u;      // keys per invocation in the score tile (≤ MAXRK)
+override DCK4: u32 = 4u;    // vec4 columns of Q/K staged per score chunk
+override BKV: u32 = 16u;    // keys per staged V block (divides TC · RK)
+override UJ: u32 = 16u;     // keys per unrolled step of the P V loop (divides BKV)
+override NU: u32 = 2u;      // output column groups per invocation = ceil(ceil(D/4) / TC) (≤ MAXNU)
+override RG: u32 = 4u;      // partials per first-level reduction group (divides TC; 1 = one level)
+override QS_N: u32 = 320u;  // BQ · (DCK4 + 1)
+override KV_N: u32 = 320u;  // max(TC·RK · (DCK4 + 1), BKV · TC · NU, NT + NT / RG)
+override PS_N: u32 = 1024u; // TC·RK · TR
+const MAXRK: u32 = 8u;
 const MAXNU: u32 = 4u;
 const NEG: f32 = -3.0e38;
 
@@ -48,9 +52,10 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(4) var<storage, read_write> o: array<T>;
 
 var<workgroup> qs: array<vec4<f32>, QS_N>;  // Q chunk, row r at r·(DCK4+1)
-// K chunk (row j at j·(DCK4+1)), then the row-max partials (tr·TC + tc), then V blocks (key j at j·TC).
+// K chunk (row j at j·(DCK4+1)); or the row-group partials (tr·TC + tc) and the first-level results
+// (NT + tr·(TC/RG) + g); or a V block (key j, column group c at j·TC·NU + c).
 var<workgroup> kv: array<vec4<f32>, KV_N>;
-var<workgroup> ps: array<vec4<f32>, PS_N>;  // S then P of the tile: key j, rows 4·tr.. at j·TR + tr
+var<workgroup> ps: array<vec4<f32>, PS_N>;  // P of the tile: key j, rows 4·tr.. at j·TR + tr
 
 // Four consecutive elements from column `col` of a head row starting at `row`; columns past D are 0.
 fn ld4q(row: u32, col: u32) -> vec4<f32> {
@@ -69,6 +74,77 @@ fn ld4v(row: u32, col: u32) -> vec4<f32> {
         f32(v[row + min(col + 2u, l)]), f32(v[row + min(col + 3u, l)])), vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(D));
 }
 
+// Row-group reductions over the TC invocations of row group tr (all invocations call them; kv must be free).
+// Two levels when RG > 1: invocation g < TC/RG of each row group combines RG partials, then everyone combines
+// the TC/RG results.
+fn row_max(tr: u32, tc: u32, x: vec4<f32>) -> vec4<f32> {
+    let ng = TC / RG;
+    kv[tr * TC + tc] = x;
+    workgroupBarrier();
+    var r: vec4<f32>;
+    if (RG > 1u) {
+        if (tc < ng) {
+            var y = kv[tr * TC + tc * RG];
+            for (var i = 1u; i < RG; i++) {
+                y = max(y, kv[tr * TC + tc * RG + i]);
+            }
+            kv[NT + tr * ng + tc] = y;
+        }
+        workgroupBarrier();
+        r = kv[NT + tr * ng];
+        for (var g = 1u; g < ng; g++) {
+            r = max(r, kv[NT + tr * ng + g]);
+        }
+    } else {
+        r = kv[tr * TC];
+        for (var t = 1u; t < TC; t++) {
+            r = max(r, kv[tr * TC + t]);
+        }
+    }
+    return r;
+}
+fn row_sum(tr: u32, tc: u32, x: vec4<f32>) -> vec4<f32> {
+    let ng = TC / RG;
+    kv[tr * TC + tc] = x;
+    workgroupBarrier();
+    var r: vec4<f32>;
+    if (RG > 1u) {
+        if (tc < ng) {
+            var y = kv[tr * TC + tc * RG];
+            for (var i = 1u; i < RG; i++) {
+                y += kv[tr * TC + tc * RG + i];
+            }
+            kv[NT + tr * ng + tc] = y;
+        }
+        workgroupBarrier();
+        r = kv[NT + tr * ng];
+        for (var g = 1u; g < ng; g++) {
+            r += kv[NT + tr * ng + g];
+        }
+    } else {
+        r = kv[tr * TC];
+        for (var t = 1u; t < TC; t++) {
+            r += kv[tr * TC + t];
+        }
+    }
+    return r;
+}
+
+// Row `at` of the output, the four columns from `col` (those past D are skipped).
+fn store4(at: u32, col: u32, x: vec4<f32>) {
+    let full = select(col + 3u < D, col < D, D % 4u == 0u);
+    if (full) {
+        o[at] = T(x.x);
+        o[at + 1u] = T(x.y);
+        o[at + 2u] = T(x.z);
+        o[at + 3u] = T(x.w);
+    } else if (D % 4u != 0u) {
+        if (col < D) { o[at] = T(x.x); }
+        if (col + 1u < D) { o[at + 1u] = T(x.y); }
+        if (col + 2u < D) { o[at + 2u] = T(x.z); }
+    }
+}
+
 @compute @workgroup_size(NT)
 fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
@@ -85,6 +161,7 @@ fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let nck = (d4 + DCK4 - 1u) / DCK4;
     let bk = TC * RK;
     let kp = DCK4 + 1u;
+    let tcn = TC * NU;
     let qh = p.q_base + b * p.seq_q * p.q_stride + h * D;
     let kh = p.k_base + b * p.seq_kv * p.k_stride + h * D;
     let vh = p.v_base + b * p.seq_kv * p.v_stride + h * D;
@@ -93,10 +170,11 @@ fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 
     var m = vec4<f32>(NEG);    // running max of rows 4·tr.. (the same in every invocation of the row group)
     var lp = vec4<f32>(0.0);   // this invocation's part of their running sums (its keys only)
-    var acc: array<vec4<f32>, 16>;  // 4 · MAXNU: row i of column group u at 4·u + i
-    for (var i = 0u; i < 4u * MAXNU; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
+    // Output accumulators: column group tc + TC·u, row 4·tr + i in a<u><i>.
+    var a00 = vec4<f32>(0.0); var a01 = vec4<f32>(0.0); var a02 = vec4<f32>(0.0); var a03 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0); var a11 = vec4<f32>(0.0); var a12 = vec4<f32>(0.0); var a13 = vec4<f32>(0.0);
+    var a20 = vec4<f32>(0.0); var a21 = vec4<f32>(0.0); var a22 = vec4<f32>(0.0); var a23 = vec4<f32>(0.0);
+    var a30 = vec4<f32>(0.0); var a31 = vec4<f32>(0.0); var a32 = vec4<f32>(0.0); var a33 = vec4<f32>(0.0);
 
     for (var j0 = 0u; j0 < p.seq_kv; j0 += bk) {
         // 1. Scores of this key tile.
@@ -139,18 +217,13 @@ fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             workgroupBarrier();
         }
         // 2. Online softmax in f32. The tile's row max: this invocation's partial over its RK keys, then the
-        // max of the TC partials of its row group (kv is free: the last score chunk ended with a barrier).
+        // row group's (kv is free: the last score chunk ended with a barrier).
         var pm = vec4<f32>(NEG);
         for (var kk = 0u; kk < RK; kk++) {
             s[kk] = select(vec4<f32>(NEG), s[kk], j0 + tc + TC * kk < p.seq_kv);
             pm = max(pm, s[kk]);
         }
-        kv[tr * TC + tc] = pm;
-        workgroupBarrier();
-        var mn = m;
-        for (var t = 0u; t < TC; t++) {
-            mn = max(mn, kv[tr * TC + t]);
-        }
+        let mn = max(m, row_max(tr, tc, pm));
         let corr = exp(m - mn);
         m = mn;
         // P = exp(S - m) to workgroup memory; this invocation's part of the row sums stays in registers.
@@ -164,66 +237,87 @@ fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         workgroupBarrier();
 
         // 3. O = O · corr + P V.
-        for (var u = 0u; u < NU; u++) {
-            acc[4u * u] *= corr.x;
-            acc[4u * u + 1u] *= corr.y;
-            acc[4u * u + 2u] *= corr.z;
-            acc[4u * u + 3u] *= corr.w;
-        }
+        a00 *= corr.x; a01 *= corr.y; a02 *= corr.z; a03 *= corr.w;
+        if (NU > 1u) { a10 *= corr.x; a11 *= corr.y; a12 *= corr.z; a13 *= corr.w; }
+        if (NU > 2u) { a20 *= corr.x; a21 *= corr.y; a22 *= corr.z; a23 *= corr.w; }
+        if (NU > 3u) { a30 *= corr.x; a31 *= corr.y; a32 *= corr.z; a33 *= corr.w; }
         for (var kb = 0u; kb < bk; kb += BKV) {
-            for (var u = 0u; u < NU; u++) {
-                for (var e = lid; e < BKV * TC; e += NT) {
-                    let r = e / TC;
-                    let c = e % TC;
-                    kv[e] = ld4v(vh + min(j0 + kb + r, lastk) * p.v_stride, 4u * (u * TC + c));
-                }
-                workgroupBarrier();
-                // UJ keys per step in a constant-trip inner loop (fully unrolled: ACO leaves a 32-trip loop of
-                // this body rolled), accumulating in named registers.
-                var a0 = acc[4u * u];
-                var a1 = acc[4u * u + 1u];
-                var a2 = acc[4u * u + 2u];
-                var a3 = acc[4u * u + 3u];
-                for (var j = 0u; j < BKV; j += UJ) {
-                    for (var jj = 0u; jj < UJ; jj++) {
-                        let pj = ps[(kb + j + jj) * TR + tr];
-                        let vj = kv[(j + jj) * TC + tc];
-                        a0 = fma(vec4<f32>(pj.x), vj, a0);
-                        a1 = fma(vec4<f32>(pj.y), vj, a1);
-                        a2 = fma(vec4<f32>(pj.z), vj, a2);
-                        a3 = fma(vec4<f32>(pj.w), vj, a3);
+            for (var e = lid; e < BKV * tcn; e += NT) {
+                let r = e / tcn;
+                let c = e % tcn;
+                kv[e] = ld4v(vh + min(j0 + kb + r, lastk) * p.v_stride, 4u * c);
+            }
+            workgroupBarrier();
+            // UJ keys per step in a constant-trip inner loop (fully unrolled), accumulating in named registers.
+            for (var j = 0u; j < BKV; j += UJ) {
+                for (var jj = 0u; jj < UJ; jj++) {
+                    let pj = ps[(kb + j + jj) * TR + tr];
+                    let vr = (j + jj) * tcn + tc;
+                    let v0 = kv[vr];
+                    a00 = fma(vec4<f32>(pj.x), v0, a00);
+                    a01 = fma(vec4<f32>(pj.y), v0, a01);
+                    a02 = fma(vec4<f32>(pj.z), v0, a02);
+                    a03 = fma(vec4<f32>(pj.w), v0, a03);
+                    if (NU > 1u) {
+                        let v1 = kv[vr + TC];
+                        a10 = fma(vec4<f32>(pj.x), v1, a10);
+                        a11 = fma(vec4<f32>(pj.y), v1, a11);
+                        a12 = fma(vec4<f32>(pj.z), v1, a12);
+                        a13 = fma(vec4<f32>(pj.w), v1, a13);
+                    }
+                    if (NU > 2u) {
+                        let v2 = kv[vr + 2u * TC];
+                        a20 = fma(vec4<f32>(pj.x), v2, a20);
+                        a21 = fma(vec4<f32>(pj.y), v2, a21);
+                        a22 = fma(vec4<f32>(pj.z), v2, a22);
+                        a23 = fma(vec4<f32>(pj.w), v2, a23);
+                    }
+                    if (NU > 3u) {
+                        let v3 = kv[vr + 3u * TC];
+                        a30 = fma(vec4<f32>(pj.x), v3, a30);
+                        a31 = fma(vec4<f32>(pj.y), v3, a31);
+                        a32 = fma(vec4<f32>(pj.z), v3, a32);
+                        a33 = fma(vec4<f32>(pj.w), v3, a33);
                     }
                 }
-                acc[4u * u] = a0;
-                acc[4u * u + 1u] = a1;
-                acc[4u * u + 2u] = a2;
-                acc[4u * u + 3u] = a3;
-                workgroupBarrier();
             }
+            workgroupBarrier();
         }
     }
 
     // Row sums: the TC parts of each row group (kv is free after the last barrier of step 3).
-    kv[tr * TC + tc] = lp;
-    workgroupBarrier();
-    var l = vec4<f32>(0.0);
-    for (var t = 0u; t < TC; t++) {
-        l += kv[tr * TC + t];
+    let linv = 1.0 / row_sum(tr, tc, lp);
+    let r0 = q0 + 4u * tr;
+    let rows = min(p.seq_q - min(r0, p.seq_q), 4u);
+    let ost = p.o_stride;
+    let ob = p.o_base + (b * p.seq_q + r0) * ost + h * D + 4u * tc;
+    let cu = 4u * TC;
+    let c0 = 4u * tc;
+    if (rows > 0u) {
+        store4(ob, c0, a00 * linv.x);
+        if (NU > 1u) { store4(ob + cu, c0 + cu, a10 * linv.x); }
+        if (NU > 2u) { store4(ob + 2u * cu, c0 + 2u * cu, a20 * linv.x); }
+        if (NU > 3u) { store4(ob + 3u * cu, c0 + 3u * cu, a30 * linv.x); }
     }
-    let linv = 1.0 / l;
-    for (var i = 0u; i < 4u; i++) {
-        let sq = q0 + 4u * tr + i;
-        if (sq < p.seq_q) {
-            let inv = linv[i];
-            let orow = p.o_base + (b * p.seq_q + sq) * p.o_stride + h * D;
-            for (var u = 0u; u < NU; u++) {
-                let col = 4u * (u * TC + tc);
-                let x = acc[4u * u + i] * inv;
-                if (col < D) { o[orow + col] = T(x.x); }
-                if (col + 1u < D) { o[orow + col + 1u] = T(x.y); }
-                if (col + 2u < D) { o[orow + col + 2u] = T(x.z); }
-                if (col + 3u < D) { o[orow + col + 3u] = T(x.w); }
-            }
-        }
+    if (rows > 1u) {
+        let r = ob + ost;
+        store4(r, c0, a01 * linv.y);
+        if (NU > 1u) { store4(r + cu, c0 + cu, a11 * linv.y); }
+        if (NU > 2u) { store4(r + 2u * cu, c0 + 2u * cu, a21 * linv.y); }
+        if (NU > 3u) { store4(r + 3u * cu, c0 + 3u * cu, a31 * linv.y); }
+    }
+    if (rows > 2u) {
+        let r = ob + 2u * ost;
+        store4(r, c0, a02 * linv.z);
+        if (NU > 1u) { store4(r + cu, c0 + cu, a12 * linv.z); }
+        if (NU > 2u) { store4(r + 2u * cu, c0 + 2u * cu, a22 * linv.z); }
+        if (NU > 3u) { store4(r + 3u * cu, c0 + 3u * cu, a32 * linv.z); }
+    }
+    if (rows > 3u) {
+        let r = ob + 3u * ost;
+        store4(r, c0, a03 * linv.w);
+        if (NU > 1u) { store4(r + cu, c0 + cu, a13 * linv.w); }
+        if (NU > 2u) { store4(r + 2u * cu, c0 + 2u * cu, a23 * linv.w); }
+        if (NU > 3u) { store4(r + 3u * cu, c0 + 3u * cu, a33 * linv.w); }
     }
 }
