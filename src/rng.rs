@@ -183,7 +183,8 @@ fn box_muller_f32(u: f32, u2: f32, path: RandnPath) -> (f32, f32) {
 }
 
 /// Cephes single-precision log as PyTorch's AVX2 kernel computes it (docs/reference/random-stream.md §4.2,
-/// with its fused steps). Constants are the spec's decimal strings, each rounded to f32 by the compiler.
+/// with its fused steps). Constants are the reference kernel's decimal strings, each rounded to f32 by the
+/// compiler.
 #[allow(clippy::excessive_precision)]
 fn ln32(x: f32) -> f32 {
     let x = x.max(f32::from_bits(0x0080_0000));
