@@ -131,7 +131,7 @@ impl Fa2Tiles {
     pub fn bytes(&self) -> u32 {
         16 * (self.qs_n() + self.kv_n() + self.ps_n())
     }
-    /// Keys per unrolled step of the P V loop: the largest divisor of `bkv` up to [`FA2_MAX_UJ`].
+    /// Keys per unrolled step of the P V loop: the largest divisor of `bkv` up to `FA2_MAX_UJ`.
     pub fn uj(&self) -> u32 {
         divisor_at_most(self.bkv, FA2_MAX_UJ)
     }
