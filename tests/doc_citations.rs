@@ -173,6 +173,51 @@ fn every_reference_citation_resolves() {
     assert!(problems.is_empty(), "{} unresolved citations:\n{}", problems.len(), problems.join("\n"));
 }
 
+/// Inside `docs/reference/`, a `§N` right after a mention of another note (`pipeline.md` §7.5, `x.md` §3 and §4)
+/// refers to that note, any other `§N` to the note it is written in; every one must exist.
+#[test]
+fn reference_notes_cross_references_resolve() {
+    let dir = root().join(PREFIX);
+    let mut docs: HashMap<String, (String, BTreeSet<String>)> = HashMap::new();
+    for e in std::fs::read_dir(&dir).expect("docs/reference exists").flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".md") {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let secs = sections(&text);
+            docs.insert(stem.to_string(), (text, secs));
+        }
+    }
+    // What may stand between a note's name and the `§`s that refer to it.
+    let separator = |gap: &str| {
+        gap.replace("and", "")
+            .chars()
+            .all(|c| c.is_whitespace() || "`,–/§.()".contains(c) || c.is_ascii_digit())
+    };
+    let mut problems = Vec::new();
+    for (name, (text, _)) in &docs {
+        let mentions: Vec<(usize, &str)> = text
+            .match_indices(".md")
+            .map(|(i, _)| (i + 3, word_before(text, i)))
+            .filter(|(_, n)| docs.contains_key(*n))
+            .collect();
+        for (i, _) in text.match_indices('§') {
+            let Some(num) = section_at(text, i) else { continue };
+            let target = match mentions.iter().rev().find(|(end, _)| *end <= i) {
+                Some((end, other)) if separator(&text[*end..i]) => *other,
+                _ => name.as_str(),
+            };
+            if !docs[target].1.contains(&num) {
+                problems.push(format!(
+                    "{PREFIX}{name}.md:{}: §{num} is not a section of {target}.md",
+                    line_of(text, i)
+                ));
+            }
+        }
+    }
+    problems.sort();
+    assert!(problems.is_empty(), "{} unresolved references:\n{}", problems.len(), problems.join("\n"));
+}
+
 #[test]
 fn section_parsing() {
     let s = sections("# T\n## 1. A\n### 1.2 B\n#### 3.11.3 C\n## Notes\n### 2.x no\n");
