@@ -1,6 +1,6 @@
-// Trajectory attention, efficient formulation (spec trajectory-attention.md §8), one head (or all heads, z) per
-// dispatch, every operand bound through a window (offset binding + element base) so large calls split into
-// dispatches that each fit the adapter's binding limit:
+// Trajectory attention, efficient formulation (docs/reference/trajectory-attention.md §8), one head (or all
+// heads, z) per dispatch, every operand bound through a window (offset binding + element base) so large calls
+// split into dispatches that each fit the adapter's binding limit:
 //   traj_attend: per (sequence, head), each invocation one query token; Q/K/V rows are gathered from the dense
 //                projections (three bindings, row stride ld) through a token table (0xFFFFFFFF = invisible → zero
 //                token, still in the softmax); online softmax over the L tokens of the sequence.
@@ -8,8 +8,8 @@
 //                land there, through a CSR list (deterministic order), zero where none lands; written into
 //                `width` columns from `col_out` of rows of stride `ld_out` (one head's columns of the mean).
 //   traj_bias:   adds the output-projection bias to reached rows only (unreached rows stay 0, as the reference).
-//   traj_gather: the literal formulation's gather (spec §5.4): rows of the grid by token table into (B·M·F, C),
-//                zero rows for invisible tokens.
+//   traj_gather: the literal formulation's gather (docs/reference/trajectory-attention.md §5.4): rows of the
+//                grid by token table into (B·M·F, C), zero rows for invisible tokens.
 // Every gathered index is checked against the rows the dispatch bound (rows_bound, from b0): a row outside them
 // reads as an invisible token (attend, gather) or is skipped (mean), never out of the binding.
 alias T = f32;

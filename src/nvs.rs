@@ -1,5 +1,5 @@
-//! NVS-solver guidance schedule: the λ table of the official `search_hypers` (spec trajectory-sources.md §8.4),
-//! reproduced by running the same search over the same grid.
+//! NVS-solver guidance schedule: the λ table of the official `search_hypers`
+//! (docs/reference/nvs-guidance.md §5), reproduced by running the same search over the same grid.
 
 /// Frames of the official schedule (SVD-xt).
 pub const FRAMES: usize = 25;

@@ -1,5 +1,5 @@
 //! The reference random stream: PyTorch 2.1's CPU generator, reproduced bit for bit so that `--seed S` draws
-//! exactly what `torch.manual_seed(S)` draws in the reference pipeline (spec `reference-rng.md`).
+//! exactly what `torch.manual_seed(S)` draws in the reference pipeline (docs/reference/random-stream.md).
 //!
 //! * [`Generator`]: MT19937 seeded like `torch.manual_seed` (the seed's low 32 bits).
 //! * [`Generator::randn_f32`]: `torch.randn` in float32 — the vectorised AVX2 kernel's arithmetic
@@ -94,9 +94,9 @@ impl Generator {
         f16::from_f32((self.next_u32() & 0x7ff) as f32 * (1.0 / 2048.0))
     }
 
-    /// The structure of PyTorch's CPU `randn` (spec §4.1), for any element type: `n` uniforms, Box–Muller on
-    /// each block of 16 (slot j with slot j + 8), and if `n` is not a multiple of 16 the last 16 slots redrawn and
-    /// transformed once more.
+    /// The structure of PyTorch's CPU `randn` (docs/reference/random-stream.md §4.1), for any element type:
+    /// `n` uniforms, Box–Muller on each block of 16 (slot j with slot j + 8), and if `n` is not a multiple of
+    /// 16 the last 16 slots redrawn and transformed once more.
     fn randn_with<T: Copy>(
         &mut self,
         n: usize,
@@ -153,7 +153,8 @@ fn h(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
 }
 
-/// One Box–Muller pair from two fp16 uniforms, every step rounded to fp16 (spec §4.4).
+/// One Box–Muller pair from two fp16 uniforms, every step rounded to fp16
+/// (docs/reference/random-stream.md §4.4).
 fn box_muller_f16(u: f16, u2: f16) -> (f16, f16) {
     let u1 = h(1.0 - u.to_f32());
     let l = h(u1.ln());
@@ -162,7 +163,7 @@ fn box_muller_f16(u: f16, u2: f16) -> (f16, f16) {
     (f16::from_f32(rho * h(theta.cos())), f16::from_f32(rho * h(theta.sin())))
 }
 
-/// One Box–Muller pair from two float32 uniforms (spec §4.2 / §4.3).
+/// One Box–Muller pair from two float32 uniforms (docs/reference/random-stream.md §4.2 / §4.3).
 #[allow(clippy::excessive_precision)]
 fn box_muller_f32(u: f32, u2: f32, path: RandnPath) -> (f32, f32) {
     let u1 = 1.0 - u;
@@ -181,8 +182,9 @@ fn box_muller_f32(u: f32, u2: f32, path: RandnPath) -> (f32, f32) {
     }
 }
 
-/// Cephes single-precision log as PyTorch's AVX2 kernel computes it (spec §4.2, with its fused steps).
-/// Constants are the spec's decimal strings, each rounded to f32 by the compiler.
+/// Cephes single-precision log as PyTorch's AVX2 kernel computes it (docs/reference/random-stream.md §4.2,
+/// with its fused steps). Constants are the reference kernel's decimal strings, each rounded to f32 by the
+/// compiler.
 #[allow(clippy::excessive_precision)]
 fn ln32(x: f32) -> f32 {
     let x = x.max(f32::from_bits(0x0080_0000));
@@ -219,7 +221,8 @@ fn ln32(x: f32) -> f32 {
     e.mul_add(0.693359375, t)
 }
 
-/// Cephes sinf/cosf as PyTorch's AVX2 kernel computes them; returns (sin, cos) (spec §4.2).
+/// Cephes sinf/cosf as PyTorch's AVX2 kernel computes them; returns (sin, cos)
+/// (docs/reference/random-stream.md §4.2).
 #[allow(clippy::excessive_precision)]
 fn sincos32(theta: f32) -> (f32, f32) {
     let a = theta.abs();

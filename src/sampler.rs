@@ -1,7 +1,7 @@
 //! SVD's sampler on the CPU: `EulerDiscreteScheduler` of diffusers 0.27.0 with SVD's config (Karras sigmas,
-//! v-prediction, continuous timesteps; svd-pipeline.md §7) and the per-step arithmetic around the UNet call:
-//! initial noise scaling (§8), per-frame guidance and its CFG combination (§9, §10), noise augmentation (§5) and
-//! the added time ids (§6).
+//! v-prediction, continuous timesteps; docs/reference/pipeline.md §7) and the per-step arithmetic around the
+//! UNet call: initial noise scaling (§8), per-frame guidance and its CFG combination (§9, §10), noise
+//! augmentation (§5) and the added time ids (§6).
 //!
 //! Every function reproduces the reference's float32 operation order. `dtype` is the model dtype: with
 //! [`DType::F16`] each value the reference stores in fp16 is rounded to fp16 (kept in `f32` slices).
@@ -136,7 +136,8 @@ impl Schedule {
         Ok(Precondition { c_in: 1.0 / r, c_skip: 1.0 / q, c_out: -s / r, c_noise: self.timesteps[i] })
     }
 
-    /// Initial latents: `noise · init_noise_sigma` in float32, rounded once to `dtype` (svd-pipeline.md §8).
+    /// Initial latents: `noise · init_noise_sigma` in float32, rounded once to `dtype`
+    /// (docs/reference/pipeline.md §8).
     pub fn init_latents(&self, noise: &[f32], dtype: DType) -> Vec<f32> {
         noise.iter().map(|&n| round_to(dtype, n * self.init_noise_sigma)).collect()
     }

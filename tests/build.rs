@@ -1,4 +1,5 @@
-//! Drag, mask, sparse and flow trajectories (our encodings of the paper's §10 controls).
+//! Drag, mask, sparse and flow trajectories (our encodings of the paper's controls,
+//! docs/reference/trajectory-sources.md §10).
 
 use trajattn::trajectory::build::{self, Drag, DragSpec};
 use trajattn::trajectory::folder::{self, Trajectories};

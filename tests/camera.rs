@@ -1,5 +1,5 @@
-//! Camera-path trajectories against the facts stated in the spec (trajectory-sources.md §4), and the
-//! trajectory folder / .npy round trip.
+//! Camera-path trajectories against the reference facts (docs/reference/trajectory-sources.md §4),
+//! and the trajectory folder / .npy round trip.
 
 use trajattn::trajectory::camera::{self, CameraMode, CameraPath, Intrinsics};
 use trajattn::trajectory::{folder, npy};

@@ -45,7 +45,7 @@ fn svd_unet_keys_match_the_reference_state_dict_in_order() {
     }
     let base: Vec<_> = rows.iter().filter(|r| r.2 == "base").map(|r| (r.0.clone(), r.1.clone())).collect();
     assert_eq!(expected_unet_keys(&UNetConfig::svd_xt(), false), base);
-    // Parameter counts of svd-architecture.md §4.8.
+    // Parameter counts of docs/reference/svd-architecture.md §4.8.
     assert_eq!(param_count(&expected_unet_keys(&UNetConfig::svd(), false)), 1_524_623_082);
     assert_eq!(param_count(&trajectory_keys(&UNetConfig::svd_xt())), 49_574_080);
 }

@@ -1,4 +1,4 @@
-//! Merging video tracks with camera trajectories (spec trajectory-sources.md §7).
+//! Merging video tracks with camera trajectories (docs/reference/trajectory-sources.md §7).
 
 use trajattn::trajectory::camera::{GridTrajectories, BEHIND};
 use trajattn::trajectory::folder::Trajectories;

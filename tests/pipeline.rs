@@ -206,8 +206,9 @@ fn the_same_seed_gives_the_same_video() {
     assert_ne!(a.latents, c.latents);
 }
 
-/// NVS-solver guidance (trajectory-sources.md §8) against the official `My_SVD` pipeline with its NVS scheduler
-/// (tests/reference/nvs_fixtures.py): 25 frames of a 44×76 latent, where all four crops contribute.
+/// NVS-solver guidance (docs/reference/nvs-guidance.md §1) against the official `My_SVD` pipeline with its
+/// NVS scheduler (tests/reference/nvs_fixtures.py): 25 frames of a 44×76 latent, where all four crops
+/// contribute.
 mod nvs {
     use super::*;
     use trajattn::models::clip::ClipVision;

@@ -164,7 +164,7 @@ fn pipeline_loop_matches_diffusers_f32() {
 
 #[test]
 fn fp16_roundings() {
-    // added time ids in fp16 (svd-pipeline.md §6).
+    // added time ids in fp16 (docs/reference/pipeline.md §6).
     assert_eq!(
         added_time_ids(7, 127, 0.02, DType::F16, true),
         vec![6.0, 127.0, 0.0200042724609375, 6.0, 127.0, 0.0200042724609375]

@@ -2,7 +2,8 @@
 //! Trajectory Attention checkpoint `trajattn_temp.pth` (PyTorch zip + a restricted pickle reader).
 //!
 //! Nothing here executes code from a file: the pickle reader only understands the opcodes and the three
-//! globals a `torch.save` of plain tensors uses (trajectory-attention.md §3) and rejects everything else.
+//! globals a `torch.save` of plain tensors uses (docs/reference/trajectory-attention.md §3) and rejects
+//! everything else.
 
 pub mod pickle;
 pub mod pth;

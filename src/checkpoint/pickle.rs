@@ -1,10 +1,11 @@
 //! A restricted pickle reader for `torch.save` files holding plain tensors.
 //!
 //! It interprets only the opcodes a protocol-2 pickle of a list (or dict) of tensors uses
-//! (trajectory-attention.md §3) and only three kinds of globals — `torch._utils._rebuild_tensor_v2`,
-//! `collections.OrderedDict` and the `torch.{Float,Half,BFloat16}Storage` type markers — none of which is
-//! ever *called*: they are recognised by name and their effect is reproduced here as data. Any other
-//! opcode, global, persistent id or `REDUCE` target is an error naming it.
+//! (docs/reference/trajectory-attention.md §3) and only three kinds of globals —
+//! `torch._utils._rebuild_tensor_v2`, `collections.OrderedDict` and the
+//! `torch.{Float,Half,BFloat16}Storage` type markers — none of which is ever *called*: they are recognised by
+//! name and their effect is reproduced here as data. Any other opcode, global, persistent id or
+//! `REDUCE` target is an error naming it.
 //!
 //! Hostile input is bounded: the machine is iterative, every value records its nesting depth (more than
 //! [`MAX_DEPTH`] levels is an error, so dropping, cloning or printing a value never recurses deeply), and the

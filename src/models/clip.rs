@@ -1,5 +1,5 @@
 //! `CLIPVisionModelWithProjection` (transformers 4.33.2): patch embedding, class token, pre-LN encoder,
-//! pooled class token, projection (svd-architecture.md §6). Names mirror `modeling_clip.py`.
+//! pooled class token, projection (docs/reference/svd-architecture.md §6). Names mirror `modeling_clip.py`.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -33,8 +33,9 @@ impl ClipVision {
         let cfg = ClipVisionConfig::from_file(&dir.join("config.json"))?;
         let full = dir.join("model.safetensors");
         let half = dir.join("model.fp16.safetensors");
-        // The reference loads the `fp16` variant of the VAE and the image encoder (svd-architecture.md §0, §7.1):
-        // prefer it, so that even an f32 run uses the same (fp16-rounded) weights.
+        // The reference loads the `fp16` variant of the VAE and the image encoder
+        // (docs/reference/svd-architecture.md §0, §7.1): prefer it, so that even an f32 run uses the same
+        // (fp16-rounded) weights.
         let path = if half.exists() { half } else { full };
         let file = SafetensorsFile::open(&path)?;
         let mut weights = Weights::new();

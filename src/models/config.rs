@@ -141,7 +141,7 @@ pub struct UNetConfig {
 pub const NORM_GROUPS: usize = 32;
 
 impl UNetConfig {
-    /// The configuration of `stable-video-diffusion-img2vid-xt` (svd-architecture.md §2.1).
+    /// The configuration of `stable-video-diffusion-img2vid-xt` (docs/reference/svd-architecture.md §2.1).
     pub fn svd_xt() -> Self {
         UNetConfig {
             in_channels: 8,
@@ -415,7 +415,7 @@ pub struct VaeConfig {
 }
 
 impl VaeConfig {
-    /// The SVD VAE (svd-architecture.md §2.2).
+    /// The SVD VAE (docs/reference/svd-architecture.md §2.2).
     pub fn svd() -> Self {
         VaeConfig {
             in_channels: 3,
@@ -522,7 +522,7 @@ pub struct ClipVisionConfig {
 }
 
 impl ClipVisionConfig {
-    /// OpenCLIP ViT-H/14 vision tower used by SVD (svd-architecture.md §2.3).
+    /// OpenCLIP ViT-H/14 vision tower used by SVD (docs/reference/svd-architecture.md §2.3).
     pub fn svd() -> Self {
         ClipVisionConfig {
             hidden_size: 1280,

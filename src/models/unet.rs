@@ -55,7 +55,7 @@ fn input_err(msg: impl Into<String>) -> UNetError {
 /// the activation memory of the finest level independently of the frame count.
 const CHUNK_ELEMS: usize = 1 << 24;
 
-/// Which context the temporal cross-attention reads (svd-architecture.md §3.11.3).
+/// Which context the temporal cross-attention reads (docs/reference/svd-architecture.md §3.11.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TimeContext {
     /// diffusers 0.27.0 (the official code): sequence `r = b·S + s` reads batch element `r mod B`.
@@ -242,7 +242,7 @@ pub struct UNetShape {
     pub width: usize,
 }
 
-/// Trajectories bound to a graph (trajectory-attention.md §4).
+/// Trajectories bound to a graph (docs/reference/trajectory-attention.md §4).
 #[derive(Clone, Debug)]
 pub struct Trajectories {
     /// `(F, N, 2)` pixel coordinates (x, y) of the `origin_w × origin_h` frame.
@@ -386,7 +386,7 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    /// `SpatioTemporalResBlock` (§3.6).
+    /// `SpatioTemporalResBlock` (docs/reference/svd-architecture.md §3.6).
     fn resnet(&mut self, p: &str, x: &Tensor, eps: f32) -> Result<Act> {
         let (w, e, f) = (&self.u.weights, Some(&*self.emb_act), self.shape.frames);
         let s = resnet::resnet2d(&mut self.b, w, &format!("{p}.spatial_res_block"), x, eps, e)?;
@@ -465,7 +465,7 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    /// `BasicTransformerBlock` (§3.9) on `(B·F·S, C)` tokens, in place.
+    /// `BasicTransformerBlock` (docs/reference/svd-architecture.md §3.9) on `(B·F·S, C)` tokens, in place.
     fn spatial_block(&mut self, p: &str, x: &Tensor, heads: usize, s: usize) -> Result<()> {
         let u = self.u;
         let bf = self.shape.batch * self.shape.frames;
@@ -487,8 +487,8 @@ impl Ctx<'_, '_> {
         self.feed_forward(x, &format!("{p}.norm3"), &format!("{p}.ff"))
     }
 
-    /// `TemporalBasicTransformerBlock` (§3.10) on `(B, S, F, C)` sequences, in place, with the trajectory
-    /// branch when trajectories are bound.
+    /// `TemporalBasicTransformerBlock` (docs/reference/svd-architecture.md §3.10) on `(B, S, F, C)`
+    /// sequences, in place, with the trajectory branch when trajectories are bound.
     fn temporal_block(&mut self, p: &str, x: &Tensor, heads: usize, hw: (usize, usize)) -> Result<()> {
         let u = self.u;
         let UNetShape { batch: b, frames: f, .. } = self.shape;
@@ -580,7 +580,7 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    /// `TransformerSpatioTemporalModel` (§3.11) on `(B·F, C, h, w)`.
+    /// `TransformerSpatioTemporalModel` (docs/reference/svd-architecture.md §3.11) on `(B·F, C, h, w)`.
     fn transformer(&mut self, p: &str, x: &Tensor, heads: usize, layers: usize) -> Result<Act> {
         let u = self.u;
         let UNetShape { batch: b, frames: f, .. } = self.shape;

@@ -1,6 +1,6 @@
 //! The UNet input/output files of `examples/unet_forward.rs` and the reference fixtures (tests/fixtures/unet/).
 //!
-//! Inputs (safetensors): `sample` [B, F, C, h, w] f32, `timestep` [B] f32 (c_noise), `encoder_hidden_states`
+//! Inputs (safetensors): `sample` [B, F, C, h, w] f32, `timestep` `[B]` f32 (c_noise), `encoder_hidden_states`
 //! [B, 1, D] f32, `added_time_ids` [B, 3] f32; optionally `trajectories` [F, N, 2] f32 (pixels of the origin
 //! frame, x then y), `visibility` [F, N] u8 (1 = visible) and `trajectory_indices.<k>` i64 (the sampled subset
 //! of the k-th trajectory call in execution order). Metadata (strings): `origin_width`, `origin_height`,

@@ -1,9 +1,9 @@
 //! Expected parameter names and shapes of `UNetSpatioTemporalConditionModel`, in PyTorch registration
 //! order (`named_parameters()` / `state_dict()`), computed from any valid [`UNetConfig`].
 //!
-//! For the SVD configuration this reproduces `spec/data/unet_state_dict.tsv` exactly (1,508 keys with the
-//! trajectory branch, 1,428 without). The trajectory keys, filtered in this order, are the order of the
-//! official `trajattn_temp.pth` (trajectory-attention.md §3).
+//! For the SVD configuration this reproduces `tests/fixtures/spec/unet_state_dict.tsv` exactly (1,508 keys
+//! with the trajectory branch, 1,428 without). The trajectory keys, filtered in this order, are the order of
+//! the official `trajattn_temp.pth` (docs/reference/trajectory-attention.md §3).
 
 use super::config::{DownBlockKind, UNetConfig, UpBlockKind};
 

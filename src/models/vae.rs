@@ -1,6 +1,7 @@
 //! `AutoencoderKLTemporalDecoder` (diffusers 0.27.0): the 2-D encoder (posterior mean) and the temporal
-//! decoder, from any [`VaeConfig`] (svd-architecture.md §5). Module names mirror diffusers' `vae.py`,
-//! `unet_2d_blocks.py` (`DownEncoderBlock2D`, `UNetMidBlock2D`) and `autoencoder_kl_temporal_decoder.py`.
+//! decoder, from any [`VaeConfig`] (docs/reference/svd-architecture.md §5). Module names mirror diffusers'
+//! `vae.py`, `unet_2d_blocks.py` (`DownEncoderBlock2D`, `UNetMidBlock2D`) and
+//! `autoencoder_kl_temporal_decoder.py`.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -68,8 +69,9 @@ impl Vae {
         let cfg = VaeConfig::from_file(&dir.join("config.json"))?;
         let full = dir.join("diffusion_pytorch_model.safetensors");
         let half = dir.join("diffusion_pytorch_model.fp16.safetensors");
-        // The reference loads the `fp16` variant of the VAE and the image encoder (svd-architecture.md §0, §7.1):
-        // prefer it, so that even an f32 run uses the same (fp16-rounded) weights.
+        // The reference loads the `fp16` variant of the VAE and the image encoder
+        // (docs/reference/svd-architecture.md §0, §7.1): prefer it, so that even an f32 run uses the same
+        // (fp16-rounded) weights.
         let path = if half.exists() { half } else { full };
         let file = SafetensorsFile::open(&path)?;
         let mut weights = Weights::new();

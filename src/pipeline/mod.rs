@@ -1,5 +1,5 @@
 //! Image (+ trajectories) → latents → frames: `StableVideoDiffusionPipeline.__call__` of diffusers 0.27.0 as
-//! the official code runs it (spec svd-pipeline.md), on our UNet, VAE and CLIP.
+//! the official code runs it (docs/reference/pipeline.md), on our UNet, VAE and CLIP.
 //!
 //! Random draws come from the reference stream in the reference's order: the noise-augmentation noise, the
 //! initial latents, then per step the trajectory subsets (one `randperm` per trajectory layer, execution order)
@@ -93,7 +93,7 @@ pub struct GenerateOptions {
     /// Draw the Euler step's unused noise from the stream, as the reference does when run on the CPU (changes
     /// the trajectory subsets of later steps; the GPU reference draws it elsewhere).
     pub cpu_reference_stream: bool,
-    /// NVS-solver guidance before every step (trajectory-sources.md §8); `None`: the plain sampler.
+    /// NVS-solver guidance before every step (docs/reference/nvs-guidance.md §1); `None`: the plain sampler.
     pub nvs: Option<nvs_guidance::NvsConditioning>,
     /// Keep the latents after each step's guidance and after each step in [`Generated::trace`].
     pub trace: bool,
@@ -259,8 +259,8 @@ pub fn to_uint8(decoded: &[f32], frames: usize, h: usize, w: usize) -> Vec<u8> {
     out
 }
 
-/// The CLIP input of svd-pipeline.md §3 from `image [3, H, W]` in [0, 1]: `2x − 1`, antialiased resize to
-/// `size × size`, `(x + 1)/2`, CLIP normalisation.
+/// The CLIP input of docs/reference/pipeline.md §3 from `image [3, H, W]` in [0, 1]: `2x − 1`, antialiased
+/// resize to `size × size`, `(x + 1)/2`, CLIP normalisation.
 pub fn clip_pixels(image: &[f32], h: usize, w: usize, size: usize) -> Vec<f32> {
     const MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
     // The preprocessor config's values as written (f32 rounds the last digit).

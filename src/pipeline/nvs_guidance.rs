@@ -1,4 +1,4 @@
-//! NVS-solver guidance (spec trajectory-sources.md §8, the official `--use_nvs_solver` path): before each
+//! NVS-solver guidance (docs/reference/nvs-guidance.md §1, the official `--use_nvs_solver` path): before each
 //! ordinary denoising step, the predicted clean latents of four overlapping crops are pulled towards the VAE
 //! latents of the depth-warped frames, on the cells those frames cover.
 //!
@@ -292,8 +292,8 @@ impl<'a> Guide<'a> {
         crops(self.h, self.w).iter().map(|c| self.frames * self.lc * (c.r1 - c.r0) * (c.c1 - c.c0)).collect()
     }
 
-    /// The guidance pass of step `i` (§8.3): returns the stitched update `g` `(F, lc, h, w)`, rounded to f16
-    /// as the reference subtracts it.
+    /// The guidance pass of step `i` (docs/reference/nvs-guidance.md §4): returns the stitched update
+    /// `g` `(F, lc, h, w)`, rounded to f16 as the reference subtracts it.
     pub fn pass(&mut self, gpu: &Gpu, sched: &Schedule, i: usize, latents: &[f32]) -> Result<Vec<f32>> {
         let (f, lc, h, w) = (self.frames, self.lc, self.h, self.w);
         let sigma = sched.sigmas[i];
@@ -303,7 +303,7 @@ impl<'a> Guide<'a> {
         for crop in crops(h, w).into_iter().filter(|c| c.contributes) {
             let x = self.cut(latents, f * lc, &crop);
             let v = self.predict(gpu, &crop, &x, pre.c_noise, q.sqrt())?;
-            // x̂0 − Cnd with x̂0 = fp(v·c_out) + x/(σ² + 1) (svd-pipeline.md §7.5).
+            // x̂0 − Cnd with x̂0 = fp(v·c_out) + x/(σ² + 1) (docs/reference/pipeline.md §7.5).
             let target = self.cut(&self.targets, f * lc, &crop);
             let diff: Vec<f32> = v
                 .iter()
@@ -371,8 +371,9 @@ impl<'a> Guide<'a> {
         Ok(graph.output().to_f32(gpu)?)
     }
 
-    /// `T ⊙ diff` (§8.3 c–d): frame 0 whole; frame τ keeps, on valid pixels, the entries whose error is within
-    /// the smallest `⌊w·(L − nz)⌋ + nz` of `|diff·m|` (`w` = the clamped λ, `L` entries, `nz` invalid PIXELS).
+    /// `T ⊙ diff` (docs/reference/nvs-guidance.md §4.3–§4.4): frame 0 whole; frame τ keeps, on valid pixels,
+    /// the entries whose error is within the smallest `⌊w·(L − nz)⌋ + nz` of `|diff·m|` (`w` = the clamped λ,
+    /// `L` entries, `nz` invalid PIXELS).
     fn top_masked(&self, i: usize, crop: &Crop, mut diff: Vec<f32>) -> Vec<f32> {
         let (ch, cw) = (crop.r1 - crop.r0, crop.c1 - crop.c0);
         let (px, n) = (ch * cw, self.lc * ch * cw);

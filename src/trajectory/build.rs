@@ -1,6 +1,7 @@
-//! Trajectories that the released code does not make but the paper shows (spec trajectory-sources.md §10):
-//! drags, masks, sparse subsets and synthetic optical flow, each encoded for the same attention.
-//! These encodings are our design choices; every one writes the official tracks form `(1, F, N, 2)` + `(1, F, N)`.
+//! Trajectories that the released code does not make but the paper shows
+//! (docs/reference/trajectory-sources.md §10): drags, masks, sparse subsets and synthetic optical flow, each
+//! encoded for the same attention. These encodings are our design choices; every one writes the official
+//! tracks form `(1, F, N, 2)` + `(1, F, N)`.
 //!
 //! Drag file (JSON), positions in pixels of a `width × height` frame:
 //! ```json

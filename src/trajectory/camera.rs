@@ -1,6 +1,6 @@
-//! Camera-path trajectories from one image's depth map, as the official `cameractrl` does it (spec
-//! trajectory-sources.md §4): a look-at camera path, pinhole intrinsics, depth from relative inverse depth,
-//! per-pixel projection into every frame, and the reference's coarse z-buffer visibility test.
+//! Camera-path trajectories from one image's depth map, as the official `cameractrl` does it
+//! (docs/reference/trajectory-sources.md §4): a look-at camera path, pinhole intrinsics, depth from relative
+//! inverse depth, per-pixel projection into every frame, and the reference's coarse z-buffer visibility test.
 
 use thiserror::Error;
 
@@ -65,7 +65,7 @@ impl CameraPath {
         CameraPath { mode, degrees_per_frame, frames: 25, major_radius: 200.0, minor_radius: 200.0 }
     }
 
-    /// Camera centres `c_i` (spec §4.2).
+    /// Camera centres `c_i` (docs/reference/trajectory-sources.md §4.2).
     pub fn centers(&self) -> Vec<[f64; 3]> {
         let (big, r) = (self.major_radius, self.minor_radius);
         (0..self.frames)
@@ -266,8 +266,8 @@ pub fn trajectories_for_transforms(
     trajectories_per_frame_depth(&[inv_depth], w, h, ts, k)
 }
 
-/// Video mode (spec §4.1): frame t's pixels, at frame t's depth, seen by camera t. `inv_depths` holds one map
-/// per frame, or a single map used for every frame (image mode).
+/// Video mode (docs/reference/trajectory-sources.md §4.1): frame t's pixels, at frame t's depth, seen by
+/// camera t. `inv_depths` holds one map per frame, or a single map used for every frame (image mode).
 pub fn trajectories_per_frame_depth(
     inv_depths: &[&[f32]],
     w: usize,
@@ -344,8 +344,9 @@ pub fn project_frame(
     }
 }
 
-/// The reference's coarse z-buffer (spec §4.6): `d` = camera-0 depth (f32), `zt` = depth in frame t,
-/// `pos` = landing positions. Marks `valid` false where a landing cell is covered by something > 0.6 nearer.
+/// The reference's coarse z-buffer (docs/reference/trajectory-sources.md §4.6): `d` = camera-0 depth (f32),
+/// `zt` = depth in frame t, `pos` = landing positions. Marks `valid` false where a landing cell is covered by
+/// something > 0.6 nearer.
 fn occlusion(valid: &mut [bool], d: &[f32], zt: &[f64], pos: &[[f64; 2]], w: usize, h: usize) {
     let cell = |p: [f64; 2]| (p[0].trunc() as i64, p[1].trunc() as i64);
     let inside = |(x, y): (i64, i64)| x >= 0 && y >= 0 && x < w as i64 && y < h as i64;

@@ -1,4 +1,5 @@
-//! The official trajectory folder: `trans_coordinates.npy` + `trans_valid.npy` (spec trajectory-sources.md §2).
+//! The official trajectory folder: `trans_coordinates.npy` + `trans_valid.npy`
+//! (docs/reference/trajectory-sources.md §2).
 
 use super::camera::GridTrajectories;
 use super::npy::{self, NpyData, NpyError};

@@ -1,5 +1,6 @@
 //! Video camera control: adding the camera motion to a video's point tracks (the official
-//! `merge_trajectory.py`, spec trajectory-sources.md §7), faithfully or with its mask quirk corrected.
+//! `merge_trajectory.py`, docs/reference/trajectory-sources.md §7), faithfully or with its mask quirk
+//! corrected.
 
 use super::camera::GridTrajectories;
 use super::folder::Trajectories;

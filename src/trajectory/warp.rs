@@ -1,6 +1,6 @@
-//! Warped frames and hole masks of the camera path (spec trajectory-sources.md §4.7), the NVS-solver inputs:
-//! forward bilinear splatting of the first frame along the camera motion, depth-weighted, then the holes
-//! dilated by a 5×5 box.
+//! Warped frames and hole masks of the camera path (docs/reference/trajectory-sources.md §4.7), the
+//! NVS-solver inputs: forward bilinear splatting of the first frame along the camera motion, depth-weighted,
+//! then the holes dilated by a 5×5 box.
 
 use super::camera::{depth_from_inverse, project_frame, Intrinsics, Mat4, BEHIND};
 use image::{Rgb, RgbImage};
@@ -15,7 +15,7 @@ pub struct Warped {
     pub flow: Vec<f64>,
 }
 
-/// Splats `img` (the first frame) along `pos` with depths `zt` (spec §4.7).
+/// Splats `img` (the first frame) along `pos` with depths `zt` (docs/reference/trajectory-sources.md §4.7).
 pub fn forward_warp(img: &RgbImage, pos: &[[f64; 2]], zt: &[f64]) -> Warped {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (pw, ph) = (w + 2, h + 2);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerates tests/fixtures/camera/: camera-path trajectories (four modes) and a merge, computed with NumPy
-directly from the spec (trajectory-sources.md §4.2–§4.6, §4.8 and §7), as an independent port of the official
-`utils/cameractrl_.py` and `merge_trajectory.py` (which are not on PyPI).
+directly from the reference facts (docs/reference/trajectory-sources.md §4.2–§4.6, §4.8 and §7), as an
+independent port of the official `utils/cameractrl_.py` and `merge_trajectory.py` (which are not on PyPI).
 
 Requirements: numpy (1.26.4 in the reference set; any recent version gives the same results here).
 Run from the repository root:  python3 tests/reference/camera_fixtures.py
@@ -74,7 +74,7 @@ def trajectories(invd, mode, deg):
         depth = q[..., 2]
         c[depth < 0] = 100000.0
         v = depth > 0
-        # Coarse z-buffer, spec §4.6.
+        # Coarse z-buffer, docs/reference/trajectory-sources.md §4.6.
         Znew = np.full((H, W), 10086.0)
         for hh in range(1, H):
             for ww in range(1, W):

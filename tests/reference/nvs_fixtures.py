@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""NVS-solver guidance fixture (spec trajectory-sources.md §8), produced by the OFFICIAL code path.
+"""NVS-solver guidance fixture (docs/reference/nvs-guidance.md §1), produced by the OFFICIAL code path.
 
 Runs `My_SVD.__call__` of the official TrajectoryAttention repository (models/my_svd_pipeline_clean.py) with its
 `use_nvs_solver=True` scheduler (utils/nvs_solver_schedule.py) and its λ search (utils/nvs_solver_utils.py) on a

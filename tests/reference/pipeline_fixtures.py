@@ -61,7 +61,7 @@ TRAJ_WEIGHT_SEED = 7007
 TRAJ_INPUT_SEED = 8008
 N_TRAJ = 1024
 
-# svd-architecture.md §2.5, verbatim values
+# docs/reference/svd-architecture.md §2.5, verbatim values
 SCHEDULER_CONFIG = {
     "_class_name": "EulerDiscreteScheduler", "_diffusers_version": "0.24.0.dev0",
     "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
@@ -69,7 +69,7 @@ SCHEDULER_CONFIG = {
     "set_alpha_to_one": False, "sigma_max": 700.0, "sigma_min": 0.002, "skip_prk_steps": True, "steps_offset": 1,
     "timestep_spacing": "leading", "timestep_type": "continuous", "trained_betas": None, "use_karras_sigmas": True,
 }
-# svd-architecture.md §2.4 (SVD's preprocessor_config.json)
+# docs/reference/svd-architecture.md §2.4 (SVD's preprocessor_config.json)
 FEATURE_EXTRACTOR_CONFIG = {
     "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_convert_rgb": True, "do_normalize": True,
     "do_rescale": True, "do_resize": True, "feature_extractor_type": "CLIPFeatureExtractor",
@@ -589,8 +589,8 @@ def pipeline_checks(res, t):
 
 
 def check_loop(t):
-    """Re-runs the denoising loop's arithmetic (svd-pipeline.md §7.4, §7.5, §9, §10) from the stored tensors with
-    plain float32 torch ops; every step must match the pipeline bit for bit."""
+    """Re-runs the denoising loop's arithmetic (docs/reference/pipeline.md §7.4, §7.5, §9, §10) from the stored
+    tensors with plain float32 torch ops; every step must match the pipeline bit for bit."""
     f = PIPE_ARGS["num_frames"]
     sig = t["sigmas"]
     g = t["guidance_scale"].view(1, f, 1, 1, 1)
@@ -708,7 +708,8 @@ def case_svd_traj(svd_t=None):
     torch.randn(t["initial_noise"].shape, generator=g)
     for i, c in enumerate(calls):
         assert torch.equal(torch.randperm(N_TRAJ, generator=g)[:c[4]], c[1]), i
-    # the branch with zero output projections must give svd's result exactly (trajectory-attention.md §3)
+    # the branch with zero output projections must give svd's result exactly
+    # (docs/reference/trajectory-attention.md §3)
     with tempfile.TemporaryDirectory() as tmp:
         zero = [torch.zeros_like(v) if ".to_out." in k else v for (k, _), v in zip(tparams, vals)]
         torch.save(zero, pathlib.Path(tmp) / "zero.pth")

@@ -3,8 +3,8 @@
 
 Each case builds a small diffusers 0.27.0 `UNetSpatioTemporalConditionModel` (real module layout, float32, seeded
 random weights), adds the trajectory-attention branch the way the official TrajectoryAttention code does
-(spec: trajectory-attention.md §2, §3, §5; re-implemented here from the spec, no code copied), runs one forward
-without and one with the branch (CFG-style batch B = 2) and writes weights, inputs and outputs.
+(docs/reference/trajectory-attention.md §2, §3, §5; re-implemented here from those facts, no code copied), runs
+one forward without and one with the branch (CFG-style batch B = 2) and writes weights, inputs and outputs.
 
 Requirements: tests/reference/requirements.txt (torch 2.1.0, diffusers 0.27.0, ...). Run from anywhere:
     python tests/reference/unet_fixtures.py
@@ -57,7 +57,7 @@ CASES = {
         latent=(6, 10), origin=(80, 48), grouping="per_trajectory", n_traj=200, seed=2002, sigma=10.0,
         debug=["time_embedding", "add_embedding", "conv_in", "down_blocks.0.attentions.0", "down_blocks.0",
                "down_blocks.1", "mid_block", "up_blocks.0"]),
-    "c": dict(  # pairs with N < M_req at the finest level (spec §7.7): M = N = 160, L = N*F/(h*w) = 5
+    "c": dict(  # pairs with N < M_req at the finest level (docs/reference/trajectory-attention.md §7.7): M = N = 160, L = N*F/(h*w) = 5
         config=dict(SMALL, block_out_channels=[32, 32], num_attention_heads=[2, 4], layers_per_block=1,
                     num_frames=3, sample_size=8,
                     down_block_types=[CROSS_DOWN, DOWN], up_block_types=[UP, CROSS_UP]),
@@ -68,7 +68,7 @@ B = 2
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Trajectory attention (spec trajectory-attention.md §5), our own implementation
+# Trajectory attention (docs/reference/trajectory-attention.md §5), our own implementation
 # ----------------------------------------------------------------------------------------------------------------
 def trajectory_attention(attn, n, height, width, trajectory, visibility, origin_wh, idx, grouping):
     """n: (B*S, F, C) normalised temporal sequences, row b*S + y*w + x. Returns (B*S, F, C)."""
@@ -163,7 +163,8 @@ def _transformer_pre_hook(module, args, kwargs):
 
 
 def add_trajectory_branch(unet):
-    """Registers `attn_trajectory` right after `attn1` in every temporal block (spec §2, svd-architecture §3.10)."""
+    """Registers `attn_trajectory` right after `attn1` in every temporal block
+    (docs/reference/trajectory-attention.md §2, docs/reference/svd-architecture.md §3.10)."""
     for mod in unet.modules():
         if isinstance(mod, TransformerSpatioTemporalModel):
             mod.register_forward_pre_hook(_transformer_pre_hook, with_kwargs=True)
@@ -373,7 +374,8 @@ def run_case(name, case):
         CONTROL["use_traj"] = True
         out_traj = unet(sample, t0, ehs, ati, return_dict=False)[0]
         calls = list(state.calls)
-        # check: zero output projection of the branch reproduces the plain UNet exactly (spec §3)
+        # check: zero output projection of the branch reproduces the plain UNet exactly
+        # (docs/reference/trajectory-attention.md §3)
         saved = [(p, p.detach().clone()) for k, p in tparams if ".to_out." in k]
         for p, _ in saved:
             p.zero_()

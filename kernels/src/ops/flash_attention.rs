@@ -157,8 +157,8 @@ impl Fa2Tiles {
     pub fn bytes(&self) -> u32 {
         16 * (self.qs_n() + self.kv_n() + self.ps_n())
     }
-    /// Keys per unrolled step of the P V loop: the largest divisor of `bkv` with at most [`FA2_UNROLL`] vec4
-    /// FMA groups of 4 per step.
+    /// Keys per unrolled step of the P V loop: the largest divisor of `bkv` with at most `FA2_UNROLL` groups of
+    /// four vec4 FMAs per step.
     pub fn uj(&self) -> u32 {
         divisor_at_most(self.bkv, (FA2_UNROLL / self.nu).max(1))
     }

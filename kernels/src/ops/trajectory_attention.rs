@@ -1,6 +1,7 @@
-//! Trajectory attention (spec trajectory-attention.md): input checks and the float64 references — a literal
-//! port of the released processor (§5) and the efficient formulation of §8 (dense projections, gathered rows,
-//! head outputs averaged onto the grid before the output projection). The GPU kernels are checked against these.
+//! Trajectory attention (docs/reference/trajectory-attention.md): input checks and the float64 references — a
+//! literal port of the released processor (§5) and the efficient formulation of §8 (dense projections,
+//! gathered rows, head outputs averaged onto the grid before the output projection). The GPU kernels are
+//! checked against these.
 
 use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
@@ -68,12 +69,14 @@ pub struct Weights<'a> {
 
 const OP: &str = "trajectory attention";
 
-/// Trajectories sampled per call: `8·⌊h·w/4⌋`, or all `n` if fewer (spec §5.2).
+/// Trajectories sampled per call: `8·⌊h·w/4⌋`, or all `n` if fewer
+/// (docs/reference/trajectory-attention.md §5.2).
 pub fn samples_per_call(n: usize, h: usize, w: usize) -> usize {
     (8 * (h * w / 4)).min(n)
 }
 
-/// Checks a call; returns the sequence length `L`. Errors say what is required (spec §7.7, §11).
+/// Checks a call; returns the sequence length `L`. Errors say what is required
+/// (docs/reference/trajectory-attention.md §7.7, docs/reference/trajectory-sources.md §11).
 pub fn check(call: &Call) -> Result<usize> {
     let Call { b, h, w, f, c, .. } = *call;
     if call.hidden.len() != b * h * w * f * c {
@@ -132,7 +135,8 @@ pub fn check_tables(call: &Call) -> Result<usize> {
 }
 
 /// Attention sequence length `L` of a call sampling `m` trajectories over `f` frames at latent `h × w`; in the
-/// paired grouping an error where the reference would fail (spec §7.7), saying what would work.
+/// paired grouping an error where the reference would fail (docs/reference/trajectory-attention.md §7.7),
+/// saying what would work.
 pub fn sequence_length(grouping: Grouping, m: usize, f: usize, h: usize, w: usize) -> Result<usize> {
     let s = h * w;
     match grouping {
@@ -217,8 +221,8 @@ pub mod reference {
         (cell, valid)
     }
 
-    /// The released processor, step by step (spec §5): gather, project, attend, out-project, scatter-mean.
-    /// Returns `(B·S, F, C)`.
+    /// The released processor, step by step (docs/reference/trajectory-attention.md §5): gather, project,
+    /// attend, out-project, scatter-mean. Returns `(B·S, F, C)`.
     pub fn literal(call: &Call, wts: &Weights) -> Result<Vec<f64>> {
         let l = check(call)?;
         let Call { b, h, w, f, c, .. } = *call;
@@ -281,9 +285,10 @@ pub mod reference {
         Ok(out)
     }
 
-    /// The efficient formulation (spec §8): dense Q/K/V of every grid token, rows gathered per sample (zero if
-    /// invisible), head outputs averaged onto the grid through a per-cell list of hits in increasing sample order,
-    /// then one output projection per reached cell. Equal to [`literal`] in exact arithmetic.
+    /// The efficient formulation (docs/reference/trajectory-attention.md §8): dense Q/K/V of every grid
+    /// token, rows gathered per sample (zero if invisible), head outputs averaged onto the grid through a
+    /// per-cell list of hits in increasing sample order, then one output projection per reached cell. Equal
+    /// to [`literal`] in exact arithmetic.
     pub fn efficient(call: &Call, wts: &Weights) -> Result<Vec<f64>> {
         let l = check(call)?;
         let Call { b, h, w, f, c, .. } = *call;
@@ -943,9 +948,10 @@ pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) ->
     Ok(Prepared { recording: rec.finish(), out, keep })
 }
 
-/// The literal formulation on the GPU (spec §5, for comparison): gather the sampled tokens (zeros where
-/// invisible), project them, attend, project out (bias included), scatter-mean onto the grid (0 where unreached).
-/// Binds its operands whole (a comparison path: fails with a clear error where one exceeds the binding limit).
+/// The literal formulation on the GPU (docs/reference/trajectory-attention.md §5, for comparison): gather the
+/// sampled tokens (zeros where invisible), project them, attend, project out (bias included), scatter-mean
+/// onto the grid (0 where unreached). Binds its operands whole (a comparison path: fails with a clear error
+/// where one exceeds the binding limit).
 pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Prepared> {
     let t = tables(call)?;
     let Call { b, h, w, f, c, heads, .. } = *call;
@@ -966,7 +972,7 @@ pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> R
     let pipe = |entry| gpu.pipelines().get(&gpu.device, &TRAJECTORY_ATTENTION, entry, dtype, &[]);
     let base = base_params(&g, d);
     let rows_g = b * m * f;
-    // Gather (§5.4).
+    // Gather (docs/reference/trajectory-attention.md §5.4).
     let (hw, tw, gw) = (hidden.whole(gpu)?, table.whole(gpu)?, gathered.whole(gpu)?);
     let prm = Params {
         n_rows: rows_g as u32,
@@ -984,8 +990,9 @@ pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> R
         vec![(1, hw), (2, tw), (3, gw)],
         grp,
     )?;
-    // Projections of the gathered tokens (§5.5), attention over the same sequences (§5.6): an identity table,
-    // all heads in one dispatch (grid z), Q/K/V the column blocks of the fused rows.
+    // Projections of the gathered tokens (docs/reference/trajectory-attention.md §5.5), attention over the
+    // same sequences (§5.6): an identity table, all heads in one dispatch (grid z), Q/K/V the column blocks
+    // of the fused rows.
     matmul::record(&mut rec, &gathered, &wqkv, WLayout::NK, None, Epilogue::None, &qkv, None)?;
     let n_seq = rows_g / t.seq_len;
     let (qw, iw, aw) = (qkv.whole(gpu)?, ident.whole(gpu)?, att.whole(gpu)?);
@@ -1008,7 +1015,8 @@ pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> R
         vec![(1, qw.clone()), (2, iw), (3, aw), (9, qw.clone()), (10, qw)],
         groups,
     )?;
-    // Output projection of every token, bias included (§5.7), then the scatter-mean (§5.8).
+    // Output projection of every token, bias included (docs/reference/trajectory-attention.md §5.7), then
+    // the scatter-mean (§5.8).
     matmul::record(&mut rec, &att, &wo, WLayout::NK, Some(&bo), Epilogue::None, &o, None)?;
     let rows = b * s * f;
     let (ow_, ofw, hiw, outw) = (o.whole(gpu)?, offsets.whole(gpu)?, hits.whole(gpu)?, out.whole(gpu)?);
