@@ -42,7 +42,7 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             let gn = bn + nn;
             let gk = k0 + kk;
             var v = 0.0;
-            if (gn < p.n && gk < p.k) { v = f32(w[wb + gn * p.w_sn + gk * p.w_sk]); }
+            if (gn < p.n && gk < p.k) { v = f32(w[wb + src_col(gn) * p.w_sn + gk * p.w_sk]); }
             put_b(nn, kk, v);
         }
         workgroupBarrier();

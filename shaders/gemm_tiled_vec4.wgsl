@@ -40,7 +40,7 @@ fn gemm_tiled_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
             let gn = bn + nn;
             let gk = k0 + kk;
             var v = vec4<f32>(0.0);
-            if (gn < p.n && gk < p.k) { v = vec4<f32>(w[wb + gn * ldw4 + gk / 4u]); }
+            if (gn < p.n && gk < p.k) { v = vec4<f32>(w[wb + src_col(gn) * ldw4 + gk / 4u]); }
             put_b(nn, kk, v.x);
             put_b(nn, kk + 1u, v.y);
             put_b(nn, kk + 2u, v.z);

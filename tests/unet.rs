@@ -11,6 +11,7 @@ use safetensors::SafeTensors;
 use trajattn::models::unet::{GraphOptions, UNet, UNetGraph, UNetShape};
 use trajattn::models::unet_io::{tensor_f32, UNetInputs};
 use trajattn_kernels::ops::trajectory_attention::{samples_per_call, sequence_length, Geometry};
+use trajattn_kernels::select::KernelSet;
 use trajattn_kernels::{DType, Gpu, GpuOptions};
 
 fn case_dir(case: &str) -> PathBuf {
@@ -52,7 +53,10 @@ fn run(gpu: &Gpu, case: &str, dtype: DType, with_traj: bool) -> (Vec<f32>, Case)
 }
 
 fn check(case: &str) {
-    let gpu = Gpu::shared().unwrap();
+    check_on(&Gpu::shared().unwrap(), case);
+}
+
+fn check_on(gpu: &Gpu, case: &str) {
     let mut dtypes = vec![DType::F32];
     if gpu.caps.shader_f16 {
         dtypes.push(DType::F16);
@@ -61,7 +65,7 @@ fn check(case: &str) {
         // f32: accumulation-order differences only (≤ 1e-4). f16 storage of every activation and weight: ≤ 1e-2.
         let tol = if dtype == DType::F32 { 1e-4 } else { 1e-2 };
         for with_traj in [false, true] {
-            let (ours, c) = run(&gpu, case, dtype, with_traj);
+            let (ours, c) = run(gpu, case, dtype, with_traj);
             let want = reference(&c, if with_traj { "out_traj" } else { "out_plain" });
             let e = rel(&ours, &want);
             eprintln!("case {case} {dtype} trajectory {with_traj}: relative error {e:.3e}");
@@ -83,6 +87,29 @@ fn unet_case_b_matches_diffusers() {
 #[test]
 fn unet_case_c_matches_diffusers() {
     check("c");
+}
+
+#[test]
+fn unet_case_a_on_the_gpu_tier_matches_diffusers() {
+    // The kernels every real GPU runs (tiled GEMM with the fused GEGLU, FlashAttention-2, the workgroup
+    // temporal and gathered trajectory attention, workgroup norms), forced on this adapter.
+    let gpu = Gpu::new(&GpuOptions { kernels: Some(KernelSet::Gpu), ..Default::default() }).unwrap();
+    check_on(&gpu, "a");
+    let p = gpu.pipelines();
+    let keys = p.keys();
+    for (s, e) in [
+        ("gemm_tiled_vec4", "gemm_tiled_vec4"),
+        ("flash_attention_fa2", "attn_fa2"),
+        ("temporal_attention_gpu", "temporal_gpu"),
+        ("trajectory_attention_gpu", "traj_attend_gpu"),
+    ] {
+        assert!(p.used(s, e), "{s}::{e} did not run on the GPU tier: {keys:?}");
+    }
+    for (s, e) in
+        [("elementwise", "geglu"), ("matmul_sg8", "matmul_sg8"), ("flash_attention_sg8", "attn_sg8")]
+    {
+        assert!(!p.used(s, e), "{s}::{e} ran on the GPU tier: {keys:?}");
+    }
 }
 
 #[test]

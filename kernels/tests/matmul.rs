@@ -234,7 +234,10 @@ fn check_gemm(
     };
     let (xo, xld, xsb, xlen) = strided(&c, c.m, c.k, false, 0);
     let (wo, wld, wsb, wlen) = strided(&c, wr, wc, c.shared_w, 4);
-    let (yo, yld, ysb, ylen) = strided(&c, c.m, c.n, false, 8);
+    // GEGLU writes one column per (value, gate) pair.
+    let geglu = c.act == Epilogue::Geglu;
+    let yn = if geglu { c.n / 2 } else { c.n };
+    let (yo, yld, ysb, ylen) = strided(&c, c.m, yn, false, 8);
     let seed = (c.m * 1000 + c.n * 10 + c.k) as u64;
     let x = input(seed, xlen, d);
     let w = input(seed + 1, wlen, d);
@@ -272,7 +275,8 @@ fn check_gemm(
     let mut inside = vec![false; ylen];
     for bi in 0..c.batch {
         for i in 0..c.m {
-            for j in 0..c.n {
+            let mut row = vec![0.0f64; c.n];
+            for (j, r) in row.iter_mut().enumerate() {
                 let mut s = 0.0f64;
                 for kk in 0..c.k {
                     let xv = x[xo + bi * xsb + i * xld + kk] as f64;
@@ -287,11 +291,16 @@ fn check_gemm(
                     Some(BiasMode::PerRow) => s += b[i] as f64,
                     None => {}
                 }
+                *r = s;
+            }
+            for j in 0..yn {
                 let yi = yo + bi * ysb + i * yld + j;
-                if c.accumulate {
-                    s += y0[yi] as f64;
-                }
-                want[yi] = reference::activate(s, c.act);
+                want[yi] = if geglu {
+                    row[j] * reference::activate(row[yn + j], Epilogue::GeluErf)
+                } else {
+                    let acc = if c.accumulate { y0[yi] as f64 } else { 0.0 };
+                    reference::activate(row[j] + acc, c.act)
+                };
                 inside[yi] = true;
             }
         }
@@ -363,6 +372,98 @@ fn tiled_gemm_every_feature_on_odd_shapes() {
         }
     }
     assert_tiled_only(&gpu, true);
+}
+
+#[test]
+fn tiled_gemm_geglu_epilogue_on_odd_shapes() {
+    // GEGLU pairs column j with column N/2 + j (weight rows and bias entries): scalar and vec4 loads, several
+    // blocks along M and N, the smallest N, a batch with a shared weight; outputs poisoned.
+    let gpu = gpu_tier(None);
+    let nk = WLayout::NK;
+    let col = BiasMode::PerColumn;
+    let g = Epilogue::Geglu;
+    let cases = [
+        Case::new(1, true, (67, 74, 37), nk).bias(col).act(g),
+        Case::new(2, true, (33, 66, 40), nk).bias(col).act(g),
+        Case::new(1, true, (5, 2, 8), nk).act(g),
+        Case::new(1, true, (140, 270, 12), nk).bias(col).act(g),
+        Case::new(2, false, (13, 18, 20), nk).pad(1).act(g),
+    ];
+    for d in common::dtypes(&gpu) {
+        for c in cases {
+            check_gemm(&gpu, d, c, &record_default);
+        }
+    }
+    assert_tiled_only(&gpu, true);
+    // Refused: an odd N, a [K, N] weight, accumulation, and any kernel but the tiled GEMM.
+    let t = Tensor::empty(&gpu, &[64], DType::F32).unwrap();
+    let op = |t| Operand { t, offset: 0, ld: 4, sb: 0 };
+    let gemm = |n, layout, accumulate| Gemm {
+        batch: 1,
+        m: 2,
+        n,
+        k: 4,
+        x: op(&t),
+        w: op(&t),
+        layout,
+        bias: None,
+        act: g,
+        y: op(&t),
+        accumulate,
+    };
+    for (n, layout, acc) in [(3, nk, false), (4, WLayout::KN, false), (4, nk, true)] {
+        let mut rec = Recorder::new(&gpu);
+        assert!(
+            matmul::record_gemm(&mut rec, &gemm(n, layout, acc), None).is_err(),
+            "n {n} {layout:?} {acc}"
+        );
+    }
+    let mut rec = Recorder::new(&gpu);
+    let generic = Tiling { tm: 4, tn: 4, wg_x: 8, wg_y: 8 };
+    assert!(matmul::record_gemm(&mut rec, &gemm(4, nk, false), Some(generic)).is_err());
+}
+
+#[test]
+fn linear_geglu_on_every_tier() {
+    // diffusers' GEGLU projection: fused on the GPU tier, linear + elementwise GEGLU elsewhere; both against
+    // the float64 reference, x [2, 7, 24] → y [2, 7, 19] (2·I = 38).
+    // Devices of their own (the adapter's tier, and the GPU tier forced), so their pipeline caches say what ran.
+    for gpu in [Gpu::new(&GpuOptions::default()).unwrap(), gpu_tier(None)] {
+        let fused = matmul::geglu_fused(&gpu);
+        for d in common::dtypes(&gpu) {
+            let (m, k, n) = (14, 24, 38);
+            let x = input(71, m * k, d);
+            let w = input(72, n * k, d);
+            let b = input(73, n, d);
+            let tx = Tensor::from_f32(&gpu, &x, &[2, 7, k], d).unwrap();
+            let tw = Tensor::from_f32(&gpu, &w, &[n, k], d).unwrap();
+            let tb = Tensor::from_f32(&gpu, &b, &[n], d).unwrap();
+            let ty = Tensor::empty(&gpu, &[2, 7, n / 2], d).unwrap();
+            ty.poison(&gpu);
+            let h = Tensor::empty(&gpu, &[2, 7, n], d).unwrap();
+            let mut rec = Recorder::new(&gpu);
+            let scratch = if fused { None } else { Some(&h) };
+            matmul::record_linear_geglu(&mut rec, &tx, &tw, Some(&tb), &ty, scratch).unwrap();
+            rec.run().unwrap();
+            let want = reference::matmul(
+                &to_f64(&x),
+                &to_f64(&w),
+                WLayout::NK,
+                Some(&to_f64(&b)),
+                Epilogue::Geglu,
+                1,
+                1,
+                m,
+                n,
+                k,
+            );
+            // f16 unfused: the projection is rounded to f16 before the GEGLU (as diffusers does) → 2 roundings.
+            let tol = if d == DType::F16 { 6e-3 } else { tol(d) };
+            assert_close(&format!("linear_geglu {d} fused {fused}"), &ty.to_f32(&gpu).unwrap(), &want, tol);
+        }
+        let keys = gpu.pipelines().keys();
+        assert_eq!(gpu.pipelines().used("elementwise", "geglu"), !fused, "{keys:?}");
+    }
 }
 
 #[test]

@@ -111,6 +111,21 @@ fn store_row(m: u32, n0: u32, yi: u32, v: vec4<f32>, accumulate: bool, act: u32)
     if (n0 + 3u < nn) { y[yi + 3u] = T(r.w); }
 }
 
+// GEGLU pairs (act 4): GEMM column n reads weight row (and bias entry) n/2 + (n%2)·N/2, so the columns of a
+// vec4 hold (value, gate, value, gate) of two output columns, and the store writes value · GELU(gate) at output
+// column n/2 (diffusers' GEGLU: the projection's first half times GELU of its second half).
+fn src_col(n: u32) -> u32 {
+    if (p.act == 4u) { return n / 2u + (n % 2u) * (p.n / 2u); }
+    return n;
+}
+
+// Row m of a GEGLU sub-tile: `v` = (value, gate, value, gate) of output columns n0/2 and n0/2 + 1 (N is even).
+fn store_row_geglu(m: u32, n0: u32, yi: u32, v: vec4<f32>) {
+    if (m >= p.m) { return; }
+    y[yi] = T(v.x * gelu_erf(v.y));
+    if (n0 + 2u < p.n) { y[yi + 1u] = T(v.z * gelu_erf(v.w)); }
+}
+
 // Bias, accumulate, activation and the bounds-checked store of sub-tile `t` at (m0, n0). The bias is read
 // once per sub-tile (four columns or four rows), the parameters once.
 fn store_sub(bi: u32, m0: u32, n0: u32, t: Tile) {
@@ -120,6 +135,19 @@ fn store_sub(bi: u32, m0: u32, n0: u32, t: Tile) {
     let ldy = p.ldy;
     var bc = vec4<f32>(0.0);
     var br = vec4<f32>(0.0);
+    if (act == 4u) {
+        if ((flags & 1u) != 0u) {
+            let l = p.n - 1u;
+            bc = vec4<f32>(f32(bias[p.base_b + src_col(n0)]), f32(bias[p.base_b + src_col(min(n0 + 1u, l))]),
+                f32(bias[p.base_b + src_col(min(n0 + 2u, l))]), f32(bias[p.base_b + src_col(min(n0 + 3u, l))]));
+        }
+        let y0 = p.base_y + bi * p.y_sb + m0 * ldy + n0 / 2u;
+        store_row_geglu(m0, n0, y0, t.r0 + bc);
+        store_row_geglu(m0 + 1u, n0, y0 + ldy, t.r1 + bc);
+        store_row_geglu(m0 + 2u, n0, y0 + 2u * ldy, t.r2 + bc);
+        store_row_geglu(m0 + 3u, n0, y0 + 3u * ldy, t.r3 + bc);
+        return;
+    }
     if ((flags & 1u) != 0u) { bc = bias4(n0, p.n); }
     if ((flags & 2u) != 0u) { br = bias4(m0, p.m); }
     let acc_in = (flags & 4u) != 0u;

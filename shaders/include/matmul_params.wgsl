@@ -3,7 +3,7 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    act: u32,        // 0 none, 1 SiLU, 2 GELU (erf), 3 GELU (tanh)
+    act: u32,        // 0 none, 1 SiLU, 2 GELU (erf), 3 GELU (tanh), 4 GEGLU pairs (gemm_tiled only)
     base_x: u32,
     base_w: u32,
     base_b: u32,

@@ -412,15 +412,19 @@ impl Ctx<'_, '_> {
                 u.w(&format!("{norm}.bias"))?,
                 1e-5,
             )?;
-            let g = self.b.linear(
-                &n,
-                u.w(&format!("{ff}.net.0.proj.weight"))?,
-                Some(u.w(&format!("{ff}.net.0.proj.bias"))?),
-                Epilogue::None,
-            )?;
-            drop(n);
-            let a = self.b.geglu(&g)?;
-            drop(g);
+            let (pw, pb) = (u.w(&format!("{ff}.net.0.proj.weight"))?, u.w(&format!("{ff}.net.0.proj.bias"))?);
+            // The GPU tier fuses the GEGLU into the projection's GEMM (the 8·C-wide projection is never written).
+            let a = if self.b.geglu_fused() {
+                let a = self.b.linear_geglu(&n, pw, Some(pb))?;
+                drop(n);
+                a
+            } else {
+                let g = self.b.linear(&n, pw, Some(pb), Epilogue::None)?;
+                drop(n);
+                let a = self.b.geglu(&g)?;
+                drop(g);
+                a
+            };
             self.b.linear_acc(
                 &xs,
                 &a,

@@ -59,6 +59,25 @@ impl<'g> Builder<'g> {
         Ok(y)
     }
 
+    /// Whether [`Builder::linear_geglu`] is available: the GPU tier's tiled GEMM fuses the GEGLU.
+    pub fn geglu_fused(&self) -> bool {
+        matmul::geglu_fused(self.gpu)
+    }
+
+    /// diffusers' GEGLU projection in one GEMM: `a · GELU(g)` where `[a | g] = x · wᵀ + b` (`w [2·I, K]`), so
+    /// the `2·I`-wide projection is never written. Only where [`Builder::geglu_fused`]; elsewhere use
+    /// [`Builder::linear`] then [`Builder::geglu`].
+    pub fn linear_geglu(&mut self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Act> {
+        let mut shape = x.shape().to_vec();
+        if let (Some(l), Some(&n)) = (shape.last_mut(), w.shape().first()) {
+            *l = n / 2;
+        }
+        let y = self.empty(&shape)?;
+        matmul::record_linear_geglu(&mut self.rec, x, w, b, &y, None)?;
+        self.flops += 4.0 * y.numel() as f64 * x.shape().last().copied().unwrap_or(0) as f64;
+        Ok(y)
+    }
+
     /// `y += x · wᵀ + b` (a projection added onto a residual stream in place).
     pub fn linear_acc(&mut self, y: &Tensor, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<()> {
         let (n, k) = (w.shape()[0], w.shape()[1]);

@@ -32,6 +32,10 @@ pub enum Epilogue {
     GeluErf,
     /// Tanh-approximated GELU.
     GeluTanh,
+    /// GEGLU (diffusers' feed-forward): the GEMM's `N` columns are a value half and a gate half, and the output
+    /// (`N/2` wide) is `value · GELU(gate)` (exact GELU). Only the GPU tier's tiled GEMM fuses it
+    /// ([`geglu_fused`]); elsewhere a linear and `elementwise::record_geglu` compute the same.
+    Geglu,
 }
 
 impl Epilogue {
@@ -41,6 +45,7 @@ impl Epilogue {
             Epilogue::Silu => 1,
             Epilogue::GeluErf => 2,
             Epilogue::GeluTanh => 3,
+            Epilogue::Geglu => 4,
         }
     }
 }
@@ -290,6 +295,20 @@ fn record_with(rec: &mut Recorder, g: &Gemm, kernel: Kernel) -> Result<()> {
     if g.accumulate && g.act != Epilogue::None {
         return Err(invalid(OP, "accumulate needs the identity epilogue"));
     }
+    let geglu = g.act == Epilogue::Geglu;
+    if geglu {
+        if !matches!(kernel, Kernel::Tiled(_)) {
+            return Err(invalid(OP, "the GEGLU epilogue needs the GPU tier's tiled GEMM (see geglu_fused)"));
+        }
+        if !g.n.is_multiple_of(2) || g.layout != WLayout::NK {
+            return Err(invalid(OP, format!("GEGLU needs an even N and an [N, K] weight (N = {})", g.n)));
+        }
+        if matches!(g.bias, Some((_, BiasMode::PerRow))) {
+            return Err(invalid(OP, "GEGLU takes a per-column bias only"));
+        }
+    }
+    // Columns of Y: GEGLU writes one per value/gate pair.
+    let yn = if geglu { g.n / 2 } else { g.n };
     if g.m == 0 || g.n == 0 || g.batch == 0 {
         return Ok(());
     }
@@ -302,7 +321,7 @@ fn record_with(rec: &mut Recorder, g: &Gemm, kernel: Kernel) -> Result<()> {
         WLayout::KN => span(g.k, g.w.ld, g.n),
     };
     for (what, o, need) in
-        [("x", &g.x, span(g.m, g.x.ld, g.k)), ("w", &g.w, wspan), ("y", &g.y, span(g.m, g.y.ld, g.n))]
+        [("x", &g.x, span(g.m, g.x.ld, g.k)), ("w", &g.w, wspan), ("y", &g.y, span(g.m, g.y.ld, yn))]
     {
         let end = o.offset + (g.batch - 1) * o.sb + need;
         if end > o.t.numel() {
@@ -386,7 +405,7 @@ fn record_with(rec: &mut Recorder, g: &Gemm, kernel: Kernel) -> Result<()> {
         && g.batch <= maxg
         && g.m <= rows_chunk
         && fits(&g.x, span(g.m, g.x.ld, g.k))
-        && fits(&g.y, span(g.m, g.y.ld, g.n))
+        && fits(&g.y, span(g.m, g.y.ld, yn))
         && fits(&g.w, wspan);
     let batches: Vec<(usize, usize)> =
         if whole { vec![(0, g.batch)] } else { (0..g.batch).map(|b| (b, 1)).collect() };
@@ -407,7 +426,7 @@ fn record_with(rec: &mut Recorder, g: &Gemm, kernel: Kernel) -> Result<()> {
             let yw = g.y.t.window(
                 gpu,
                 g.y.offset + b0 * g.y.sb + r0 * g.y.ld,
-                (nb - 1) * g.y.sb + span(rows, g.y.ld, g.n),
+                (nb - 1) * g.y.sb + span(rows, g.y.ld, yn),
             )?;
             // A per-row bias is indexed by the row inside this chunk: offset its base.
             let base_b =
@@ -527,6 +546,66 @@ pub fn linear(gpu: &Gpu, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, act: Epi
     Ok(y)
 }
 
+/// Whether [`record_linear_geglu`] fuses the GEGLU into the GEMM on this device (the GPU tier's tiled GEMM).
+pub fn geglu_fused(gpu: &Gpu) -> bool {
+    gpu.tier == Tier::Gpu
+}
+
+/// Records diffusers' GEGLU feed-forward input: `y = a · GELU(g)` where `[a | g] = x · wᵀ + bias` (`w [2·I, K]`,
+/// `bias [2·I]`, `x [.., K]` → `y [.., I]`). On the GPU tier one tiled GEMM with the GEGLU epilogue: the
+/// `[.., 2·I]` projection is never written. Elsewhere the projection goes to `scratch` (`[.., 2·I]`, required
+/// there) and `elementwise::record_geglu` halves it.
+pub fn record_linear_geglu(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    scratch: Option<&Tensor>,
+) -> Result<()> {
+    let gpu = rec.gpu();
+    if !geglu_fused(gpu) {
+        let Some(h) = scratch else {
+            return Err(invalid(OP, "GEGLU without the tiled GEMM needs a [.., 2·I] scratch tensor"));
+        };
+        record(rec, x, w, WLayout::NK, bias, Epilogue::None, h, None)?;
+        return crate::ops::elementwise::record_geglu(rec, h, y);
+    }
+    let (xs, ws) = (x.shape(), w.shape());
+    let k = *xs.last().unwrap_or(&0);
+    if ws.len() != 2 || ws[1] != k || !ws[0].is_multiple_of(2) {
+        return Err(shape_err(OP, "GEGLU weight [2·I, K] for input [.., K]", &[2, k], ws));
+    }
+    let n = ws[0];
+    let mut want_y = xs.to_vec();
+    if let Some(l) = want_y.last_mut() {
+        *l = n / 2;
+    }
+    if y.shape() != want_y.as_slice() {
+        return Err(shape_err(OP, "GEGLU output", &want_y, y.shape()));
+    }
+    if let Some(b) = bias {
+        if b.shape() != [n] {
+            return Err(shape_err(OP, "bias", &[n], b.shape()));
+        }
+    }
+    let m = x.numel() / k.max(1);
+    let g = Gemm {
+        batch: 1,
+        m,
+        n,
+        k,
+        x: Operand { t: x, offset: 0, ld: k, sb: 0 },
+        w: Operand { t: w, offset: 0, ld: k, sb: 0 },
+        layout: WLayout::NK,
+        bias: bias.map(|b| (b, BiasMode::PerColumn)),
+        act: Epilogue::Geglu,
+        y: Operand { t: y, offset: 0, ld: n / 2, sb: 0 },
+        accumulate: false,
+    };
+    record_gemm(rec, &g, None)
+}
+
 /// Float64 reference.
 pub mod reference {
     use super::{Epilogue, WLayout};
@@ -537,6 +616,8 @@ pub mod reference {
             Epilogue::None => v,
             Epilogue::Silu => v / (1.0 + (-v).exp()),
             Epilogue::GeluErf => 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2)),
+            // GEGLU pairs columns: applied by `matmul` after the sums.
+            Epilogue::Geglu => v,
             Epilogue::GeluTanh => {
                 let u = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v);
                 0.5 * v * (1.0 + u.tanh())
@@ -570,7 +651,8 @@ pub mod reference {
         r.copysign(x)
     }
 
-    /// `y[b, m, n] = act(Σ_k x[b, m, k] w[b, n, k] + bias[n])`, `wb` = 1 for a shared weight.
+    /// `y[b, m, n] = act(Σ_k x[b, m, k] w[b, n, k] + bias[n])`, `wb` = 1 for a shared weight. With
+    /// [`Epilogue::Geglu`] the result is `[batch, m, n/2]`: `y[.., j] = s[.., j] · GELU(s[.., n/2 + j])`.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         x: &[f64],
@@ -604,6 +686,15 @@ pub mod reference {
                     y[(b * m + i) * n + j] = activate(s, act);
                 }
             }
+        }
+        if act == Epilogue::Geglu {
+            let h = n / 2;
+            return (0..batch * m)
+                .flat_map(|r| {
+                    let row = &y[r * n..(r + 1) * n];
+                    (0..h).map(move |j| row[j] * activate(row[h + j], Epilogue::GeluErf))
+                })
+                .collect();
         }
         y
     }
