@@ -1,0 +1,269 @@
+//! Depth-Anything-V2 preprocessing and post-processing against the official code's outputs
+//! (`tests/fixtures/depth/`, copied from `shared/spec/data/depth_anything_*`, and `vits_small_*` made by
+//! `tests/reference/depth_fixtures.py`): the cubic resize bit for bit against OpenCV 4.5.5, the network input bit
+//! for bit, the bilinear post-processing against torch 2.1.0.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use safetensors::SafeTensors;
+use serde_json::Value;
+use trajattn::depth::preprocess::{prepare, resize_cubic, target_size, upsample_to, MEAN, STD};
+use trajattn::image_input;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/depth")
+}
+
+fn json(name: &str) -> Value {
+    let text = std::fs::read_to_string(dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+fn tensor_f32(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+    let data = t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    (t.shape().to_vec(), data)
+}
+
+/// SHA-256 (FIPS 180-4), enough for comparing fixture hashes without another dependency.
+fn sha256_hex(msg: &[u8]) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+    ];
+    let mut h: [u32; 8] =
+        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let mut data = msg.to_vec();
+    data.push(0x80);
+    while data.len() % 64 != 56 {
+        data.push(0);
+    }
+    data.extend_from_slice(&((msg.len() as u64) * 8).to_be_bytes());
+    for block in data.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes(block[4 * i..4 * i + 4].try_into().unwrap());
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            (hh, g, f, e, d, c, b, a) = (g, f, e, d.wrapping_add(t1), c, b, a, t1.wrapping_add(t2));
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    h.iter().map(|v| format!("{v:08x}")).collect()
+}
+
+fn le_f64(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn le_f32(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Units in the last place between two floats of the same sign (`u32::MAX` when signs differ).
+fn ulps(a: f32, b: f32) -> u32 {
+    if a == b {
+        return 0;
+    }
+    if a.is_sign_negative() != b.is_sign_negative() {
+        return u32::MAX;
+    }
+    a.to_bits().abs_diff(b.to_bits())
+}
+
+/// Distance in units in the last place of two finite f64 of the same sign. The JSON samples are checked this way
+/// because serde_json's default float parsing may be one ulp off; the SHA-256 of all values is the exact check.
+fn ulps64(a: f64, b: f64) -> u64 {
+    if a == b {
+        return 0;
+    }
+    if a.is_sign_negative() != b.is_sign_negative() {
+        return u64::MAX;
+    }
+    a.to_bits().abs_diff(b.to_bits())
+}
+
+/// The formula image of the spec's vectors: `R=(4x+3y)%256, G=(x·y+17)%256, B=(200+2x−3y)%256`.
+fn formula_rgb(h: u32, w: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let (x, y) = (x as i64, y as i64);
+        image::Rgb([
+            (4 * x + 3 * y).rem_euclid(256) as u8,
+            (x * y + 17).rem_euclid(256) as u8,
+            (200 + 2 * x - 3 * y).rem_euclid(256) as u8,
+        ])
+    })
+}
+
+#[test]
+fn sha256_of_known_strings() {
+    assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+#[test]
+fn resize_vectors_bit_exact() {
+    let v = json("depth_anything_resize_vectors.json");
+    let hw = f64s(&v["input_hw"]);
+    let (h, w) = (hw[0] as usize, hw[1] as usize);
+    // The input from its formula: serde_json's default float parsing may be an ulp off, so the JSON's decimal
+    // values only confirm the formula (the outputs are compared through their bit patterns).
+    let input: Vec<f64> = (0..h * w * 3)
+        .map(|i| {
+            let (y, x, c) = (i / (w * 3), i / 3 % w, i % 3);
+            ((31 * y + 17 * x + 7 * c) % 23) as f64 / 22.0
+        })
+        .collect();
+    let listed = f64s(&v["input"]);
+    assert_eq!(listed.len(), input.len());
+    assert!(input.iter().zip(&listed).all(|(a, b)| (a - b).abs() <= 1e-15));
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 7);
+    for case in cases {
+        let o = f64s(&case["out_hw"]);
+        let (oh, ow) = (o[0] as usize, o[1] as usize);
+        let got = resize_cubic(&input, h, w, 3, oh, ow);
+        let bits: Vec<u64> = case["output_bits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| u64::from_str_radix(b.as_str().unwrap(), 16).unwrap())
+            .collect();
+        assert_eq!(got.len(), bits.len(), "{oh}×{ow}");
+        let bad: Vec<_> = got
+            .iter()
+            .zip(&bits)
+            .enumerate()
+            .filter(|(_, (g, &b))| g.to_bits() != b)
+            .map(|(i, (g, &b))| (i, *g, f64::from_bits(b)))
+            .take(5)
+            .collect();
+        assert!(bad.is_empty(), "{oh}×{ow}: (index, ours, cv2) {bad:?}");
+    }
+}
+
+#[test]
+fn full_size_576x1024_to_518x924_bit_exact() {
+    let v = json("depth_anything_resize_vectors.json");
+    let fc = &v["full_size_check"];
+    assert_eq!(target_size(576, 1024, 518).unwrap(), (518, 924));
+    let img = formula_rgb(576, 1024);
+    let src: Vec<f64> = img.as_raw().iter().map(|&b| f64::from(b) / 255.0).collect();
+    let t = std::time::Instant::now();
+    let out = resize_cubic(&src, 576, 1024, 3, 518, 924);
+    eprintln!("resize_cubic 576×1024×3 → 518×924: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    for (key, want) in fc["resized_samples"].as_object().unwrap() {
+        let idx: Vec<usize> = key.split(',').map(|s| s.parse().unwrap()).collect();
+        let got = out[(idx[0] * 924 + idx[1]) * 3 + idx[2]];
+        assert!(ulps64(got, want.as_f64().unwrap()) <= 1, "sample {key}: {got} vs {want}");
+    }
+    let min = out.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = out.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    assert!(ulps64(min, fc["resized_min"].as_f64().unwrap()) <= 1, "min {min}");
+    assert!(ulps64(max, fc["resized_max"].as_f64().unwrap()) <= 1, "max {max}");
+    assert_eq!(sha256_hex(&le_f64(&out)), fc["resized_f64_le_sha256"].as_str().unwrap());
+
+    let p = prepare(&img, 518).unwrap();
+    assert_eq!((p.height, p.width, p.data.len()), (518, 924, 3 * 518 * 924));
+    assert_eq!(sha256_hex(&le_f32(&p.data)), fc["model_input_f32_chw_le_sha256"].as_str().unwrap());
+}
+
+#[test]
+fn prepare_matches_the_official_input_of_the_spec_model() {
+    let meta = json("spec_random_resized.json");
+    let img = image_input::open_rgb(&dir().join("spec_random_input.png")).unwrap();
+    assert_eq!(img.dimensions(), (98, 70));
+    let (oh, ow) = target_size(70, 98, 140).unwrap();
+    assert_eq!((oh, ow), (140, 196));
+    let src: Vec<f64> = img.as_raw().iter().map(|&b| f64::from(b) / 255.0).collect();
+    let resized = resize_cubic(&src, 70, 98, 3, oh, ow);
+    for (key, want) in meta["resized_f64_samples"].as_object().unwrap() {
+        let idx: Vec<usize> = key.split(',').map(|s| s.parse().unwrap()).collect();
+        let got = resized[(idx[0] * ow + idx[1]) * 3 + idx[2]];
+        assert!(ulps64(got, want.as_f64().unwrap()) <= 1, "{key}: {got} vs {want}");
+    }
+    assert_eq!(sha256_hex(&le_f64(&resized)), meta["resized_f64_hwc_le_sha256"].as_str().unwrap());
+
+    let bytes = std::fs::read(dir().join("spec_random_debug.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (shape, want) = tensor_f32(&st, "debug.input");
+    assert_eq!(shape, [1, 3, 140, 196]);
+    let p = prepare(&img, 140).unwrap();
+    assert_eq!((p.height, p.width), (140, 196));
+    let bad = p.data.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    assert_eq!(bad, 0, "network input differs from the official one in {bad} values");
+    // The normalisation is the official one: channel order R, G, B.
+    let plane = 140 * 196;
+    for ch in 0..3 {
+        assert_eq!(p.data[ch * plane], ((resized[ch] - MEAN[ch]) / STD[ch]) as f32);
+    }
+}
+
+#[test]
+fn upsample_matches_the_official_post_processing() {
+    let bytes = std::fs::read(dir().join("spec_random_debug.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (shape, net) = tensor_f32(&st, "debug.output_conv2");
+    assert_eq!(shape, [1, 1, 140, 196]);
+    let (dshape, want) = tensor_f32(&st, "debug.depth");
+    assert_eq!(dshape, [70, 98]);
+    // debug.output_conv2 is after the head's last ReLU; the model's extra ReLU changes nothing (no negatives).
+    assert!(net.iter().all(|&v| v >= 0.0));
+    let got = upsample_to(&net, 140, 196, 70, 98);
+    assert_eq!(got.len(), want.len());
+    let worst = got.iter().zip(&want).map(|(&a, &b)| ulps(a, b)).max().unwrap();
+    let exact = got.iter().zip(&want).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
+    eprintln!("upsample_to: {exact}/{} bit-exact, worst {worst} ulp", want.len());
+    assert_eq!(worst, 0, "{} of {} values differ", want.len() - exact, want.len());
+}
+
+#[test]
+fn odd_tiny_and_degenerate_images() {
+    // 1×1, 1×N, N×1 and odd sizes: sizes follow the rule, data is finite, nothing panics.
+    for (w, h, s) in [(1, 1, 14), (1, 1, 518), (1, 7, 28), (9, 1, 28), (13, 5, 42), (3, 2, 14)] {
+        let img = formula_rgb(h, w);
+        let p = prepare(&img, s).unwrap();
+        assert_eq!((p.height, p.width), target_size(h as usize, w as usize, s).unwrap());
+        assert!(p.height >= s && p.width >= s && p.height.is_multiple_of(14) && p.width.is_multiple_of(14));
+        assert_eq!(p.data.len(), 3 * p.height * p.width);
+        assert!(p.data.iter().all(|v| v.is_finite()));
+    }
+    // A 1×1 image is constant after the resize: each channel is (v/255 − mean)/std everywhere.
+    let p = prepare(&RgbImage::from_pixel(1, 1, image::Rgb([10, 128, 250])), 14).unwrap();
+    for (ch, v) in [10.0, 128.0, 250.0].into_iter().enumerate() {
+        let want = ((v / 255.0 - MEAN[ch]) / STD[ch]) as f32;
+        assert!(p.data[ch * 196..(ch + 1) * 196].iter().all(|&x| x == want));
+    }
+    assert!(prepare(&RgbImage::new(0, 5), 518).is_err());
+    assert!(prepare(&RgbImage::new(4, 4), 500).is_err());
+    assert!(prepare(&RgbImage::new(4, 4), 0).is_err());
+    // A 1×2000 strip at 518 needs 518×1036000 pixels: refused with the variable to raise.
+    let e = prepare(&RgbImage::new(2000, 1), 518).unwrap_err().to_string();
+    assert!(e.contains("TRAJATTN_MAX_DEPTH_PIXELS"), "{e}");
+}
