@@ -141,3 +141,25 @@ fn small_map_preview_by_hand() {
     let flat = colorize(&[7.5; 6], 2, 3).unwrap();
     assert!(flat.pixels().all(|px| px.0 == lut[0]));
 }
+
+#[test]
+fn upsample_matches_torch_up_and_down() {
+    let bytes = std::fs::read(dir().join("upsample_cases.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    for j in 0..5 {
+        let (s, src) = tensor_f32(&st, &format!("case{j}.src"));
+        let (o, want) = tensor_f32(&st, &format!("case{j}.out"));
+        let got = upsample_to(&src, s[0], s[1], o[0], o[1]);
+        assert_eq!(got.len(), want.len());
+        let worst = got.iter().zip(&want).map(|(a, b)| a.to_bits().abs_diff(b.to_bits())).max().unwrap();
+        let exact = got.iter().zip(&want).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
+        eprintln!("{s:?} → {o:?}: {exact}/{} bit-exact, worst {worst} ulp", want.len());
+        if o[0] + o[1] > 128 {
+            // Torch's generic kernel, the one the official post-processing takes for any real image.
+            assert_eq!(worst, 0, "{s:?} → {o:?}");
+        } else {
+            // Torch's channels-last kernel (tiny outputs only): another summation order.
+            assert!(worst <= 2, "{s:?} → {o:?}: {worst} ulp");
+        }
+    }
+}

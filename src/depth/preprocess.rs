@@ -236,7 +236,7 @@ fn linear_axis_align_corners(n_in: usize, n_out: usize) -> Vec<LinearTap> {
 /// channels-first kernel): `t_r = in[r, x0]·wx0 + in[r, x1]·wx1` for the two source rows, then `out = t_0·wy0 +
 /// t_1·wy1`, each `a·w0 + b·w1` evaluated as `fma(a, w0, b·w1)` as torch's AVX2/AVX512 builds contract it
 /// (bit-exact against the reference made with them; a build without FMA may differ by an ulp). Torch takes
-/// another (channels-last) kernel when `out_h + out_w ≤ 128`, also within an ulp or so of this order.
+/// another (channels-last) kernel when `out_h + out_w ≤ 128` (tiny images only): there this is within 2 ulp.
 ///
 /// Returns an empty vector when a size is zero or `depth.len() != h·w`.
 pub fn upsample_to(depth: &[f32], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<f32> {

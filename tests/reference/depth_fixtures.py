@@ -22,6 +22,7 @@ Writes (all reproducible byte for byte):
     vits_small.json               configuration, seed, hashes, stats
     spectral_r_lut.npy            matplotlib Spectral_r, 256x3 uint8 as run.py applies it ((lut*255).astype(uint8))
     vits_small_preview.png        run.py's colour preview (--pred-only) of vits_small_depth.npy
+    upsample_cases.safetensors    torch bilinear align_corners=True on random maps (up and down, both CPU kernels)
 """
 import argparse
 import hashlib
@@ -236,6 +237,20 @@ def main():
     prev_png = os.path.join(out, "vits_small_preview.png")
     cv2.imwrite(prev_png, preview)
 
+    # The post-processing on its own: torch's bilinear (align_corners=True) on random maps, upscaling as in the
+    # TrajectoryAttention case (518x924 -> 576x1024) and downscaling. Torch takes its generic kernel when
+    # out_h + out_w > 128, a channels-last one otherwise (the last two cases).
+    gen = torch.Generator().manual_seed(SEED + 1)
+    up = {}
+    for j, (h, w, oh, ow) in enumerate([(37, 53, 61, 90), (53, 37, 50, 161), (40, 56, 75, 54), (9, 13, 20, 30),
+                                        (9, 13, 5, 7)]):
+        src = torch.rand((h, w), generator=gen, dtype=torch.float32) * 4.0
+        up[f"case{j}.src"] = src.contiguous()
+        up[f"case{j}.out"] = F.interpolate(src[None, None], (oh, ow), mode="bilinear",
+                                           align_corners=True)[0, 0].contiguous()
+    up_st = os.path.join(out, "upsample_cases.safetensors")
+    save_file(up, up_st, metadata={"format": "pt"})
+
     # float64 run of the same weights and float32 input: the rounding-error yardstick for a float32 port.
     with torch.no_grad():
         d64 = model.double().forward(image.double())
@@ -272,14 +287,18 @@ def main():
         "preview_png": os.path.basename(prev_png),
         "spectral_r_lut": "spectral_r_lut.npy: (matplotlib.colormaps['Spectral_r'](np.arange(256, dtype=uint8))"
                           "[:, :3] * 255).astype(uint8)",
-        "sha256": {os.path.basename(p): sha256(p) for p in [st_w, st_d, png, npy, prev_png]},
+        "upsample_cases": "upsample_cases.safetensors: caseJ.src (h, w) U(0,4) and caseJ.out = F.interpolate(src, "
+                          "(oh, ow), bilinear, align_corners=True) for (h, w, oh, ow) = (37,53,61,90), (53,37,50,161), "
+                          "(40,56,75,54), (9,13,20,30), (9,13,5,7)",
+        "sha256": {os.path.basename(p): sha256(p) for p in [st_w, st_d, png, npy, prev_png, up_st]},
     }
     with open(os.path.join(out, "vits_small.json"), "w") as f:
         json.dump(info, f, indent=1)
         f.write("\n")
 
     names = ["vits_small.safetensors", "vits_small_debug.safetensors", "vits_small_input.png",
-             "vits_small_depth.npy", "vits_small.json", "spectral_r_lut.npy", "vits_small_preview.png"]
+             "vits_small_depth.npy", "vits_small.json", "spectral_r_lut.npy", "vits_small_preview.png",
+             "upsample_cases.safetensors"]
     total = sum(os.path.getsize(os.path.join(out, n)) for n in names)
     print(json.dumps({k: info[k] for k in ["param_count", "resized_hw", "output_stats", "output_fraction_zero",
                                            "f32_vs_f64_same_weights_max_abs"]}, indent=1))
