@@ -223,3 +223,129 @@ fn odd_tiny_and_degenerate_images() {
     let e = prepare(&RgbImage::new(2000, 1), 518).unwrap_err().to_string();
     assert!(e.contains("TRAJATTN_MAX_DEPTH_PIXELS"), "{e}");
 }
+
+fn png_bytes(img: &image::DynamicImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn grey_rgba_and_16_bit_inputs_become_rgb() {
+    let rgb = formula_rgb(23, 31);
+    // Grey: cv2.imread gives three equal channels; so does our decoder.
+    let grey = image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+    let dec = image_input::decode("grey.png", &png_bytes(&image::DynamicImage::ImageLuma8(grey.clone())))
+        .unwrap()
+        .to_rgb8();
+    let expanded = RgbImage::from_fn(31, 23, |x, y| {
+        let v = grey.get_pixel(x, y).0[0];
+        image::Rgb([v, v, v])
+    });
+    assert_eq!(dec, expanded);
+    assert_eq!(prepare(&dec, 42).unwrap(), prepare(&expanded, 42).unwrap());
+    // RGBA: alpha is dropped, not composited (as cv2.imread's IMREAD_COLOR does).
+    let rgba = image::RgbaImage::from_fn(31, 23, |x, y| {
+        let p = rgb.get_pixel(x, y).0;
+        image::Rgba([p[0], p[1], p[2], ((x * 9) % 256) as u8])
+    });
+    let dec = image_input::decode("rgba.png", &png_bytes(&image::DynamicImage::ImageRgba8(rgba)))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(prepare(&dec, 42).unwrap(), prepare(&rgb, 42).unwrap());
+    // 16-bit: reduced to 8 bits by the decoder (the image crate rounds; OpenCV keeps the high byte, so values may
+    // differ by one level there), then the same path.
+    let deep = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(31, 23, |x, y| {
+        let p = rgb.get_pixel(x, y).0;
+        image::Rgb(p.map(|v| u16::from(v) * 257))
+    });
+    let dec = image_input::decode("deep.png", &png_bytes(&image::DynamicImage::ImageRgb16(deep)))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(dec, rgb, "v·257 maps back to v exactly");
+    assert!(prepare(&dec, 42).is_ok());
+}
+
+/// A JPEG with an EXIF APP1 segment holding only the orientation tag.
+fn jpeg_with_orientation(img: &RgbImage, orientation: u16) -> Vec<u8> {
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img.clone()).write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+    let jpeg = jpeg.into_inner();
+    // TIFF header (big endian), IFD0 at offset 8 with one entry: 0x0112 SHORT 1 = orientation; no next IFD.
+    let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec(); // SOI
+    out.extend_from_slice(&[0xff, 0xe1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_rotated_photo_is_prepared_upright() {
+    let img = formula_rgb(20, 34);
+    let bytes = jpeg_with_orientation(&img, 6); // "rotate 90° clockwise to display"
+    let upright = image_input::decode("rotated.jpg", &bytes).unwrap().to_rgb8();
+    assert_eq!(upright.dimensions(), (20, 34), "EXIF orientation 6 swaps the sides");
+    let dir = std::env::temp_dir().join(format!("trajattn-depth-exif-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rotated.jpg");
+    std::fs::write(&path, &bytes).unwrap();
+    let stored = image_input::open(&path).unwrap().to_rgb8();
+    let from_file = image_input::open_rgb(&path).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(stored.dimensions(), (34, 20));
+    assert_eq!(from_file, image::imageops::rotate90(&stored));
+    let p = prepare(&from_file, 56).unwrap();
+    // Portrait 34×20 (h×w) at 56: 56 wide, 56·34/20 = 95.2 → 98 high.
+    assert_eq!((p.height, p.width), (98, 56));
+}
+
+#[test]
+fn hostile_sizes_are_refused_without_allocating() {
+    // Wider than TRAJATTN_MAX_IMAGE_SIDE (16384).
+    let e = prepare(&RgbImage::new(20_000, 1), 14).unwrap_err().to_string();
+    assert!(e.contains("TRAJATTN_MAX_IMAGE_SIDE"), "{e}");
+    // Inside the image limits, but the network input would be 518×(518·16000) pixels.
+    let e = prepare(&RgbImage::new(16_000, 1), 518).unwrap_err().to_string();
+    assert!(e.contains("TRAJATTN_MAX_DEPTH_PIXELS") && e.contains("16000"), "{e}");
+    // An --input-size whose square overflows or exceeds the limit.
+    assert!(target_size(10, 10, usize::MAX - usize::MAX % 14).is_err());
+    assert!(target_size(10, 10, 14 * 1_000_000).is_err());
+    // A header claiming a 100000×100000 PNG: refused by the decoder limits before any pixel is decoded.
+    let mut png = png_bytes(&image::DynamicImage::ImageRgb8(RgbImage::new(1, 1)));
+    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    assert!(image_input::decode("huge.png", &png).is_err());
+}
+
+#[test]
+fn random_sizes_never_panic() {
+    // Deterministic sweep over small odd shapes and input sizes (a cheap fuzz of the size logic and the resize).
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |m: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % m
+    };
+    for _ in 0..60 {
+        let (w, h) = (1 + next(40) as u32, 1 + next(40) as u32);
+        let s = 14 * (1 + next(6) as usize);
+        let img =
+            RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7 + y) as u8, (x * y) as u8, 255 - y as u8]));
+        let p = prepare(&img, s).unwrap();
+        assert_eq!((p.height, p.width), target_size(h as usize, w as usize, s).unwrap());
+        assert!(p.data.iter().all(|v| v.is_finite()));
+        // A cubic resize of values in [0, 1] overshoots by at most the kernel's negative lobes (|w0|+|w3| ≤ 0.2
+        // per axis): normalised values stay within a bounded band.
+        assert!(p.data.iter().all(|v| v.abs() < 4.0), "{w}×{h} at {s}");
+        let back = upsample_to(&p.data[..p.height * p.width], p.height, p.width, h as usize, w as usize);
+        assert_eq!(back.len(), (w * h) as usize);
+        assert!(back.iter().all(|v| v.is_finite()));
+    }
+}
