@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use safetensors::SafeTensors;
 use serde_json::Value;
-use trajattn::depth::preprocess::{prepare, resize_cubic, target_size, upsample_to, MEAN, STD};
+use trajattn::depth::preprocess::{
+    prepare, resize_cubic, target_size, to_rgb8_like_opencv, upsample_to, MEAN, STD,
+};
 use trajattn::image_input;
 
 mod depth_util;
@@ -253,8 +255,21 @@ fn grey_rgba_and_16_bit_inputs_become_rgb() {
         .unwrap()
         .to_rgb8();
     assert_eq!(prepare(&dec, 42).unwrap(), prepare(&rgb, 42).unwrap());
-    // 16-bit: reduced to 8 bits by the decoder (the image crate rounds; OpenCV keeps the high byte, so values may
-    // differ by one level there), then the same path.
+    // 16-bit: OpenCV keeps the high byte (checked with opencv-python-headless 4.5.5.64: 511, 383, 0x80ff, 65535 →
+    // 1, 1, 128, 255); to_rgb8_like_opencv does the same where the image crate's to_rgb8 rounds.
+    let probe = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(4, 1, |x, _| {
+        image::Rgb([[511, 383, 0x80ff, 65535][x as usize], 0, 256])
+    });
+    let dec = image_input::decode("probe.png", &png_bytes(&image::DynamicImage::ImageRgb16(probe))).unwrap();
+    let ours = to_rgb8_like_opencv(&dec);
+    assert_eq!(ours.pixels().map(|p| p.0[0]).collect::<Vec<_>>(), [1, 1, 128, 255]);
+    assert!(ours.pixels().all(|p| p.0[1] == 0 && p.0[2] == 1));
+    let grey16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(3, 2, |x, y| {
+        image::Luma([(x * 300 + y * 20000) as u16])
+    });
+    let g = to_rgb8_like_opencv(&image::DynamicImage::ImageLuma16(grey16.clone()));
+    assert!(g.enumerate_pixels().all(|(x, y, p)| p.0 == [(grey16.get_pixel(x, y).0[0] >> 8) as u8; 3]));
+    assert_eq!(to_rgb8_like_opencv(&image::DynamicImage::ImageRgb8(rgb.clone())), rgb);
     let deep = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(31, 23, |x, y| {
         let p = rgb.get_pixel(x, y).0;
         image::Rgb(p.map(|v| u16::from(v) * 257))

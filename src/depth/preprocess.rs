@@ -176,8 +176,31 @@ pub fn resize_cubic(src: &[f64], h: usize, w: usize, c: usize, out_h: usize, out
     out
 }
 
+/// A decoded image as the 8-bit RGB that `cv2.imread(path)` (IMREAD_COLOR) gives the official code: grey expanded
+/// to three equal channels, alpha dropped (not composited), and 16-bit samples reduced to their **high byte**
+/// (`v >> 8`, as OpenCV's PNG reader does; `DynamicImage::to_rgb8` rounds `v / 257` instead, one level off for
+/// some values). Float images are converted by the image crate (OpenCV does not read them).
+pub fn to_rgb8_like_opencv(img: &image::DynamicImage) -> RgbImage {
+    use image::DynamicImage as D;
+    let (w, h) = (img.width(), img.height());
+    let hi = |v: u16| (v >> 8) as u8;
+    match img {
+        D::ImageLuma16(b) => RgbImage::from_fn(w, h, |x, y| image::Rgb([hi(b.get_pixel(x, y).0[0]); 3])),
+        D::ImageLumaA16(b) => RgbImage::from_fn(w, h, |x, y| image::Rgb([hi(b.get_pixel(x, y).0[0]); 3])),
+        D::ImageRgb16(b) => RgbImage::from_fn(w, h, |x, y| {
+            let p = b.get_pixel(x, y).0;
+            image::Rgb([hi(p[0]), hi(p[1]), hi(p[2])])
+        }),
+        D::ImageRgba16(b) => RgbImage::from_fn(w, h, |x, y| {
+            let p = b.get_pixel(x, y).0;
+            image::Rgb([hi(p[0]), hi(p[1]), hi(p[2])])
+        }),
+        other => other.to_rgb8(),
+    }
+}
+
 /// The official `image2tensor` for an RGB image (EXIF orientation already applied, e.g. by
-/// [`crate::image_input::open_rgb`]): `rgb / 255.0` in float64, [`resize_cubic`] to [`target_size`], `(x − mean) /
+/// [`crate::image_input::open_oriented`] then [`to_rgb8_like_opencv`]): `rgb / 255.0` in float64, [`resize_cubic`] to [`target_size`], `(x − mean) /
 /// std` in float64, transposed to NCHW and rounded once to float32.
 pub fn prepare(img: &RgbImage, input_size: usize) -> Result<Prepared, DepthError> {
     let (w, h) = (img.width() as usize, img.height() as usize);
