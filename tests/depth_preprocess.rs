@@ -147,8 +147,14 @@ fn full_size_576x1024_to_518x924_bit_exact() {
     assert!(ulps64(max, fc["resized_max"].as_f64().unwrap()) <= 1, "max {max}");
     assert_eq!(sha256_hex(&le_f64(&out)), fc["resized_f64_le_sha256"].as_str().unwrap());
 
+    let t = std::time::Instant::now();
     let p = prepare(&img, 518).unwrap();
+    eprintln!("prepare 1024×576 at 518: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
     assert_eq!((p.height, p.width, p.data.len()), (518, 924, 3 * 518 * 924));
+    let t = std::time::Instant::now();
+    let back = upsample_to(&p.data[..518 * 924], 518, 924, 576, 1024);
+    eprintln!("upsample_to 518×924 → 576×1024: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    assert_eq!(back.len(), 576 * 1024);
     assert_eq!(sha256_hex(&le_f32(&p.data)), fc["model_input_f32_chw_le_sha256"].as_str().unwrap());
 }
 

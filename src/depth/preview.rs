@@ -6,7 +6,7 @@
 //! Where the table comes from: `Spectral` is Cynthia Brewer's 11-class diverging ColorBrewer scheme; matplotlib
 //! defines its `Spectral` as the linear segmented colormap through those 11 colours (each 8-bit value / 255) at
 //! evenly spaced positions `k/10`, sampled at 256 points, and `Spectral_r` as its reverse (position `1 − x`). The
-//! table here is computed from that definition; `tests/depth_preview.rs` checks it against a table sampled from
+//! table here is computed from that definition; `tests/depth_fixtures.rs` checks it against a table sampled from
 //! matplotlib 3.8.2 by `tests/reference/depth_fixtures.py`.
 //!
 //! Unlike the official code, a constant map does not divide by zero (every pixel takes index 0) and non-finite
