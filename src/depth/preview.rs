@@ -137,6 +137,21 @@ mod tests {
     }
 
     #[test]
+    fn png_round_trips_and_bad_paths_are_errors() {
+        let dir = std::env::temp_dir().join(format!("trajattn-depth-preview-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let map: Vec<f32> = (0..35).map(|v| (v as f32 * 0.7).sin()).collect();
+        let path = dir.join("d.png");
+        write_png(&path, &map, 5, 7).unwrap();
+        let back = crate::image_input::open_rgb(&path).unwrap();
+        assert_eq!(back, colorize(&map, 5, 7).unwrap());
+        let missing = dir.join("no/such/folder/d.png");
+        let e = write_png(&missing, &map, 5, 7).unwrap_err().to_string();
+        assert!(e.contains("no/such/folder"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn constant_and_non_finite_maps_are_safe() {
         assert_eq!(normalise_u8(&[3.0; 6]), vec![0; 6]);
         assert_eq!(normalise_u8(&[f32::NAN, 1.0, f32::INFINITY, 3.0]), vec![0, 0, 0, 255]);
