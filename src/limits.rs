@@ -99,6 +99,13 @@ pub const HEADS: Limit =
 /// Side of the CLIP input image.
 pub const CLIP_SIDE: Limit =
     Limit { what: "the CLIP image_size", env: "TRAJATTN_MAX_CLIP_SIDE", default: 2048 };
+/// Pixels of the depth model's input after the resize to multiples of 14 (16 Mpixel; 1024×576 at
+/// `--input-size 518` gives 924×518, a 1:10 panorama 5180×518).
+pub const DEPTH_INPUT_PIXELS: Limit = Limit {
+    what: "the depth model's input pixels (the image resized so its short side is --input-size)",
+    env: "TRAJATTN_MAX_DEPTH_PIXELS",
+    default: 1 << 24,
+};
 
 /// `a · b · …` in checked arithmetic.
 pub fn product(what: &str, dims: &[usize]) -> Result<usize, LimitError> {
