@@ -1,5 +1,5 @@
 //! Depth-Anything-V2 (relative monocular depth): the official preprocessing and post-processing
-//! (`preprocess`) and the colour-mapped preview (`preview`). Spec: `shared/spec/depth-anything-v2.md`.
+//! (`preprocess`) and the colour-mapped preview (`preview`). Reference: `docs/reference/depth-anything-v2.md`.
 
 pub mod preprocess;
 pub mod preview;

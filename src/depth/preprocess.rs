@@ -1,5 +1,5 @@
 //! The official Depth-Anything-V2 preprocessing and post-processing, bit for bit
-//! (`shared/spec/depth-anything-v2.md` §2, §3, §6):
+//! (`docs/reference/depth-anything-v2.md` §2, §3, §6):
 //!
 //! * [`target_size`]: `Resize(keep_aspect_ratio, ensure_multiple_of=14, resize_method='lower_bound')`: the larger
 //!   of the two scales, each side rounded half-to-even to a multiple of 14 and rounded up when that falls below
@@ -119,7 +119,7 @@ fn cubic_axis(n_in: usize, n_out: usize) -> Vec<CubicTap> {
 }
 
 /// OpenCV `resize(src, (out_w, out_h), interpolation=INTER_CUBIC)` on a float64 `h`×`w`×`c` (HWC, row-major)
-/// image, bit-exact (spec §3.3). Same size in both axes → a copy.
+/// image, bit-exact (docs/reference/depth-anything-v2.md §3.3). Same size in both axes → a copy.
 ///
 /// Returns an empty vector when a size is zero or `src.len() != h·w·c` (callers such as [`prepare`] check sizes
 /// first; sizes are not limited here).

@@ -210,7 +210,7 @@ def main():
     dbg["debug.input"] = image.clone()
     dbg["debug.depth"] = torch.from_numpy(depth.copy())
 
-    # The float64 resize output (spec §3.3), recomputed with the official transform's own pieces; only its hash is
+    # The float64 resize output (docs/reference/depth-anything-v2.md §3.3), recomputed with the official transform's own pieces; only its hash is
     # stored (the Rust test recomputes it bit for bit).
     from depth_anything_v2.util.transform import Resize
     rs = Resize(width=INPUT_SIZE, height=INPUT_SIZE, resize_target=False, keep_aspect_ratio=True,
