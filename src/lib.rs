@@ -3,6 +3,7 @@
 //! everything about the model and the user.
 
 pub mod checkpoint;
+pub mod depth;
 pub mod graph;
 pub mod image_input;
 pub mod limits;

@@ -1,0 +1,33 @@
+//! Depth-Anything-V2 (relative monocular depth) on the GPU runtime: configuration, weight loading (official
+//! `.pth`, safetensors, transformers `-hf`), the DINOv2 + DPT network, preprocessing and post-processing
+//! (depth-anything-v2.md). `trajattn depth` and `camera --depth-model` run it.
+
+pub mod config;
+pub mod load;
+pub mod model;
+pub mod pos_embed;
+pub mod preprocess;
+
+pub use config::{DepthConfig, Encoder};
+pub use model::DepthAnything;
+
+/// Why depth could not be computed. Every message names the file or the value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum DepthError {
+    /// A bad argument or input.
+    #[error("{0}")]
+    Input(String),
+    /// Weights that are not a usable Depth-Anything-V2 checkpoint.
+    #[error("{path}: {msg}")]
+    Weights { path: String, msg: String },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Upload(#[from] crate::nn::WeightsError),
+    #[error(transparent)]
+    Kernel(#[from] trajattn_kernels::KernelError),
+    #[error(transparent)]
+    Image(#[from] crate::image_input::ImageInputError),
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
+}
