@@ -134,3 +134,305 @@ fn weights_of_another_architecture_are_refused_with_the_file_named() {
     let _ = HostDType::F32;
     let _ = Encoder::Vits;
 }
+
+// ---- checkpoint layouts ----
+
+use trajattn::checkpoint::zip::crc32;
+use trajattn::checkpoint::{write_safetensors, HostData, HostTensor};
+
+/// A zip archive of stored entries, as `torch.save` writes it.
+fn zip_stored(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in entries {
+        let offset = out.len() as u32;
+        let mut common = Vec::new();
+        common.extend_from_slice(&0u16.to_le_bytes());
+        common.extend_from_slice(&0u16.to_le_bytes());
+        common.extend_from_slice(&0u32.to_le_bytes());
+        common.extend_from_slice(&crc32(data).to_le_bytes());
+        common.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        common.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        common.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        common.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        out.extend_from_slice(&20u16.to_le_bytes());
+        out.extend_from_slice(&common);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes());
+        central.extend_from_slice(&common);
+        central.extend_from_slice(&[0u8; 6]);
+        central.extend_from_slice(&0u32.to_le_bytes());
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let cd_offset = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+fn unicode(p: &mut Vec<u8>, s: &str) {
+    p.push(b'X');
+    p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    p.extend_from_slice(s.as_bytes());
+}
+
+fn int(p: &mut Vec<u8>, v: usize) {
+    p.push(b'J');
+    p.extend_from_slice(&(v as i32).to_le_bytes());
+}
+
+fn empty_ordered_dict(p: &mut Vec<u8>) {
+    p.extend_from_slice(b"ccollections\nOrderedDict\n)R");
+}
+
+/// `torch.save(model.state_dict())` of `tensors` in protocol 2: an OrderedDict of rebuilt tensors, then the
+/// `_metadata` attribute set by BUILD (`metadata_state` replaces that state dict's pickle when given).
+fn state_dict_pth(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata_state: Option<&[u8]>) -> Vec<u8> {
+    let mut p = vec![0x80, 2];
+    empty_ordered_dict(&mut p);
+    p.push(b'(');
+    let mut entries = Vec::new();
+    for (i, (name, shape, data)) in tensors.iter().enumerate() {
+        unicode(&mut p, name);
+        p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+        p.push(b'(');
+        unicode(&mut p, "storage");
+        p.extend_from_slice(b"ctorch\nFloatStorage\n");
+        unicode(&mut p, &i.to_string());
+        unicode(&mut p, "cpu");
+        int(&mut p, data.len());
+        p.extend_from_slice(b"tQ");
+        int(&mut p, 0);
+        p.push(b'(');
+        for &s in shape {
+            int(&mut p, s);
+        }
+        p.push(b't');
+        p.push(b'(');
+        for j in 0..shape.len() {
+            int(&mut p, shape[j + 1..].iter().product());
+        }
+        p.push(b't');
+        p.push(0x89);
+        empty_ordered_dict(&mut p);
+        p.extend_from_slice(b"tR");
+        entries.push((
+            format!("archive/data/{i}"),
+            data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        ));
+    }
+    p.push(b'u');
+    match metadata_state {
+        Some(s) => p.extend_from_slice(s),
+        None => {
+            p.push(b'}');
+            unicode(&mut p, "_metadata");
+            empty_ordered_dict(&mut p);
+            p.push(b'(');
+            for m in ["", "pretrained", "depth_head"] {
+                unicode(&mut p, m);
+                p.push(b'}');
+                unicode(&mut p, "version");
+                p.extend_from_slice(&[b'K', 1]);
+                p.push(b's');
+            }
+            p.push(b'u');
+            p.push(b's');
+        }
+    }
+    p.extend_from_slice(b"b.");
+    let mut all =
+        vec![("archive/data.pkl".to_string(), p), ("archive/byteorder".to_string(), b"little".to_vec())];
+    all.extend(entries);
+    zip_stored(&all)
+}
+
+/// A fresh scratch folder for one test.
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("trajattn-depth-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn reduced_tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let f = SafetensorsFile::open(&fixture("random_vits_weights.safetensors")).unwrap();
+    f.entries().iter().map(|e| (e.name.clone(), e.shape.clone(), f.read_f32(&e.name).unwrap())).collect()
+}
+
+fn same_host(a: &load::HostWeights, b: &load::HostWeights) {
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    for (k, t) in &a.tensors {
+        assert_eq!(t, &b.tensors[k], "{k}");
+    }
+}
+
+#[test]
+fn official_pth_state_dict_loads_like_the_safetensors() {
+    let dir = tempdir("pth");
+    let pth = dir.as_path().join("depth_anything_v2_reduced.pth");
+    std::fs::write(&pth, state_dict_pth(&reduced_tensors(), None)).unwrap();
+    let a = load::read_with(&pth, None, Some(reduced_cfg())).unwrap();
+    let b = load::read_with(&fixture("random_vits_weights.safetensors"), None, Some(reduced_cfg())).unwrap();
+    assert!(!a.hf_layout);
+    same_host(&a, &b);
+    // Truncated: an error naming the file, no panic.
+    let bytes = std::fs::read(&pth).unwrap();
+    for cut in [bytes.len() / 2, bytes.len() - 30, 100] {
+        let t = dir.as_path().join("truncated.pth");
+        std::fs::write(&t, &bytes[..cut]).unwrap();
+        let e = load::read_with(&t, None, Some(reduced_cfg())).err().unwrap().to_string();
+        assert!(e.contains("truncated.pth"), "{e}");
+    }
+    // BUILD setting anything but `_metadata` is refused as unsafe.
+    let mut evil = vec![b'}'];
+    unicode(&mut evil, "__class__");
+    unicode(&mut evil, "x");
+    evil.push(b's');
+    let h = dir.as_path().join("hostile.pth");
+    std::fs::write(&h, state_dict_pth(&reduced_tensors()[..2], Some(&evil))).unwrap();
+    let e = load::read_with(&h, None, Some(reduced_cfg())).err().unwrap().to_string();
+    assert!(e.contains("hostile.pth") && e.contains("BUILD"), "{e}");
+}
+
+/// The -hf names of an official key (§8.2); q/k/v split in three.
+fn hf_names(k: &str) -> Vec<String> {
+    let s = |x: &str| vec![x.to_string()];
+    if let Some(r) = k.strip_prefix("pretrained.blocks.") {
+        let (i, rest) = r.split_once('.').unwrap();
+        let l = format!("backbone.encoder.layer.{i}");
+        return match rest {
+            "ls1.gamma" => s(&format!("{l}.layer_scale1.lambda1")),
+            "ls2.gamma" => s(&format!("{l}.layer_scale2.lambda1")),
+            _ if rest.starts_with("attn.qkv.") => {
+                let kind = rest.rsplit('.').next().unwrap();
+                ["query", "key", "value"]
+                    .iter()
+                    .map(|q| format!("{l}.attention.attention.{q}.{kind}"))
+                    .collect()
+            }
+            _ if rest.starts_with("attn.proj.") => {
+                s(&format!("{l}.attention.output.dense.{}", rest.rsplit('.').next().unwrap()))
+            }
+            _ => s(&format!("{l}.{rest}")),
+        };
+    }
+    match k {
+        "pretrained.cls_token" => return s("backbone.embeddings.cls_token"),
+        "pretrained.mask_token" => return s("backbone.embeddings.mask_token"),
+        "pretrained.pos_embed" => return s("backbone.embeddings.position_embeddings"),
+        _ => {}
+    }
+    if let Some(x) = k.strip_prefix("pretrained.patch_embed.proj.") {
+        return s(&format!("backbone.embeddings.patch_embeddings.projection.{x}"));
+    }
+    if let Some(x) = k.strip_prefix("pretrained.norm.") {
+        return s(&format!("backbone.layernorm.{x}"));
+    }
+    if let Some(r) = k.strip_prefix("depth_head.projects.") {
+        let (i, x) = r.split_once('.').unwrap();
+        return s(&format!("neck.reassemble_stage.layers.{i}.projection.{x}"));
+    }
+    if let Some(r) = k.strip_prefix("depth_head.resize_layers.") {
+        let (i, x) = r.split_once('.').unwrap();
+        return s(&format!("neck.reassemble_stage.layers.{i}.resize.{x}"));
+    }
+    let r = k.strip_prefix("depth_head.scratch.").unwrap();
+    if let Some(rest) = r.strip_prefix("layer") {
+        let (n, x) = rest.split_once("_rn.").unwrap();
+        return s(&format!("neck.convs.{}.{x}", n.parse::<usize>().unwrap() - 1));
+    }
+    if let Some(rest) = r.strip_prefix("refinenet") {
+        let (n, x) = rest.split_once('.').unwrap();
+        let j = 4 - n.parse::<usize>().unwrap();
+        let l = format!("neck.fusion_stage.layers.{j}");
+        if let Some(y) = x.strip_prefix("out_conv.") {
+            return s(&format!("{l}.projection.{y}"));
+        }
+        let (u, y) = x.strip_prefix("resConfUnit").unwrap().split_once(".conv").unwrap();
+        let (c, z) = y.split_once('.').unwrap();
+        return s(&format!("{l}.residual_layer{u}.convolution{c}.{z}"));
+    }
+    let (conv, x) = match r {
+        _ if r.starts_with("output_conv1.") => ("conv1", &r["output_conv1.".len()..]),
+        _ if r.starts_with("output_conv2.0.") => ("conv2", &r["output_conv2.0.".len()..]),
+        _ => ("conv3", &r["output_conv2.2.".len()..]),
+    };
+    s(&format!("head.{conv}.{x}"))
+}
+
+#[test]
+fn hf_layout_loads_like_the_official_one() {
+    let dir = tempdir("hf");
+    let mut hf = Vec::new();
+    for (name, shape, data) in reduced_tensors() {
+        let names = hf_names(&name);
+        let rows = shape[0] / names.len();
+        let per = data.len() / names.len();
+        for (j, n) in names.iter().enumerate() {
+            let mut sh = shape.clone();
+            sh[0] = rows;
+            hf.push(HostTensor {
+                name: n.clone(),
+                shape: sh,
+                data: HostData::F32(data[j * per..(j + 1) * per].to_vec()),
+            });
+        }
+    }
+    assert_eq!(hf.len(), 127 + 2 * 4 * 2);
+    write_safetensors(&dir.as_path().join("model.safetensors"), &hf).unwrap();
+    let a = load::read_with(dir.as_path(), None, Some(reduced_cfg())).unwrap();
+    assert!(a.hf_layout);
+    let b = load::read_with(&fixture("random_vits_weights.safetensors"), None, Some(reduced_cfg())).unwrap();
+    same_host(&a, &b);
+    // A folder without model.safetensors says what it expects.
+    let e = load::read(&dir.as_path().join("nothing"), None).err().unwrap().to_string();
+    assert!(e.contains("nothing"), "{e}");
+}
+
+#[test]
+fn mismatched_encoder_is_refused_before_reading_data() {
+    // A vits-shaped file whose data is all zeros (sparse): the shapes say vits.
+    let dir = tempdir("enc");
+    let cfg = DepthConfig::preset(Encoder::Vits);
+    let mut header = String::from("{");
+    let mut off = 0usize;
+    for (i, (k, s)) in cfg.expected().iter().enumerate() {
+        let n: usize = s.iter().product::<usize>() * 4;
+        if i > 0 {
+            header.push(',');
+        }
+        header.push_str(&format!(
+            "\"{k}\":{{\"dtype\":\"F32\",\"shape\":{s:?},\"data_offsets\":[{off},{}]}}",
+            off + n
+        ));
+        off += n;
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let path = dir.as_path().join("depth_anything_v2_vits.safetensors");
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len((bytes.len() + off) as u64).unwrap();
+    let e = load::read(&path, Some(Encoder::Vitl)).err().unwrap().to_string();
+    assert!(
+        e.contains("--encoder vitl") && e.contains("vits weights") && e.contains("vits.safetensors"),
+        "{e}"
+    );
+    let hw = load::read(&path, Some(Encoder::Vits)).unwrap();
+    assert_eq!(hw.cfg.encoder, Some(Encoder::Vits));
+}
