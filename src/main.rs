@@ -130,6 +130,8 @@ enum Command {
     /// Image (+ trajectories) to video with Stable Video Diffusion and trajectory attention. Without --model it
     /// runs the whole pipeline on a bundled tiny random model (for a quick check; its output is noise-like).
     Generate(Box<cli::generate::GenerateArgs>),
+    /// Depth-Anything-V2 on an image or a folder of frames: raw disparity `.npy` like the official run.py.
+    Depth(cli::depth::DepthArgs),
     /// Memory plan of one UNet step (parameters, peak activations, largest tensors) without loading weights.
     Plan(cli::plan::PlanArgs),
     /// The exact pipelines a generation would create on an adapter (`--adapter`, `--kernels`), as final WGSL and a
@@ -151,6 +153,9 @@ enum Command {
 struct BenchArgs {
     /// Kernel name (see --list).
     kernel: Option<String>,
+    /// depth: the encoder (vits, vitb, vitl) of the Depth-Anything-V2 network to time.
+    #[arg(long, default_value = "vits")]
+    encoder: String,
     /// Shape(s) to run, e.g. 4096x4096x1024 (meaning per kernel: see --list); default: SVD's real shapes.
     #[arg(long)]
     shape: Vec<String>,
@@ -360,6 +365,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => cli::convert::run(&a),
         Command::Generate(a) => cli::generate::run(&cli.gpu.open()?, &a),
         Command::Plan(a) => cli::plan::run(&a),
+        Command::Depth(a) => cli::depth::run(&cli.gpu.open()?, &a),
         Command::Shaders(a) => cli::shaders::run(&cli.gpu.options(), &a),
     }
 }
@@ -435,6 +441,10 @@ fn bench_cmd(g: &GpuArgs, args: BenchArgs) -> Result<()> {
         }
         println!("  {:<22} shape: {}", "unet-step", cli::bench_unet::SHAPE_HELP);
         println!("  {:<22} default: 64x64x14", "");
+        println!(
+            "  {:<22} Depth-Anything-V2 at 1024x576 (--encoder vits|vitb|vitl), random weights",
+            "depth"
+        );
         if args.kernel.is_none() && !args.list {
             bail!("name a kernel to benchmark");
         }
@@ -447,6 +457,13 @@ fn bench_cmd(g: &GpuArgs, args: BenchArgs) -> Result<()> {
         (k, Some(v)) => {
             bail!("kernel '{k}' has no variant '{v}' (trajectory-attention: efficient | literal)")
         }
+    }
+    if name == "depth" {
+        if args.runs == 0 {
+            // Memory only: a dry device allocates every buffer of one forward and runs nothing.
+            return cli::depth::print_plan(&g.options(), &args.encoder, args.dtype);
+        }
+        return cli::depth::bench(&g.open()?, &args.encoder, args.dtype, args.runs, args.json);
     }
     if name == "unet-step" {
         let gpu = g.open()?;

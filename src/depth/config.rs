@@ -174,6 +174,68 @@ impl DepthConfig {
         v
     }
 
+    /// The configuration a transformers `config.json` (`DepthAnythingForDepthEstimation`) describes:
+    /// `backbone_config.{hidden_size, num_hidden_layers, num_attention_heads, out_indices, patch_size, image_size,
+    /// mlp_ratio}`, `fusion_hidden_size`, `neck_hidden_sizes`. HF `out_indices` count the embeddings as 0.
+    pub fn from_hf_json(text: &str) -> Result<DepthConfig, String> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("config.json: {e}"))?;
+        let bb = v.get("backbone_config").ok_or("config.json has no `backbone_config`")?;
+        let num = |o: &serde_json::Value, k: &str| -> Result<usize, String> {
+            o.get(k)
+                .and_then(|x| x.as_u64())
+                .map(|x| x as usize)
+                .ok_or(format!("config.json: no integer `{k}`"))
+        };
+        let list = |o: &serde_json::Value, k: &str| -> Result<Vec<usize>, String> {
+            o.get(k)
+                .and_then(|x| x.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect::<Vec<_>>())
+                .filter(|a| a.len() == 4)
+                .ok_or(format!("config.json: `{k}` is not a list of 4 integers"))
+        };
+        let d = num(bb, "hidden_size")?;
+        let blocks = num(bb, "num_hidden_layers")?;
+        let heads = num(bb, "num_attention_heads")?;
+        let patch = bb.get("patch_size").and_then(|x| x.as_u64()).unwrap_or(14) as usize;
+        let image = bb.get("image_size").and_then(|x| x.as_u64()).unwrap_or(518) as usize;
+        let ratio = bb.get("mlp_ratio").and_then(|x| x.as_f64()).unwrap_or(4.0);
+        let oi = list(bb, "out_indices")?;
+        let oc = list(&v, "neck_hidden_sizes")?;
+        let features = num(&v, "fusion_hidden_size")?;
+        for (what, x) in [("hidden_size", d), ("num_hidden_layers", blocks), ("num_attention_heads", heads)] {
+            crate::limits::CHANNELS.check(x as u64).map_err(|e| format!("config.json: {what}: {e}"))?;
+        }
+        if heads == 0 || d == 0 || !d.is_multiple_of(heads) || patch != 14 || image != 518 || ratio != 4.0 {
+            return Err(format!(
+                "config.json: hidden_size {d}, {heads} heads, patch {patch}, image {image}, mlp_ratio {ratio} is not                  a Depth-Anything-V2 layout (patch 14, image 518, mlp_ratio 4, heads dividing the width)"
+            ));
+        }
+        if oi.iter().any(|&j| j == 0 || j > blocks) || features < 2 || features % 2 != 0 {
+            return Err(format!(
+                "config.json: out_indices {oi:?} or fusion_hidden_size {features} do not fit {blocks} layers"
+            ));
+        }
+        let mut cfg = DepthConfig {
+            encoder: None,
+            embed_dim: d,
+            blocks,
+            heads,
+            mlp_hidden: 4 * d,
+            features,
+            out_channels: [oc[0], oc[1], oc[2], oc[3]],
+            take: [oi[0] - 1, oi[1] - 1, oi[2] - 1, oi[3] - 1],
+            patch,
+            pos_grid: 37,
+        };
+        for enc in [Encoder::Vits, Encoder::Vitb, Encoder::Vitl] {
+            let p = DepthConfig::preset(enc);
+            if (DepthConfig { encoder: Some(enc), ..cfg.clone() }) == p {
+                cfg.encoder = Some(enc);
+            }
+        }
+        Ok(cfg)
+    }
+
     /// Parameters (sum of the expected tensors' elements).
     pub fn params(&self) -> usize {
         self.expected().iter().map(|(_, s)| s.iter().product::<usize>()).sum()

@@ -227,9 +227,17 @@ pub fn read_with(
     }
     let inferred = DepthConfig::infer(&shapes)
         .map_err(|m| werr(m + " (pass the official depth_anything_v2_vits/vitb/vitl.pth)"));
-    let cfg = match cfg {
-        Some(c) => c,
-        None => inferred?,
+    // A transformers folder's config.json describes the model (also sizes no release has).
+    let hf_json = path.is_dir().then(|| path.join("config.json")).filter(|p| p.is_file());
+    let cfg = match (cfg, hf_json) {
+        (Some(c), _) => c,
+        (None, Some(j)) => {
+            let text = std::fs::read_to_string(&j)
+                .map_err(|e| DepthError::Weights { path: j.display().to_string(), msg: e.to_string() })?;
+            DepthConfig::from_hf_json(&text)
+                .map_err(|msg| DepthError::Weights { path: j.display().to_string(), msg })?
+        }
+        (None, None) => inferred?,
     };
     if let (Some(want), Some(have)) = (encoder, cfg.encoder) {
         if want != have {

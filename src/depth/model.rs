@@ -128,6 +128,29 @@ impl DepthAnything {
         Ok(DepthAnything { cfg, dtype, weights, pos, cls })
     }
 
+    /// A model of `cfg` with random weights (benchmarks and memory plans): weights uniform in ±√(3/fan-in),
+    /// norms and LayerScale near 1, small biases.
+    pub fn random(gpu: &Gpu, cfg: &DepthConfig, dtype: DType, seed: u64) -> Result<DepthAnything> {
+        let mut tensors = HashMap::new();
+        for (i, (name, shape)) in cfg.expected().into_iter().enumerate() {
+            let n: usize = shape.iter().product();
+            let u = trajattn_kernels::testing::rand_vec(seed.wrapping_add(i as u64), n);
+            let fan_in: usize = if shape.len() > 1 { shape[1..].iter().product() } else { 1 };
+            let data: Vec<f32> =
+                if name.ends_with("gamma") || name.contains("norm") && name.ends_with("weight") {
+                    u.iter().map(|v| 1.0 + 0.25 * v).collect()
+                } else if shape.len() == 1 || name.contains("token") || name.contains("pos_embed") {
+                    u.iter().map(|v| 0.1 * v).collect()
+                } else {
+                    let s = (3.0 / fan_in as f32).sqrt();
+                    u.iter().map(|v| s * v).collect()
+                };
+            tensors.insert(name.clone(), host(&name, &shape, data));
+        }
+        let hw = HostWeights { path: "random".into(), cfg: cfg.clone(), tensors, hf_layout: false };
+        Self::from_host(gpu, hw, dtype)
+    }
+
     /// Bytes of the weights on the device.
     pub fn weight_bytes(&self) -> u64 {
         self.weights.bytes
@@ -327,6 +350,10 @@ impl DepthAnything {
         drop(o3);
         b.rec.run()?;
         drop((x, hs));
+        if gpu.is_dry() {
+            // A dry device (memory plans) runs nothing: there is nothing to read.
+            return Ok((vec![0.0; h * w], HashMap::new()));
+        }
         let depth = out.to_f32(gpu)?;
         let mut dbg = HashMap::new();
         for (name, t, post) in taps.list {

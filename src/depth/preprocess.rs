@@ -20,12 +20,10 @@ const MULT: usize = 14;
 /// the larger scale, both sides ≥ `input_size`, multiples of 14, round half to even then up if below).
 pub fn target_size(h: usize, w: usize, input_size: usize) -> Result<(usize, usize), DepthError> {
     if input_size == 0 || !input_size.is_multiple_of(MULT) {
-        return Err(DepthError::Input(format!(
-            "--input-size {input_size} is not a positive multiple of 14 (the patch size); the official value is 518"
-        )));
+        return Err(DepthError::InputSize(input_size));
     }
     if h == 0 || w == 0 {
-        return Err(DepthError::Input(format!("image of {w}×{h} pixels is empty")));
+        return Err(DepthError::Empty { what: "the image".into(), height: h, width: w });
     }
     let s_in = input_size as f64;
     let (sh, sw) = (s_in / h as f64, s_in / w as f64);
