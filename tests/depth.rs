@@ -372,9 +372,8 @@ fn hf_names(k: &str) -> Vec<String> {
     s(&format!("head.{conv}.{x}"))
 }
 
-#[test]
-fn hf_layout_loads_like_the_official_one() {
-    let dir = tempdir("hf");
+/// Writes the reduced model as a transformers folder (`model.safetensors`, and `config.json` when asked).
+fn write_hf_folder(dir: &Path, with_config: bool) {
     let mut hf = Vec::new();
     for (name, shape, data) in reduced_tensors() {
         let names = hf_names(&name);
@@ -391,7 +390,20 @@ fn hf_layout_loads_like_the_official_one() {
         }
     }
     assert_eq!(hf.len(), 127 + 2 * 4 * 2);
-    write_safetensors(&dir.as_path().join("model.safetensors"), &hf).unwrap();
+    write_safetensors(&dir.join("model.safetensors"), &hf).unwrap();
+    if with_config {
+        let cfg = r#"{"model_type": "depth_anything", "backbone_config": {"model_type": "dinov2", "hidden_size": 64,
+            "num_hidden_layers": 4, "num_attention_heads": 2, "out_indices": [1, 2, 3, 4], "patch_size": 14,
+            "image_size": 518, "mlp_ratio": 4}, "fusion_hidden_size": 16, "neck_hidden_sizes": [8, 16, 32, 64],
+            "head_hidden_size": 32, "depth_estimation_type": "relative"}"#;
+        std::fs::write(dir.join("config.json"), cfg).unwrap();
+    }
+}
+
+#[test]
+fn hf_layout_loads_like_the_official_one() {
+    let dir = tempdir("hf");
+    write_hf_folder(&dir, false);
     let a = load::read_with(dir.as_path(), None, Some(reduced_cfg())).unwrap();
     assert!(a.hf_layout);
     let b = load::read_with(&fixture("random_vits_weights.safetensors"), None, Some(reduced_cfg())).unwrap();
@@ -435,4 +447,186 @@ fn mismatched_encoder_is_refused_before_reading_data() {
     );
     let hw = load::read(&path, Some(Encoder::Vits)).unwrap();
     assert_eq!(hw.cfg.encoder, Some(Encoder::Vits));
+}
+
+// ---- command line ----
+
+fn trajattn(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_trajattn")).args(args).output().unwrap()
+}
+
+fn ok(o: &std::process::Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn err_text(o: &std::process::Output) -> String {
+    assert!(!o.status.success(), "expected a failure");
+    let e = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!e.contains("panicked"), "{e}");
+    e
+}
+
+#[test]
+fn depth_command_writes_the_official_npy_and_refuses_bad_input() {
+    let dir = tempdir("cli");
+    let model = dir.join("hf");
+    std::fs::create_dir_all(&model).unwrap();
+    write_hf_folder(&model, true);
+    let png = fixture("random_vits_input.png");
+    let (m, p) = (model.to_str().unwrap(), png.to_str().unwrap());
+    let out = dir.join("d.npy");
+    let prev = dir.join("d.png");
+    let o = trajattn(&[
+        "depth",
+        "--image",
+        p,
+        "--model",
+        m,
+        "--input-size",
+        "140",
+        "--out",
+        out.to_str().unwrap(),
+        "--preview",
+        prev.to_str().unwrap(),
+    ]);
+    ok(&o);
+    let got = trajattn::trajectory::npy::read(&out).unwrap();
+    assert_eq!(got.shape, vec![70, 98]);
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(
+        bytes.starts_with(b"\x93NUMPY\x01\x00") && String::from_utf8_lossy(&bytes[..128]).contains("'<f4'")
+    );
+    let want = trajattn::trajectory::npy::read(&fixture("random_vits_depth.npy")).unwrap().to_f64().unwrap();
+    let g = got.to_f64().unwrap();
+    let d = g.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(d <= 1e-4, "CLI depth: max|Δ| {d:.3e}");
+    assert!(prev.is_file());
+    // Batch mode over a folder of frames.
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    std::fs::copy(&png, frames.join("0000.png")).unwrap();
+    std::fs::copy(&png, frames.join("0001.png")).unwrap();
+    let od = dir.join("depths");
+    ok(&trajattn(&[
+        "depth",
+        "--images",
+        frames.to_str().unwrap(),
+        "--model",
+        m,
+        "--input-size",
+        "140",
+        "--out",
+        od.to_str().unwrap(),
+        "--previews",
+    ]));
+    for n in ["0000.npy", "0001.npy", "0000.png"] {
+        assert!(od.join(n).is_file(), "{n}");
+    }
+    assert_eq!(std::fs::read(od.join("0001.npy")).unwrap(), bytes);
+    // Bad input: each a clear error, no panic.
+    let e =
+        err_text(&trajattn(&["depth", "--image", p, "--model", m, "--input-size", "100", "--out", "x.npy"]));
+    assert!(e.contains("multiple of 14"), "{e}");
+    let e = err_text(&trajattn(&[
+        "depth",
+        "--image",
+        p,
+        "--model",
+        m,
+        "--encoder",
+        "vitl",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(e.contains("--encoder vitl") && e.contains("model.safetensors"), "{e}");
+    let junk = dir.join("junk.pth");
+    std::fs::write(&junk, b"PK\x03\x04 not really a zip").unwrap();
+    let e = err_text(&trajattn(&[
+        "depth",
+        "--image",
+        p,
+        "--model",
+        junk.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(e.contains("junk.pth"), "{e}");
+    let e = err_text(&trajattn(&["depth", "--image", m, "--model", m, "--out", out.to_str().unwrap()]));
+    assert!(e.contains("hf"), "{e}");
+    // A one-pixel grey image works (resized up to the input size).
+    let tiny = dir.join("tiny.png");
+    image::GrayImage::from_pixel(1, 1, image::Luma([77])).save(&tiny).unwrap();
+    ok(&trajattn(&[
+        "depth",
+        "--image",
+        tiny.to_str().unwrap(),
+        "--model",
+        m,
+        "--input-size",
+        "28",
+        "--out",
+        dir.join("tiny.npy").to_str().unwrap(),
+    ]));
+    assert_eq!(trajattn::trajectory::npy::read(&dir.join("tiny.npy")).unwrap().shape, vec![1, 1]);
+}
+
+#[test]
+fn camera_from_depth_model_equals_camera_from_its_depth_file() {
+    let dir = tempdir("camera");
+    let model = dir.join("hf");
+    std::fs::create_dir_all(&model).unwrap();
+    write_hf_folder(&model, true);
+    let png = fixture("random_vits_input.png");
+    let (m, p) = (model.to_str().unwrap(), png.to_str().unwrap());
+    let a = dir.join("a");
+    let b = dir.join("b");
+    ok(&trajattn(&[
+        "camera",
+        "--image",
+        p,
+        "--depth-model",
+        m,
+        "--input-size",
+        "140",
+        "--frames",
+        "3",
+        "--out",
+        a.to_str().unwrap(),
+    ]));
+    let depth = a.join("depth.npy");
+    assert!(depth.is_file());
+    ok(&trajattn(&[
+        "camera",
+        "--image",
+        p,
+        "--depth",
+        depth.to_str().unwrap(),
+        "--frames",
+        "3",
+        "--out",
+        b.to_str().unwrap(),
+    ]));
+    let mut compared = 0;
+    for e in std::fs::read_dir(&b).unwrap() {
+        let name = e.unwrap().file_name();
+        if name.to_string_lossy().ends_with(".npy") {
+            assert_eq!(
+                std::fs::read(a.join(&name)).unwrap(),
+                std::fs::read(b.join(&name)).unwrap(),
+                "{name:?}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 2, "trajectory files compared: {compared}");
+    let e = err_text(&trajattn(&[
+        "camera",
+        "--image",
+        p,
+        "--frames",
+        "3",
+        "--out",
+        dir.join("c").to_str().unwrap(),
+    ]));
+    assert!(e.contains("--depth"), "{e}");
 }

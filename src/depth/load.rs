@@ -239,11 +239,14 @@ pub fn read_with(
         }
         (None, None) => inferred?,
     };
-    if let (Some(want), Some(have)) = (encoder, cfg.encoder) {
-        if want != have {
+    if let Some(want) = encoder {
+        if cfg.encoder != Some(want) {
+            let have = cfg
+                .encoder
+                .map(|e| format!("{e} weights"))
+                .unwrap_or_else(|| format!("weights of {}", cfg.describe()));
             return Err(werr(format!(
-                "--encoder {want} was given but these are {have} weights (drop --encoder, or pass the {want} \
-                 checkpoint)"
+                "--encoder {want} was given but these are {have} (drop --encoder, or pass the {want} checkpoint)"
             )));
         }
     }

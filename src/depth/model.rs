@@ -348,6 +348,7 @@ impl DepthAnything {
         // Two ReLUs in the reference (head, then forward); one is enough.
         let out = relu(&mut b, &o3)?;
         drop(o3);
+        log::info!("depth graph: {:?}", b.lender().stats());
         b.rec.run()?;
         drop((x, hs));
         if gpu.is_dry() {
