@@ -89,3 +89,12 @@ fn relu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= p.n) { return; }
     y[p.base_y + i] = T(max(f32(x[p.base_x + i]), 0.0));
 }
+
+// y = max(y, 0) in place (binding 2 only).
+@compute @workgroup_size(WG)
+fn relu_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y[p.base_y + i] = T(max(f32(y[p.base_y + i]), 0.0));
+}

@@ -136,7 +136,13 @@ fn relu_matches_reference() {
             rec.run().unwrap();
             let want: Vec<f64> = x.iter().map(|&v| (v as f64).max(0.0)).collect();
             assert_close(&format!("{name} relu {d}"), &y.to_f32(&gpu).unwrap(), &want, 0.0);
+            // In place.
+            let mut rec = Recorder::new(&gpu);
+            dpt::record_relu_inplace(&mut rec, &tx).unwrap();
+            rec.run().unwrap();
+            assert_close(&format!("{name} relu in place {d}"), &tx.to_f32(&gpu).unwrap(), &want, 0.0);
         }
         assert!(gpu.pipelines().used("dpt", "relu"), "{name}: relu did not run");
+        assert!(gpu.pipelines().used("dpt", "relu_inplace"), "{name}: relu_inplace did not run");
     }
 }

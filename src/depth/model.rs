@@ -336,18 +336,17 @@ impl DepthAnything {
             Conv2dOpts::new(1, 1),
         )?;
         drop(oi);
-        let r2 = relu(&mut b, &o2)?;
-        drop(o2);
+        dpt::record_relu_inplace(&mut b.rec, &o2)?;
         let o3 = b.conv2d(
-            &r2,
+            &o2,
             self.w(&format!("{s}.output_conv2.2.weight"))?,
             Some(self.w(&format!("{s}.output_conv2.2.bias"))?),
             Conv2dOpts::new(1, 0),
         )?;
-        drop(r2);
+        drop(o2);
         // Two ReLUs in the reference (head, then forward); one is enough.
-        let out = relu(&mut b, &o3)?;
-        drop(o3);
+        dpt::record_relu_inplace(&mut b.rec, &o3)?;
+        let out = o3;
         log::info!("depth graph: {:?}", b.lender().stats());
         b.rec.run()?;
         drop((x, hs));
@@ -404,15 +403,14 @@ impl DepthAnything {
             Conv2dOpts::new(1, 1),
         )?;
         drop(r);
-        let r = relu(b, &c1)?;
-        drop(c1);
+        dpt::record_relu_inplace(&mut b.rec, &c1)?;
         let c2 = b.conv2d(
-            &r,
+            &c1,
             self.w(&format!("{prefix}.conv2.weight"))?,
             Some(self.w(&format!("{prefix}.conv2.bias"))?),
             Conv2dOpts::new(1, 1),
         )?;
-        drop(r);
+        drop(c1);
         b.add_inplace(&c2, x)?;
         Ok(c2)
     }

@@ -126,6 +126,24 @@ pub fn record_relu(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// Records `y = max(y, 0)` in place.
+pub fn record_relu_inplace(rec: &mut Recorder, y: &Tensor) -> Result<()> {
+    let gpu = rec.gpu();
+    let pipe = gpu.pipelines().get(&gpu.device, &DPT, "relu_inplace", y.dtype(), &[])?;
+    let n = y.numel();
+    let chunk = items_per_binding(gpu, 1, y.dtype())?;
+    let mut s = 0;
+    while s < n {
+        let len = chunk.min(n - s);
+        let yw = y.window(gpu, s, len)?;
+        let prm = Params { n: len as u32, base_y: yw.base, ..Default::default() };
+        let groups = grid(gpu, (len as u32).div_ceil(WG));
+        rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), vec![(2, yw)], groups)?;
+        s += len;
+    }
+    Ok(())
+}
+
 /// Records a ConvTranspose2d whose stride equals its kernel `K` (padding 0): input in token-major
 /// (channels-last) layout `x [gh·gw, Cin]` (token `yy·gw + xx`), PyTorch weight `w [Cin, Cout, K, K]`, bias
 /// `b [Cout]`, output NCHW `y [1, Cout, K·gh, K·gw]`:
