@@ -303,19 +303,36 @@ impl DepthAnything {
         let size = |t: &Act| (t.shape()[2], t.shape()[3]);
         let (s0, s1, s2) = (size(&rn[0]), size(&rn[1]), size(&rn[2]));
         let rn3 = rn.pop().ok_or_else(|| DepthError::Input("no features".into()))?;
-        let mut path = self.fuse(&mut b, 4, &rn3, None, s2)?;
+        let none = || DepthError::Input("no fusion output".into());
+        let mut path = self.fuse(&mut b, 4, &rn3, None, s2, None)?.ok_or_else(none)?;
         drop(rn3);
         taps.keep(&mut b, "path_4", &path, Post::Same)?;
         for (n, target) in [(3, s1), (2, s0)] {
             let skip = rn.pop().ok_or_else(|| DepthError::Input("no features".into()))?;
-            path = self.fuse(&mut b, n, &path, Some(&skip), target)?;
+            path = self.fuse(&mut b, n, &path, Some(&skip), target, None)?.ok_or_else(none)?;
             taps.keep(&mut b, &format!("path_{n}"), &path, Post::Same)?;
         }
         let skip = rn.pop().ok_or_else(|| DepthError::Input("no features".into()))?;
         let s1x = (2 * s0.0, 2 * s0.1);
-        path = self.fuse(&mut b, 1, &path, Some(&skip), s1x)?;
-        drop(skip);
-        taps.keep(&mut b, "path_1", &path, Post::Same)?;
+        // The full-resolution head runs as a second recording: path_1 goes to a pool tensor, the first graph
+        // runs and its buffers go back to the device (pool trimmed), so the two phases' intermediates never
+        // coexist (vitl at 924×518 in f32: 2.21 GiB as one graph).
+        let path1 = Tensor::empty(gpu, &[1, c.features, s1x.0, s1x.1], dt)?;
+        self.fuse(&mut b, 1, &path, Some(&skip), s1x, Some(&path1))?;
+        drop((path, skip));
+        taps.keep(&mut b, "path_1", &path1, Post::Same)?;
+        log::info!("depth graph, backbone and fusion: {:?}", b.lender().stats());
+        std::mem::replace(&mut b.rec, trajattn_kernels::Recorder::new(gpu)).run()?;
+        let mut dbg_phase1 = Vec::new();
+        for (name, t, post) in taps.list.drain(..) {
+            let v = if gpu.is_dry() { Vec::new() } else { t.to_f32(gpu)? };
+            dbg_phase1.push((name, v, post));
+        }
+        drop(b);
+        drop((x, hs));
+        gpu.pool().trim();
+        let mut b = Builder::new(gpu, dt);
+        let path = path1;
 
         let s = "depth_head.scratch";
         let o1 = b.conv2d(
@@ -347,17 +364,19 @@ impl DepthAnything {
         // Two ReLUs in the reference (head, then forward); one is enough.
         dpt::record_relu_inplace(&mut b.rec, &o3)?;
         let out = o3;
-        log::info!("depth graph: {:?}", b.lender().stats());
+        log::info!("depth graph, head: {:?}", b.lender().stats());
         b.rec.run()?;
-        drop((x, hs));
         if gpu.is_dry() {
             // A dry device (memory plans) runs nothing: there is nothing to read.
             return Ok((vec![0.0; h * w], HashMap::new()));
         }
         let depth = out.to_f32(gpu)?;
         let mut dbg = HashMap::new();
+        let mut all = dbg_phase1;
         for (name, t, post) in taps.list {
-            let v = t.to_f32(gpu)?;
+            all.push((name, t.to_f32(gpu)?, post));
+        }
+        for (name, v, post) in all {
             let v = match post {
                 Post::Same => v,
                 Post::Transpose(r, cc) => {
@@ -415,7 +434,7 @@ impl DepthAnything {
         Ok(c2)
     }
 
-    /// `refinenet{n}`: `OC(up(RCU2(x [+ RCU1(skip)]), size))`.
+    /// `refinenet{n}`: `OC(up(RCU2(x [+ RCU1(skip)]), size))`, into `out` when given (then `None`).
     fn fuse(
         &self,
         b: &mut Builder,
@@ -423,7 +442,8 @@ impl DepthAnything {
         x: &Tensor,
         skip: Option<&Tensor>,
         size: (usize, usize),
-    ) -> Result<Act> {
+        out: Option<&Tensor>,
+    ) -> Result<Option<Act>> {
         let p = format!("depth_head.scratch.refinenet{n}");
         let o = match skip {
             Some(s) => {
@@ -435,15 +455,22 @@ impl DepthAnything {
             }
             None => self.rcu(b, x, &format!("{p}.resConfUnit2"))?,
         };
-        let up = bilinear(b, &o, size)?;
-        drop(o);
-        let y = b.conv2d(
-            &up,
+        // `OC(up(o))` computed as `up(OC(o))`: a 1×1 convolution commutes with the bilinear resize (its
+        // weights sum to 1, so the bias passes through), at a quarter of the work and memory.
+        let small = b.conv2d(
+            &o,
             self.w(&format!("{p}.out_conv.weight"))?,
             Some(self.w(&format!("{p}.out_conv.bias"))?),
             Conv2dOpts::new(1, 0),
         )?;
-        Ok(y)
+        drop(o);
+        match out {
+            Some(y) => {
+                dpt::record_bilinear_ac(&mut b.rec, &small, y)?;
+                Ok(None)
+            }
+            None => Ok(Some(bilinear(b, &small, size)?)),
+        }
     }
 }
 
