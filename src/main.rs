@@ -130,6 +130,8 @@ enum Command {
     /// Image (+ trajectories) to video with Stable Video Diffusion and trajectory attention. Without --model it
     /// runs the whole pipeline on a bundled tiny random model (for a quick check; its output is noise-like).
     Generate(Box<cli::generate::GenerateArgs>),
+    /// Depth-Anything-V2 on an image or a folder of frames: raw disparity `.npy` like the official run.py.
+    Depth(cli::depth::DepthArgs),
     /// Memory plan of one UNet step (parameters, peak activations, largest tensors) without loading weights.
     Plan(cli::plan::PlanArgs),
     /// The exact pipelines a generation would create on an adapter (`--adapter`, `--kernels`), as final WGSL and a
@@ -151,6 +153,9 @@ enum Command {
 struct BenchArgs {
     /// Kernel name (see --list).
     kernel: Option<String>,
+    /// depth: the encoder (vits, vitb, vitl) of the Depth-Anything-V2 network to time.
+    #[arg(long, default_value = "vits")]
+    encoder: String,
     /// Shape(s) to run, e.g. 4096x4096x1024 (meaning per kernel: see --list); default: SVD's real shapes.
     #[arg(long)]
     shape: Vec<String>,
@@ -245,8 +250,14 @@ struct VideoCameraArgs {
     #[arg(long)]
     video_frames: std::path::PathBuf,
     /// Folder of one relative-inverse-depth `.npy` per frame (sorted by name).
+    #[arg(long, required_unless_present = "depth_model", conflicts_with = "depth_model")]
+    depths: Option<std::path::PathBuf>,
+    /// Compute each frame's depth with Depth-Anything-V2 from these weights instead of --depths (written to
+    /// OUT/depth/NNNN.npy).
     #[arg(long)]
-    depths: std::path::PathBuf,
+    depth_model: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    depth_args: cli::depth::ModelArgs,
     /// The video's point tracks (official tracks folder, e.g. CoTracker's).
     #[arg(long)]
     tracks: std::path::PathBuf,
@@ -281,8 +292,14 @@ struct CameraArgs {
     image: std::path::PathBuf,
     /// Relative inverse depth of the image (larger = nearer): Depth-Anything's float `.npy` (H, W), or a
     /// 16-bit greyscale PNG holding the same quantity.
+    #[arg(long, required_unless_present = "depth_model", conflicts_with = "depth_model")]
+    depth: Option<std::path::PathBuf>,
+    /// Compute the depth here with Depth-Anything-V2 from these weights (`depth_anything_v2_vitl.pth`, as the
+    /// official workflow; see weights/README.md) instead of --depth; it is written to OUT/depth.npy.
     #[arg(long)]
-    depth: std::path::PathBuf,
+    depth_model: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    depth_args: cli::depth::ModelArgs,
     /// horizontal | vertical | zoomin | zoomout (orbits around the point 200 units in front of the camera), or
     /// path:FILE for a JSON file of per-frame poses (see `src/trajectory/poses.rs`; --frames is then the pose count).
     #[arg(long, default_value = "horizontal")]
@@ -360,6 +377,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => cli::convert::run(&a),
         Command::Generate(a) => cli::generate::run(&cli.gpu.open()?, &a),
         Command::Plan(a) => cli::plan::run(&a),
+        Command::Depth(a) => cli::depth::run(&cli.gpu.open()?, &a),
         Command::Shaders(a) => cli::shaders::run(&cli.gpu.options(), &a),
     }
 }
@@ -435,6 +453,10 @@ fn bench_cmd(g: &GpuArgs, args: BenchArgs) -> Result<()> {
         }
         println!("  {:<22} shape: {}", "unet-step", cli::bench_unet::SHAPE_HELP);
         println!("  {:<22} default: 64x64x14", "");
+        println!(
+            "  {:<22} Depth-Anything-V2 at 1024x576 (--encoder vits|vitb|vitl), random weights",
+            "depth"
+        );
         if args.kernel.is_none() && !args.list {
             bail!("name a kernel to benchmark");
         }
@@ -447,6 +469,13 @@ fn bench_cmd(g: &GpuArgs, args: BenchArgs) -> Result<()> {
         (k, Some(v)) => {
             bail!("kernel '{k}' has no variant '{v}' (trajectory-attention: efficient | literal)")
         }
+    }
+    if name == "depth" {
+        if args.runs == 0 {
+            // Memory only: a dry device allocates every buffer of one forward and runs nothing.
+            return cli::depth::print_plan(&g.options(), &args.encoder, args.dtype);
+        }
+        return cli::depth::bench(&g.open()?, &args.encoder, args.dtype, args.runs, args.json);
     }
     if name == "unet-step" {
         let gpu = g.open()?;
@@ -639,11 +668,23 @@ fn camera_cmd(g_args: &GpuArgs, a: CameraArgs) -> Result<()> {
     use trajattn::trajectory::{folder, preview};
     trajattn::output::check_dir(&a.out)?;
     let img = trajattn::image_input::open_rgb(&a.image)?;
-    let (depth, w, h) = load_depth(&a.depth)?;
+    let (depth, w, h, depth_name) = match (&a.depth, &a.depth_model) {
+        (_, Some(m)) => {
+            let gpu = g_args.open()?;
+            let model = cli::depth::load_model(&gpu, m, &a.depth_args)?;
+            let d = cli::depth::depth_of(&gpu, &model, &img, a.depth_args.input_size)
+                .with_context(|| format!("depth of {}", a.image.display()))?;
+            (d, img.width() as usize, img.height() as usize, format!("the depth of {}", m.display()))
+        }
+        (Some(p), None) => {
+            let (d, w, h) = load_depth(p)?;
+            (d, w, h, format!("depth map {}", p.display()))
+        }
+        (None, None) => bail!("give --depth D.npy or --depth-model WEIGHTS"),
+    };
     if (w, h) != (img.width() as usize, img.height() as usize) {
         bail!(
-            "depth map {} is {w}×{h} but image {} is {}×{}: they must have the same size",
-            a.depth.display(),
+            "{depth_name} is {w}×{h} but image {} is {}×{}: they must have the same size",
             a.image.display(),
             img.width(),
             img.height()
@@ -681,6 +722,9 @@ fn camera_cmd(g_args: &GpuArgs, a: CameraArgs) -> Result<()> {
     // Everything is written into a staging folder and moved into place once complete: a failure leaves nothing.
     let stage = trajattn::output::Staging::new(&a.out)?;
     let dir = stage.path("");
+    if a.depth_model.is_some() {
+        trajattn::trajectory::npy::write_f32(&dir.join("depth.npy"), &[h, w], &depth)?;
+    }
     if a.warp {
         let warps = trajattn::trajectory::warp::warp_frames(&img, &depth, &ts, &k);
         for (i, wf) in warps.iter().enumerate() {
@@ -896,19 +940,25 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
     }
     trajattn::output::check_dir(&a.out)?;
     let frames = sorted_files(&a.video_frames, &["png", "jpg", "jpeg"])?;
-    let depths = sorted_files(&a.depths, &["npy"])?;
     if frames.is_empty() {
         bail!("no PNG or JPEG frames in {}", a.video_frames.display());
     }
-    if frames.len() != depths.len() {
-        bail!(
-            "{} frames in {} but {} depth maps in {}: give one depth map per frame",
-            frames.len(),
-            a.video_frames.display(),
-            depths.len(),
-            a.depths.display()
-        );
-    }
+    let depths = match &a.depths {
+        Some(dir) => {
+            let depths = sorted_files(dir, &["npy"])?;
+            if frames.len() != depths.len() {
+                bail!(
+                    "{} frames in {} but {} depth maps in {}: give one depth map per frame",
+                    frames.len(),
+                    a.video_frames.display(),
+                    depths.len(),
+                    dir.display()
+                );
+            }
+            depths
+        }
+        None => Vec::new(),
+    };
     let f = frames.len();
     if f < 2 {
         bail!("a video needs at least 2 frames");
@@ -922,6 +972,18 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let (w, h) = (imgs[0].width() as usize, imgs[0].height() as usize);
     let mut invs = Vec::with_capacity(f);
+    if let Some(m) = &a.depth_model {
+        let gpu = g_args.open()?;
+        let model = cli::depth::load_model(&gpu, m, &a.depth_args)?;
+        for (p, img) in frames.iter().zip(&imgs) {
+            if (img.width() as usize, img.height() as usize) != (w, h) {
+                bail!("{}: every frame must be {w}×{h} like the first frame", p.display());
+            }
+            let d = cli::depth::depth_of(&gpu, &model, img, a.depth_args.input_size)
+                .with_context(|| format!("depth of {}", p.display()))?;
+            invs.push(d);
+        }
+    }
     for (p, img) in depths.iter().zip(&imgs) {
         let (d, dw, dh) = load_depth(p)?;
         if (dw, dh) != (w, h) || (img.width() as usize, img.height() as usize) != (w, h) {
@@ -941,6 +1003,12 @@ fn video_camera_cmd(g_args: &GpuArgs, a: VideoCameraArgs) -> Result<()> {
     let refs: Vec<&[f32]> = invs.iter().map(|v| v.as_slice()).collect();
     let cam = trajectories_per_frame_depth(&refs, w, h, &ts, &k)?;
     let stage = trajattn::output::Staging::new(&a.out)?;
+    if a.depth_model.is_some() {
+        std::fs::create_dir_all(stage.path("depth")).context("creating the depth folder")?;
+        for (i, d) in invs.iter().enumerate() {
+            npy::write_f32(&stage.path(&format!("depth/{i:04}.npy")), &[h, w], d)?;
+        }
+    }
     let cam_dir = stage.path("camera");
     folder::write_grid(&cam_dir, &cam)?;
     if a.warp {

@@ -178,6 +178,8 @@ pub fn entries() -> Vec<BenchEntry> {
         crate::ops::trajectory_attention::BENCH_LITERAL,
         crate::ops::trajectory_attention::BENCH_GATHERED,
         crate::ops::flash_attention::BENCH,
+        crate::ops::dpt::BENCH_BILINEAR,
+        crate::ops::dpt::BENCH_CONV_TRANSPOSE,
     ]
 }
 

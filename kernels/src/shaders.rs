@@ -151,6 +151,7 @@ shader!(FLASH_ATTENTION_FA2, "flash_attention_fa2");
 shader!(TEMPORAL_ATTENTION, "temporal_attention");
 shader!(SAMPLER, "sampler");
 shader!(TEMPORAL_ATTENTION_GPU, "temporal_attention_gpu");
+shader!(DPT, "dpt");
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -176,4 +177,5 @@ pub const ALL: &[Shader] = &[
     TEMPORAL_ATTENTION,
     SAMPLER,
     TEMPORAL_ATTENTION_GPU,
+    DPT,
 ];

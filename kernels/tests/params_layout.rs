@@ -19,6 +19,7 @@ fn rust_layout(shader: &str) -> Option<ParamsLayout> {
         "group_norm" | "group_norm_vec4" => ops::group_norm::PARAMS_LAYOUT,
         "layer_norm" | "softmax" | "rows_vec4" => ops::rows::PARAMS_LAYOUT,
         "layout" => ops::layout::PARAMS_LAYOUT,
+        "dpt" => ops::dpt::PARAMS_LAYOUT,
         "flash_attention_fa2" | "flash_attention_sg8" => ops::flash_attention::PARAMS_LAYOUT,
         "trajectory_attention" | "trajectory_attention_sg8" | "trajectory_attention_gpu" => {
             ops::trajectory_attention::PARAMS_LAYOUT

@@ -1,11 +1,11 @@
 //! A restricted pickle reader for `torch.save` files holding plain tensors.
 //!
 //! It interprets only the opcodes a protocol-2 pickle of a list (or dict) of tensors uses
-//! (docs/reference/trajectory-attention.md §3) and only three kinds of globals —
-//! `torch._utils._rebuild_tensor_v2`, `collections.OrderedDict` and the
-//! `torch.{Float,Half,BFloat16}Storage` type markers — none of which is ever *called*: they are recognised by
-//! name and their effect is reproduced here as data. Any other opcode, global, persistent id or
-//! `REDUCE` target is an error naming it.
+//! (docs/reference/trajectory-attention.md §3) and only three kinds of globals — `torch._utils._rebuild_tensor_v2`,
+//! `collections.OrderedDict` and the `torch.{Float,Half,BFloat16}Storage` type markers — none of which is
+//! ever *called*: they are recognised by name and their effect is reproduced here as data. `BUILD` is accepted
+//! only to drop the `_metadata` attribute of a `state_dict()` OrderedDict. Any other opcode, global,
+//! persistent id or `REDUCE` target is an error naming it.
 //!
 //! Hostile input is bounded: the machine is iterative, every value records its nesting depth (more than
 //! [`MAX_DEPTH`] levels is an error, so dropping, cloning or printing a value never recurses deeply), and the
@@ -485,6 +485,23 @@ pub fn load(data: &[u8]) -> Result<Value, PickleError> {
                 // A rebuilt tensor or an empty OrderedDict.
                 let depth = u32::from(matches!(v, Value::Dict(_) | Value::Tensor(_)));
                 m.push(v, depth)?;
+            }
+            b'b' => {
+                // BUILD: only the instance dict `nn.Module.state_dict()` attaches to its OrderedDict (a
+                // `_metadata` attribute of per-module versions) is accepted, and dropped; no object is built.
+                let (state, _) = m.pop("BUILD")?;
+                let metadata_only = matches!(&state, Value::Dict(items)
+                    if items.iter().all(|(k, _)| matches!(k, Value::Str(s) if s == "_metadata")));
+                match m.top("BUILD")?.0 {
+                    Value::Dict(_) if metadata_only => {}
+                    other => {
+                        return Err(PickleError::Unsafe(format!(
+                            "BUILD at byte {at} sets the state of a {} (only a state dict's `_metadata` is \
+                             accepted)",
+                            other.kind()
+                        )))
+                    }
+                }
             }
             b'q' => {
                 let i = r.u8()? as u32;

@@ -2,6 +2,7 @@
 
 pub mod bench_unet;
 pub mod convert;
+pub mod depth;
 pub mod generate;
 pub mod plan;
 pub mod shaders;

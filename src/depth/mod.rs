@@ -1,14 +1,37 @@
-//! Depth-Anything-V2 (relative monocular depth): the official preprocessing and post-processing
-//! (`preprocess`) and the colour-mapped preview (`preview`). Reference: `docs/reference/depth-anything-v2.md`.
+//! Depth-Anything-V2 (relative monocular depth) on the GPU runtime: configuration, weight loading (official
+//! `.pth`, safetensors, transformers `-hf`), the DINOv2 + DPT network, preprocessing and post-processing
+//! (`docs/reference/depth-anything-v2.md`). `trajattn depth` and `camera --depth-model` run it.
 
+pub mod config;
+pub mod load;
+pub mod model;
+pub mod pos_embed;
 pub mod preprocess;
 pub mod preview;
 
-use thiserror::Error;
+pub use config::{DepthConfig, Encoder};
+pub use model::DepthAnything;
 
-/// Why depth preprocessing, post-processing or the preview failed.
-#[derive(Debug, Error)]
+/// Why depth could not be computed. Every message names the file or the value at fault.
+#[derive(Debug, thiserror::Error)]
 pub enum DepthError {
+    /// A bad argument or input.
+    #[error("{0}")]
+    Input(String),
+    /// Weights that are not a usable Depth-Anything-V2 checkpoint.
+    #[error("{path}: {msg}")]
+    Weights { path: String, msg: String },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Upload(#[from] crate::nn::WeightsError),
+    #[error(transparent)]
+    Kernel(#[from] trajattn_kernels::KernelError),
+    #[error(transparent)]
+    Image(#[from] crate::image_input::ImageInputError),
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
+    // The variants below are the preprocessing work's (branch `depthref`), kept identical for the merge.
     /// `--input-size` is zero or not a multiple of the patch size.
     #[error("--input-size {0} is not usable: it must be a positive multiple of 14 (the model's patch size), e.g. 518")]
     InputSize(usize),
@@ -18,9 +41,6 @@ pub enum DepthError {
     /// A buffer whose length does not match the size it is said to have.
     #[error("{what}: expected {expected} values, got {got}")]
     Shape { what: String, expected: String, got: String },
-    /// A size over a limit of [`crate::limits`].
-    #[error(transparent)]
-    Limit(#[from] crate::limits::LimitError),
     /// Writing the preview image failed.
     #[error("cannot write the depth preview {path}: {source}")]
     Write {

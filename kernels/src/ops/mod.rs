@@ -1,6 +1,7 @@
 //! One module per op family: the launcher(s), the float64 CPU reference, and the benchmark case.
 
 pub mod conv;
+pub mod dpt;
 pub mod elementwise;
 pub mod flash_attention;
 pub mod group_norm;
