@@ -1,5 +1,5 @@
 //! Depth-Anything-V2 on the runtime against the official code's debug tensors (reduced random vits-shaped
-//! model of depth-anything-v2.md §9, copied into tests/fixtures/depth): stage by stage from `debug.input` and
+//! model of docs/reference/depth-anything-v2.md §9, copied into tests/fixtures/depth): stage by stage from `debug.input` and
 //! end to end, f32 (≤ 1e-4 × max|ref| per stage, depth ≤ 1e-4 absolute) and f16 (≤ 5e-3); weight loading from
 //! safetensors, `.pth` and the `-hf` layout; refusals of other architectures and mismatched encoders.
 
@@ -67,7 +67,7 @@ fn position_embedding_resize_matches_the_reference() {
     let got = pos_embed::interpolate(&pos, 37, 64, 10, 14).unwrap();
     let dbg = debug_tensors();
     let (d, m) = errs(&got, &dbg["pos_embed_interp"].1);
-    // The reference ran PyTorch's AVX2 kernel, ≤ 2.6e-6 from a plain f32 replica (spec §4.2).
+    // The reference ran PyTorch's AVX2 kernel, ≤ 2.6e-6 from a plain f32 replica (docs/reference/depth-anything-v2.md §4.2).
     assert!(d <= 5e-6 * m, "pos_embed_interp: max|Δ| {d:.3e} of {m:.3e}");
 }
 
@@ -629,4 +629,45 @@ fn camera_from_depth_model_equals_camera_from_its_depth_file() {
         dir.join("c").to_str().unwrap(),
     ]));
     assert!(e.contains("--depth"), "{e}");
+}
+
+/// The second reference model (tests/reference/depth_fixtures.py): D=32, 4 blocks, 2 heads of 16, F=8,
+/// C=[8,16,24,32], a 61×83 photo at `--input-size 70` (patch grid 5×7, so the stride-2 layer gives 3×4).
+fn vits_small_cfg() -> DepthConfig {
+    DepthConfig {
+        encoder: None,
+        embed_dim: 32,
+        blocks: 4,
+        heads: 2,
+        mlp_hidden: 128,
+        features: 8,
+        out_channels: [8, 16, 24, 32],
+        take: [0, 1, 2, 3],
+        patch: 14,
+        pos_grid: 37,
+    }
+}
+
+#[test]
+fn second_reference_model_matches_the_official_code_from_png_and_from_its_input() {
+    // Made by our fixture script with the official repository's model code: a different seed, odd image sizes
+    // and a patch grid whose stride-2 layer rounds up. f32: depth from the PNG ≤ 1e-4, head output from the
+    // official input tensor ≤ 1e-4 × its range.
+    let gpu = Gpu::shared().unwrap();
+    let hw = load::read_with(&fixture("vits_small.safetensors"), None, Some(vits_small_cfg())).unwrap();
+    let m = DepthAnything::from_host(&gpu, hw, DType::F32).unwrap();
+    let img = trajattn::image_input::open_rgb(&fixture("vits_small_input.png")).unwrap();
+    let got = m.infer_image(&gpu, &img, 70).unwrap();
+    let npy = trajattn::trajectory::npy::read(&fixture("vits_small_depth.npy")).unwrap();
+    assert_eq!(npy.shape, vec![61, 83]);
+    let want: Vec<f32> = npy.to_f64().unwrap().into_iter().map(|v| v as f32).collect();
+    let (d, mx) = errs(&got, &want);
+    eprintln!("vits_small depth: max|Δ| {d:.3e} (max {mx:.3e})");
+    assert!(d <= 1e-4, "vits_small depth from the PNG: max|Δ| {d:.3e} (max {mx:.3e})");
+    let f = SafetensorsFile::open(&fixture("vits_small_debug.safetensors")).unwrap();
+    let names: Vec<String> = f.entries().iter().map(|e| e.name.clone()).collect();
+    let input = f.read_f32("debug.input").unwrap();
+    let out = m.forward(&gpu, &input, 70, 98).unwrap();
+    let (d, mx) = errs(&out, &f.read_f32("debug.output_conv2").unwrap());
+    assert!(d <= 1e-4 * mx, "vits_small output_conv2: max|Δ| {d:.3e} > 1e-4 × {mx:.3e} ({names:?})");
 }

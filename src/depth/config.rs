@@ -1,4 +1,4 @@
-//! Depth-Anything-V2 configurations (depth-anything-v2.md §1) and their official state-dict keys (§8.1), and
+//! Depth-Anything-V2 configurations (docs/reference/depth-anything-v2.md §1) and their official state-dict keys (§8.1), and
 //! the inference of the configuration from a checkpoint's tensor shapes.
 
 use std::collections::HashMap;

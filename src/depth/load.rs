@@ -1,6 +1,6 @@
 //! Reading Depth-Anything-V2 weights: the official `.pth` (through the restricted pickle reader: nothing in
 //! the file is executed), a safetensors file with the official key names, or a transformers `-hf` folder /
-//! `model.safetensors` (keys renamed to the official ones, q/k/v concatenated; depth-anything-v2.md §8).
+//! `model.safetensors` (keys renamed to the official ones, q/k/v concatenated; docs/reference/depth-anything-v2.md §8).
 //! Every tensor's name and shape is checked against the configuration before any data is read.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! The Depth-Anything-V2 network on the GPU runtime: DINOv2 backbone (depth-anything-v2.md §4) and DPT head
+//! The Depth-Anything-V2 network on the GPU runtime: DINOv2 backbone (docs/reference/depth-anything-v2.md §4) and DPT head
 //! (§5), recorded into one dispatch list with intermediates lent from the graph's lender.
 //!
 //! Load-time rewrites (exact up to f32 rounding): LayerScale is folded into the projection it scales

@@ -1,4 +1,4 @@
-//! DINOv2's position-embedding resize (depth-anything-v2.md §4.2): PyTorch's bicubic `F.interpolate` with a
+//! DINOv2's position-embedding resize (docs/reference/depth-anything-v2.md §4.2): PyTorch's bicubic `F.interpolate` with a
 //! scale factor `(g + 0.1)/37` per axis (`align_corners=False`, no antialias), replicated in f32 on the host at
 //! the operation order of PyTorch's CPU kernel. Small (37×37×D in, gh×gw×D out), so it never needs the GPU.
 
