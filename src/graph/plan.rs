@@ -7,16 +7,7 @@
 //! same dispatch. The assignment is greedy, largest tensor first, into the first slot whose tensors are all
 //! dead or not yet born during its lifetime (the scheme of ratchet's allocator and of TFLite's "greedy by size").
 
-/// One tensor to place: its size and the inclusive range of steps during which it must stay intact.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lifetime {
-    /// Bytes.
-    pub bytes: u64,
-    /// Step that writes it.
-    pub first: usize,
-    /// Last step that reads it (≥ `first`).
-    pub last: usize,
-}
+pub use trajattn_kernels::arena::{peak_live_bytes, Lifetime};
 
 /// The result: a slot per tensor and each slot's size.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,23 +23,6 @@ impl Plan {
     pub fn total_bytes(&self) -> u64 {
         self.slot_bytes.iter().sum()
     }
-}
-
-/// The lower bound of any plan: the most bytes alive at one step.
-pub fn peak_live_bytes(ts: &[Lifetime]) -> u64 {
-    let steps = ts.iter().map(|t| t.last + 1).max().unwrap_or(0);
-    let mut delta = vec![0i128; steps + 1];
-    for t in ts {
-        delta[t.first] += t.bytes as i128;
-        delta[t.last + 1] -= t.bytes as i128;
-    }
-    let mut live = 0i128;
-    let mut peak = 0i128;
-    for d in delta {
-        live += d;
-        peak = peak.max(live);
-    }
-    peak as u64
 }
 
 /// Greedy-by-size slot assignment with best fit (deterministic: ties broken by input order).
