@@ -20,7 +20,8 @@ const CHUNK_ELEMS: usize = 1 << 24;
 pub struct UNetPlan {
     /// Device bytes of the weights (attn2's query and key projections are never uploaded).
     pub param_bytes: u64,
-    /// Bytes of the slot assignment of all intermediates (what the graph allocates for them).
+    /// Bytes of the offset placement of all intermediates in arenas (an upper bound of what the graph
+    /// allocates for them).
     pub peak_activation_bytes: u64,
     /// Lower bound: the most intermediate bytes alive at one point.
     pub peak_live_bytes: u64,
@@ -184,6 +185,21 @@ impl Walk<'_> {
     }
 }
 
+/// Offset placement of the replayed lifetimes. The replay does not know which tensors one dispatch binds
+/// together (the graph keeps those in different arenas, see `trajattn_kernels::arena`), so it assumes the worst
+/// plausible case: a tensor may be bound with any tensor alive when it is written.
+fn place_lifetimes(ts: &[Lifetime]) -> trajattn_kernels::arena::Placement {
+    let mut conflicts = Vec::new();
+    for (i, t) in ts.iter().enumerate() {
+        for (j, u) in ts.iter().enumerate() {
+            if j != i && u.first < t.first && t.first <= u.last {
+                conflicts.push((i, j));
+            }
+        }
+    }
+    trajattn_kernels::arena::place(ts, &conflicts, 256, u64::MAX).expect("no arena limit")
+}
+
 /// Device bytes of the UNet's weights in a dtype of `elem` bytes (with the trajectory branch if asked).
 pub fn param_bytes(cfg: &UNetConfig, trajectory: bool, elem: u64) -> u64 {
     expected_unet_keys(cfg, trajectory)
@@ -272,7 +288,7 @@ pub fn plan_unet(
         drop(act);
     }
     let state = st.borrow();
-    let p = plan::plan(&state.lifetimes);
+    let p = place_lifetimes(&state.lifetimes);
     let mut events: Vec<(usize, i64)> = Vec::new();
     for t in &state.lifetimes {
         events.push((t.first, t.bytes as i64));
