@@ -232,6 +232,17 @@ pub struct Generated {
     pub frames: usize,
     /// With [`GenerateOptions::trace`]: `("step.{i}.latents_guided" | "step.{i}.latents_out", latents)`.
     pub trace: Vec<(String, Vec<f32>)>,
+    /// Measured device memory by stage (`"CLIP"`, `"VAE encode"`, `"UNet graph"`, `"UNet steps"`,
+    /// `"VAE decode"`): the most bytes of pooled buffers (weights included) held at once during the stage.
+    pub memory: Vec<(String, u64)>,
+}
+
+/// Records the pool's peak since the last mark as `stage` (and logs it), then restarts the peak.
+fn mark_memory(gpu: &Gpu, memory: &mut Vec<(String, u64)>, stage: &str) {
+    let peak = gpu.pool().stats().peak_in_use;
+    log::info!("memory: {stage}: device peak {:.2} GiB", peak as f64 / (1u64 << 30) as f64);
+    memory.push((stage.to_string(), peak));
+    gpu.pool().reset_peaks();
 }
 
 /// Progress callbacks (the CLI draws bars).
@@ -351,6 +362,8 @@ pub fn generate(
         Ok(())
     };
 
+    let mut memory = Vec::new();
+    gpu.pool().reset_peaks();
     // 1. Image in [0, 1], planar.
     let planar = planar_unit(image, hh, ww);
     // 2. CLIP conditioning.
@@ -359,6 +372,7 @@ pub fn generate(
     let pixels = clip_pixels(&planar, hh, ww, side);
     let embeds = svd.clip.encode(gpu, &pixels, 1)?;
     check_finite("the CLIP image encoder", &embeds, dtype)?;
+    mark_memory(gpu, &mut memory, "CLIP");
     let d = embeds.len();
     let mut context = vec![0f32; d];
     context.extend(embeds.iter().map(|&v| round_to(dtype, v)));
@@ -368,6 +382,7 @@ pub fn generate(
         planar.iter().zip(&noise).map(|(&x, &n)| (2.0 * x - 1.0) + o.noise_aug_strength * n).collect();
     let z = svd.vae_encoder.encode(gpu, &vae_in, 1, hh, ww)?;
     check_finite("the VAE encoder", &z, DType::F32)?;
+    mark_memory(gpu, &mut memory, "VAE encode");
     let z: Vec<f32> = z.iter().map(|&v| round_to(dtype, v)).collect();
     progress.advance(2);
     // 4. Added time ids, schedule, initial latents (second draw), guidance scales.
@@ -413,7 +428,21 @@ pub fn generate(
     let ctx = if cfg_on { context } else { context[d..].to_vec() };
     let added = if cfg_on { added } else { added[..3].to_vec() };
     graph.set_conditioning(gpu, &ctx, &added)?;
-
+    {
+        let a = graph.arena_stats();
+        let p = crate::graph::unet_plan::plan_unet(&svd.unet.cfg, batch, f, h, w, dtype.size(), n_traj);
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        log::info!(
+            "memory: UNet step intermediates: {:.1} MiB in {} arenas (live peak {:.1} MiB); plan {:.1} MiB (live \
+             peak {:.1} MiB)",
+            mib(a.allocated_bytes),
+            a.buffers,
+            mib(a.peak_live_bytes),
+            mib(p.peak_activation_bytes),
+            mib(p.peak_live_bytes)
+        );
+    }
+    mark_memory(gpu, &mut memory, "UNet graph");
     // 5. Denoising, on the device: the latents stay there between steps (scaled input, CFG and Euler update are
     // kernels, `ops::sampler`); NVS guidance and traces bring them to the host when they need them.
     progress.stage("denoising", o.steps);
@@ -485,6 +514,7 @@ pub fn generate(
         progress.advance(i + 1);
     }
     let latents = lat_t.to_f32(gpu)?;
+    mark_memory(gpu, &mut memory, "UNet steps");
     drop((graph, guide));
 
     // 6. Decoding in chunks.
@@ -494,6 +524,7 @@ pub fn generate(
     let dec = svd.vae_decoder.as_ref().unwrap_or(&svd.vae_encoder);
     let decoded = dec.decode(gpu, &scaled, f, h, w, o.decode_chunk, |done| progress.advance(done))?;
     check_finite("the VAE decoder", &decoded, dtype)?;
+    mark_memory(gpu, &mut memory, "VAE decode");
     let frames_u8 = to_uint8(&decoded, f, hh, ww);
-    Ok(Generated { latents, decoded, frames_u8, width: ww, height: hh, frames: f, trace })
+    Ok(Generated { latents, decoded, frames_u8, width: ww, height: hh, frames: f, trace, memory })
 }
