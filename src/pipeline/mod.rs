@@ -97,6 +97,9 @@ pub struct GenerateOptions {
     pub nvs: Option<nvs_guidance::NvsConditioning>,
     /// Keep the latents after each step's guidance and after each step in [`Generated::trace`].
     pub trace: bool,
+    /// Device memory the run may use (bytes): [`generate`] refuses before any GPU work when the planned UNet
+    /// stage (all loaded weights resident, plus the UNet step's planned intermediates) needs more.
+    pub gpu_memory: Option<u64>,
 }
 
 impl Default for GenerateOptions {
@@ -119,6 +122,7 @@ impl Default for GenerateOptions {
             cpu_reference_stream: false,
             nvs: None,
             trace: false,
+            gpu_memory: None,
         }
     }
 }
@@ -235,6 +239,45 @@ pub struct Generated {
     /// Measured device memory by stage (`"CLIP"`, `"VAE encode"`, `"UNet graph"`, `"UNet steps"`,
     /// `"VAE decode"`): the most bytes of pooled buffers (weights included) held at once during the stage.
     pub memory: Vec<(String, u64)>,
+}
+
+/// Refuses a run whose UNet stage would need more than `budget` bytes: every loaded model's weights (they stay
+/// resident for the whole run) plus the UNet step's planned intermediates and persistent tensors.
+fn check_memory(
+    svd: &Svd,
+    o: &GenerateOptions,
+    hw: (usize, usize),
+    n_traj: Option<usize>,
+    budget: u64,
+) -> Result<()> {
+    let batch = if sampler::cfg_enabled(o.max_guidance) { 2 } else { 1 };
+    let p = crate::graph::unet_plan::plan_unet(
+        &svd.unet.cfg,
+        batch,
+        o.frames,
+        hw.0,
+        hw.1,
+        o.dtype.size(),
+        n_traj,
+    );
+    let weights = svd.unet.weight_bytes()
+        + svd.vae_encoder.weight_bytes()
+        + svd.vae_decoder.as_ref().map_or(0, |d| d.weight_bytes())
+        + svd.clip.weight_bytes();
+    let need = weights + p.peak_activation_bytes + p.persistent_bytes;
+    if need > budget {
+        let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
+        return Err(input_err(format!(
+            "the UNet stage needs {}: weights {} (UNet, VAE, CLIP, all resident) + intermediates {} + persistent {}; \
+             more than the {} of device memory given",
+            gib(need),
+            gib(weights),
+            gib(p.peak_activation_bytes),
+            gib(p.persistent_bytes),
+            gib(budget)
+        )));
+    }
+    Ok(())
 }
 
 /// Records the pool's peak since the last mark as `stage` (and logs it), then restarts the peak.
@@ -362,6 +405,9 @@ pub fn generate(
         Ok(())
     };
 
+    if let Some(budget) = o.gpu_memory {
+        check_memory(svd, o, (hh / f8, ww / f8), trajectories.as_ref().map(|t| t.n), budget)?;
+    }
     let mut memory = Vec::new();
     gpu.pool().reset_peaks();
     // 1. Image in [0, 1], planar.
