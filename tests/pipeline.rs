@@ -206,6 +206,22 @@ fn the_same_seed_gives_the_same_video() {
     assert_ne!(a.latents, c.latents);
 }
 
+#[test]
+fn a_run_over_its_memory_budget_is_refused_up_front_and_stages_are_measured() {
+    let gpu = Gpu::shared().unwrap();
+    let svd = Svd::load(&gpu, &fixture("pipeline/svd"), None, DType::F32).unwrap();
+    let base = Io::open("pipeline/svd/svd_io.safetensors");
+    let (_, img) = base.u8("image_resized_uint8");
+    let o = GenerateOptions { steps: 1, gpu_memory: Some(1 << 20), ..opts(&base) };
+    let e = generate(&gpu, &svd, &img, None, &o, &mut Quiet).err().expect("refused").to_string();
+    assert!(e.contains("UNet stage needs") && e.contains("device memory given"), "{e}");
+    let o = GenerateOptions { gpu_memory: Some(64 << 30), ..o };
+    let g = generate(&gpu, &svd, &img, None, &o, &mut Quiet).unwrap();
+    let stages: Vec<&str> = g.memory.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(stages, ["CLIP", "VAE encode", "UNet graph", "UNet steps", "VAE decode"]);
+    assert!(g.memory.iter().all(|(_, b)| *b > 0), "{:?}", g.memory);
+}
+
 /// NVS-solver guidance (docs/reference/nvs-guidance.md §1) against the official `My_SVD` pipeline with its
 /// NVS scheduler (tests/reference/nvs_fixtures.py): 25 frames of a 44×76 latent, where all four crops
 /// contribute.

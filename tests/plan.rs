@@ -1,5 +1,6 @@
-//! The weight-free memory plan against the real graph: the plan replays the graph's allocation order, so its
-//! live-byte peak must match the arena's (up to the arena's buffer size classes).
+//! The weight-free memory plan against the real graph: the plan replays the graph's allocation order, so the
+//! most bytes alive at one point must be the same in both, and the plan's placement must cover what the graph's
+//! recording really allocated for its arenas.
 
 use std::path::Path;
 
@@ -23,14 +24,22 @@ fn plan_matches_the_real_graph_on_the_fixture_models() {
             let g = UNetGraph::build(&gpu, &unet, shape, GraphOptions::default(), traj, false).unwrap();
             let real = g.arena_stats();
             let p = plan_unet(&unet.cfg, s[0], s[1], s[3], s[4], 4, n);
-            let ratio = real.peak_live_bytes as f64 / p.peak_live_bytes as f64;
             eprintln!(
-                "case {case} traj {:?}: real peak live {} B (allocated {}), planned {} B (slots {}), ratio {ratio:.3}",
-                n, real.peak_live_bytes, real.allocated_bytes, p.peak_live_bytes, p.peak_activation_bytes
+                "case {case} traj {:?}: real peak live {} B, arenas {} B in {}; planned live {} B, placement {} B",
+                n,
+                real.peak_live_bytes,
+                real.allocated_bytes,
+                real.buffers,
+                p.peak_live_bytes,
+                p.peak_activation_bytes
             );
-            // The arena rounds each buffer up to its pool size class (≤ 1/8 above the request, 256 B minimum)
-            // and may lend a larger free buffer (up to twice the request): measured 1.000–1.066 on these models.
-            assert!((1.0..1.15).contains(&ratio), "case {case}: ratio {ratio}");
+            assert_eq!(real.peak_live_bytes, p.peak_live_bytes, "case {case}: live peak, graph vs plan");
+            assert!(
+                real.allocated_bytes <= p.peak_activation_bytes,
+                "case {case}: the graph allocated {} B, more than the plan's {} B",
+                real.allocated_bytes,
+                p.peak_activation_bytes
+            );
             assert_eq!(
                 param_bytes(&unet.cfg, true, 4),
                 unet.weight_bytes(),

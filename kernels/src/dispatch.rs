@@ -1,12 +1,14 @@
 //! Recording kernel dispatches: bindings, per-dispatch parameters and workgroup counts, encoded into one
 //! compute pass and submitted together. A finished [`Recording`] can be replayed.
 
+use crate::arena::{self, Lifetime};
 use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
-use crate::lender::{Lender, Loan};
+use crate::lender::{Lender, LenderStats, Loan};
 use crate::pipelines::{Pipeline, PipelineKey};
-use crate::tensor::Window;
+use crate::pool::PooledBuffer;
+use crate::tensor::{Planned, Storage, Window};
 use crate::timing::GpuTimer;
 use std::sync::Arc;
 
@@ -51,12 +53,86 @@ pub struct Recording {
     pub params: Option<wgpu::Buffer>,
     /// Byte offset of each dispatch's parameter slot in `params`.
     pub param_offsets: Vec<u64>,
+    /// The arenas holding the planned tensors this recording placed.
+    arenas: Vec<Arc<PooledBuffer>>,
+    arena_stats: LenderStats,
+}
+
+/// Places every planned tensor the dispatches bind and that has no place yet (see [`crate::arena`]): its
+/// lifetime runs from the first to the last dispatch binding it — to the end of the recording if anything
+/// outside the recording still holds it — and tensors bound by one dispatch conflict (kept in different arenas,
+/// since wgpu forbids a read-only and a read-write binding of one buffer in a dispatch).
+fn place_planned(gpu: &Gpu, dispatches: &[Dispatch]) -> (Vec<Arc<PooledBuffer>>, LenderStats) {
+    let mut index: std::collections::HashMap<*const Planned, usize> = Default::default();
+    let mut tensors: Vec<Arc<Planned>> = Vec::new();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut window_refs: Vec<usize> = Vec::new();
+    let mut conflicts: Vec<(usize, usize)> = Vec::new();
+    let mut here: Vec<usize> = Vec::new();
+    for (i, d) in dispatches.iter().enumerate() {
+        here.clear();
+        for (_, w) in &d.windows {
+            let Storage::Planned(p) = &w.storage else { continue };
+            if p.place().is_some() {
+                continue;
+            }
+            let k = *index.entry(Arc::as_ptr(p)).or_insert_with(|| {
+                tensors.push(p.clone());
+                spans.push((i, i));
+                window_refs.push(0);
+                tensors.len() - 1
+            });
+            spans[k].1 = i;
+            window_refs[k] += 1;
+            if !here.contains(&k) {
+                here.push(k);
+            }
+        }
+        for (x, &a) in here.iter().enumerate() {
+            conflicts.extend(here[x + 1..].iter().map(|&b| (a, b)));
+        }
+    }
+    let end = dispatches.len();
+    let lifetimes: Vec<Lifetime> = tensors
+        .iter()
+        .zip(&spans)
+        .zip(&window_refs)
+        .map(|((p, &(first, last)), &refs)| {
+            // Held outside (a loan still alive, a view kept by the caller): it must survive the recording.
+            let held = Arc::strong_count(p) > refs + 1;
+            Lifetime { bytes: p.size(), first, last: if held { end } else { last } }
+        })
+        .collect();
+    let align = gpu.storage_align().max(16);
+    let mut arenas = Vec::new();
+    match arena::place(&lifetimes, &conflicts, align, gpu.limits.max_buffer_size) {
+        Ok(plan) => {
+            arenas = plan.arena_bytes.iter().map(|&b| gpu.pool().get_exact(&gpu.device, b)).collect();
+            for (p, &(a, off)) in tensors.iter().zip(&plan.at) {
+                p.set_place(arenas[a].clone(), off);
+            }
+        }
+        Err(_) => {
+            // A tensor within max_buffer_size whose aligned reservation is not: a buffer of its own each.
+            for p in &tensors {
+                let b = gpu.pool().get_exact(&gpu.device, p.size());
+                p.set_place(b.clone(), 0);
+                arenas.push(b);
+            }
+        }
+    }
+    let stats = LenderStats {
+        allocated_bytes: arenas.iter().map(|a| a.size()).sum(),
+        peak_live_bytes: arena::peak_live_bytes(&lifetimes),
+        buffers: arenas.len(),
+    };
+    (arenas, stats)
 }
 
 impl<'g> Recorder<'g> {
     /// An empty recorder on `gpu`.
     pub fn new(gpu: &'g Gpu) -> Self {
-        Recorder { gpu, dispatches: Vec::new(), scratch: Lender::new() }
+        Recorder { gpu, dispatches: Vec::new(), scratch: Lender::planned() }
     }
 
     /// A scratch tensor for the op being recorded (e.g. a column buffer). Ops must not keep it past their
@@ -123,9 +199,11 @@ impl<'g> Recorder<'g> {
         self.dispatches.is_empty()
     }
 
-    /// Builds the parameter buffer and bind groups.
+    /// Places the planned tensors the dispatches bind (see [`place_planned`]), then builds the parameter
+    /// buffer and bind groups.
     pub fn finish(self) -> Recording {
         let gpu = self.gpu;
+        let (arenas, arena_stats) = place_planned(gpu, &self.dispatches);
         let align = (gpu.limits.min_uniform_buffer_offset_alignment as u64).max(16);
         let mut offsets = Vec::with_capacity(self.dispatches.len());
         let mut total = 0u64;
@@ -166,11 +244,13 @@ impl<'g> Recorder<'g> {
                 });
             }
             for (b, w) in &d.windows {
+                // Every planned storage a dispatch binds was placed above (or by an earlier recording).
+                let Some((buffer, offset)) = w.resolve() else { continue };
                 entries.push(wgpu::BindGroupEntry {
                     binding: *b,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &w.buffer,
-                        offset: w.offset,
+                        buffer,
+                        offset,
                         size: wgpu::BufferSize::new(w.size),
                     }),
                 });
@@ -182,7 +262,7 @@ impl<'g> Recorder<'g> {
             });
             steps.push(Step { pipeline: d.pipeline.clone(), bind_group: Some(bg), groups: d.groups });
         }
-        Recording { steps, params, param_offsets: offsets, _scratch: self.scratch }
+        Recording { steps, params, param_offsets: offsets, _scratch: self.scratch, arenas, arena_stats }
     }
 
     /// Finishes, submits and waits for completion.
@@ -194,6 +274,17 @@ impl<'g> Recorder<'g> {
 }
 
 impl Recording {
+    /// Memory of the planned tensors this recording placed: bytes and number of its arenas, and the most
+    /// bytes alive at one dispatch (the lower bound of any placement).
+    pub fn arena_stats(&self) -> LenderStats {
+        self.arena_stats
+    }
+
+    /// Bytes of the arenas this recording holds.
+    pub fn arena_bytes(&self) -> u64 {
+        self.arenas.iter().map(|a| a.size()).sum()
+    }
+
     /// Encodes all dispatches into one compute pass (nothing on a dry device).
     pub fn encode(&self, enc: &mut wgpu::CommandEncoder) {
         self.encode_with(enc, None);

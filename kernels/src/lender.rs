@@ -6,6 +6,10 @@
 //! lender keeps its buffers (instead of returning them to the global pool), nothing outside the recording can
 //! receive them between replays. Used for op scratch ([`crate::Recorder::scratch`]) and for the intermediates of
 //! a model graph.
+//!
+//! A *planned* lender ([`Lender::planned`]) allocates nothing: it lends planned tensors ([`Tensor::planned`])
+//! which the recording that binds them places ahead of time at offsets inside a few arenas, from the lifetimes
+//! its dispatches show ([`crate::Recorder::finish`], [`crate::arena`]). The recording owns the arenas.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -22,14 +26,16 @@ struct State {
     all: Vec<Tensor>,
     live_bytes: u64,
     peak_live_bytes: u64,
+    planned: bool,
 }
 
 /// Memory figures of a lender.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LenderStats {
-    /// Bytes of all buffers it holds.
+    /// Bytes of all buffers it holds (a planned lender holds none: its recordings hold the arenas).
     pub allocated_bytes: u64,
-    /// Largest sum of buffers on loan at one point.
+    /// Largest sum of buffers on loan at one point (for a recording's arenas: the most bytes alive at one
+    /// dispatch).
     pub peak_live_bytes: u64,
     /// Number of buffers.
     pub buffers: usize,
@@ -53,9 +59,14 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Lender {
-    /// An empty lender.
+    /// An empty lender of whole buffers, chosen online.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A lender of planned tensors (see the module documentation).
+    pub fn planned() -> Self {
+        Lender { state: Arc::new(Mutex::new(State { planned: true, ..State::default() })) }
     }
 
     /// A tensor of `shape`: the smallest free buffer of the dtype that fits and is at most four times the
@@ -64,6 +75,12 @@ impl Lender {
     pub fn lend(&self, gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Loan> {
         let bytes = (numel(shape) as u64 * dtype.size()).max(4);
         let mut st = lock(&self.state);
+        if st.planned {
+            let t = Tensor::planned(gpu, shape, dtype)?;
+            st.live_bytes += t.capacity_bytes();
+            st.peak_live_bytes = st.peak_live_bytes.max(st.live_bytes);
+            return Ok(Loan { t, base: None, home: self.state.clone() });
+        }
         let pick = st
             .free
             .iter()
@@ -121,10 +138,12 @@ impl std::ops::Deref for Loan {
 
 impl Drop for Loan {
     fn drop(&mut self) {
+        let mut st = lock(&self.home);
         if let Some(base) = self.base.take() {
-            let mut st = lock(&self.home);
             st.live_bytes -= base.capacity_bytes();
             st.free.push(base);
+        } else {
+            st.live_bytes -= self.t.capacity_bytes();
         }
     }
 }

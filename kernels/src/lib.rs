@@ -5,6 +5,7 @@
 //! `kernels/src/ops/foo.rs`, its tests in `kernels/tests/foo.rs`, and its benchmark case in the same op file
 //! (`bench_case`), run by `trajattn bench foo` and `cargo bench`.
 
+pub mod arena;
 pub mod bench;
 pub mod disk_cache;
 pub mod dispatch;

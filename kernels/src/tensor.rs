@@ -1,16 +1,81 @@
 //! Tensor = a byte range of a pooled device buffer + shape + dtype; upload, download, views, binding windows.
+//!
+//! A tensor may also be *planned* ([`Tensor::planned`]): storage whose place is decided later, when the
+//! recording that binds it is finished ([`crate::Recorder::finish`] places every planned tensor at an offset
+//! inside a few arena buffers from the lifetimes the recording shows). Until then it can be bound into
+//! dispatches but not read, written or poisoned from the host.
 
 use crate::dtype::DType;
 use crate::error::{invalid, shape_err, KernelError, Result};
 use crate::gpu::Gpu;
 use crate::pool::PooledBuffer;
 use half::f16;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// Storage of a planned tensor: its size now, its place (arena buffer, byte offset) once its recording is
+/// finished.
+pub struct Planned {
+    size: u64,
+    at: OnceLock<(Arc<PooledBuffer>, u64)>,
+}
+
+impl Planned {
+    /// Bytes reserved.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    /// The arena buffer and byte offset, once placed.
+    pub fn place(&self) -> Option<(&Arc<PooledBuffer>, u64)> {
+        self.at.get().map(|(b, o)| (b, *o))
+    }
+    /// Places it (once; a second call is ignored and returns false).
+    pub fn set_place(&self, arena: Arc<PooledBuffer>, offset: u64) -> bool {
+        self.at.set((arena, offset)).is_ok()
+    }
+}
+
+/// Where a tensor's bytes are: a pooled buffer of its own, or a planned place.
+#[derive(Clone)]
+pub enum Storage {
+    /// A buffer from the pool.
+    Pooled(Arc<PooledBuffer>),
+    /// A place inside an arena, decided when the recording is finished.
+    Planned(Arc<Planned>),
+}
+
+impl Storage {
+    /// Bytes of the storage.
+    pub fn size(&self) -> u64 {
+        match self {
+            Storage::Pooled(p) => p.size(),
+            Storage::Planned(p) => p.size,
+        }
+    }
+    /// The buffer and the byte offset of the storage's start in it (`None`: planned, not placed yet).
+    pub fn resolve(&self) -> Option<(&wgpu::Buffer, u64)> {
+        match self {
+            Storage::Pooled(p) => Some((p.buffer(), 0)),
+            Storage::Planned(p) => p.place().map(|(b, o)| (b.buffer(), o)),
+        }
+    }
+    /// Whether two storages are the same.
+    pub fn same(&self, other: &Storage) -> bool {
+        match (self, other) {
+            (Storage::Pooled(a), Storage::Pooled(b)) => Arc::ptr_eq(a, b),
+            (Storage::Planned(a), Storage::Planned(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+fn unplaced(what: &'static str) -> KernelError {
+    invalid(what, "a planned tensor has no place before the recording that binds it is finished")
+}
 
 /// A dense row-major tensor on the device. Cloning shares the storage (a view, not a copy).
 #[derive(Clone)]
 pub struct Tensor {
-    storage: Arc<PooledBuffer>,
+    storage: Storage,
     offset: u64,
     shape: Vec<usize>,
     dtype: DType,
@@ -28,16 +93,29 @@ pub fn numel(shape: &[usize]) -> usize {
 }
 
 /// A range of a buffer to bind, and where the wanted elements start inside it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Window {
-    /// The buffer.
-    pub buffer: wgpu::Buffer,
-    /// Byte offset of the binding (a multiple of the adapter's storage alignment).
+    /// The storage (a planned one is placed when the recording is finished).
+    pub storage: Storage,
+    /// Byte offset of the binding from the storage's start (a multiple of the adapter's storage alignment).
     pub offset: u64,
     /// Byte size of the binding (a multiple of 4).
     pub size: u64,
     /// Index, in elements, of the first wanted element inside the binding.
     pub base: u32,
+}
+
+impl std::fmt::Debug for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Window(+{}, {} B, base {})", self.offset, self.size, self.base)
+    }
+}
+
+impl Window {
+    /// The buffer and absolute byte offset to bind (`None`: planned storage not placed yet).
+    pub fn resolve(&self) -> Option<(&wgpu::Buffer, u64)> {
+        self.storage.resolve().map(|(b, o)| (b, o + self.offset))
+    }
 }
 
 impl Tensor {
@@ -62,7 +140,52 @@ impl Tensor {
                 limit_name: "max_buffer_size",
             });
         }
-        Ok(Tensor { storage: gpu.pool().get(&gpu.device, bytes), offset: 0, shape: shape.to_vec(), dtype })
+        Ok(Tensor {
+            storage: Storage::Pooled(gpu.pool().get(&gpu.device, bytes)),
+            offset: 0,
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// A planned tensor: no memory until the recording that binds it is finished (see the module
+    /// documentation). Its reservation is rounded up to 16 bytes, as a pooled buffer's.
+    pub fn planned(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        if dtype == DType::F16 {
+            gpu.require_f16("allocate f16 tensor")?;
+        }
+        let n = numel(shape) as u64;
+        if n > u32::MAX as u64 {
+            return Err(invalid(
+                "allocate",
+                format!("shape {shape:?} has {n} elements; kernels index with u32 (at most {})", u32::MAX),
+            ));
+        }
+        let bytes = (n * dtype.size()).max(16).div_ceil(16) * 16;
+        if bytes > gpu.limits.max_buffer_size {
+            return Err(KernelError::TooLarge {
+                what: format!("tensor {shape:?} {dtype}"),
+                bytes,
+                limit: gpu.limits.max_buffer_size,
+                limit_name: "max_buffer_size",
+            });
+        }
+        Ok(Tensor {
+            storage: Storage::Planned(Arc::new(Planned { size: bytes, at: OnceLock::new() })),
+            offset: 0,
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The buffer and absolute byte offset of element 0 (`None`: planned, not placed yet).
+    pub fn location(&self) -> Option<(&wgpu::Buffer, u64)> {
+        self.storage.resolve().map(|(b, o)| (b, o + self.offset))
     }
 
     /// Uploads f32 values, converting to `dtype`.
@@ -102,25 +225,29 @@ impl Tensor {
     }
 
     fn write_bytes(&self, gpu: &Gpu, bytes: &[u8]) {
+        // Only called on tensors just allocated from the pool (always placed).
+        let Some((buf, at)) = self.location() else { return };
         // write_buffer needs a multiple of 4 bytes; an odd f16 count gets one padding element.
         if bytes.len().is_multiple_of(4) {
-            gpu.queue.write_buffer(self.buffer(), self.offset, bytes);
+            gpu.queue.write_buffer(buf, at, bytes);
         } else {
             let mut v = bytes.to_vec();
             v.resize(bytes.len().div_ceil(4) * 4, 0);
-            gpu.queue.write_buffer(self.buffer(), self.offset, &v);
+            gpu.queue.write_buffer(buf, at, &v);
         }
     }
 
     /// Fills every byte with 0xFF, which reads as NaN in f32 and f16: an element a kernel forgets to write stays NaN.
+    /// A planned tensor not placed yet is left as it is.
     pub fn poison(&self, gpu: &Gpu) {
+        let Some((buf, at)) = self.location() else { return };
         let total = self.byte_len().div_ceil(4) * 4;
         let chunk = 16u64 << 20;
         let ones = vec![0xFFu8; chunk.min(total) as usize];
         let mut done = 0;
         while done < total {
             let n = chunk.min(total - done);
-            gpu.queue.write_buffer(self.buffer(), self.offset + done, &ones[..n as usize]);
+            gpu.queue.write_buffer(buf, at + done, &ones[..n as usize]);
             done += n;
         }
     }
@@ -137,6 +264,7 @@ impl Tensor {
     }
 
     fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
+        let (buf, at) = self.location().ok_or_else(|| unplaced("download"))?;
         let len = self.byte_len();
         let padded = len.div_ceil(4) * 4;
         let mut out = Vec::with_capacity(padded as usize);
@@ -151,7 +279,7 @@ impl Tensor {
         while done < padded {
             let n = chunk.min(padded - done);
             let mut enc = gpu.device.create_command_encoder(&Default::default());
-            enc.copy_buffer_to_buffer(self.buffer(), self.offset + done, &staging, 0, n);
+            enc.copy_buffer_to_buffer(buf, at + done, &staging, 0, n);
             gpu.submit(vec![enc.finish()], false)?;
             let (tx, rx) = std::sync::mpsc::channel();
             staging.map_async(wgpu::MapMode::Read, 0..n, move |r| {
@@ -191,16 +319,19 @@ impl Tensor {
         self.numel() as u64 * self.dtype.size()
     }
     /// The underlying buffer.
+    ///
+    /// # Panics
+    /// On a planned tensor not placed yet (a programming error: see [`Tensor::location`]).
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.storage.buffer()
+        self.location().expect("planned tensor used on the host before its recording was finished").0
     }
-    /// Byte offset of element 0 in the buffer.
+    /// Byte offset of element 0 from the start of its storage (see [`Tensor::location`] for the buffer's).
     pub fn byte_offset(&self) -> u64 {
         self.offset
     }
     /// Whether two tensors share storage.
     pub fn same_storage(&self, other: &Tensor) -> bool {
-        Arc::ptr_eq(&self.storage, &other.storage)
+        self.storage.same(&other.storage)
     }
 
     /// The same data under another shape with the same element count.
@@ -264,7 +395,7 @@ impl Tensor {
                 limit_name: "max_storage_buffer_binding_size",
             });
         }
-        Ok(Window { buffer: self.buffer().clone(), offset: off, size, base: ((begin - off) / es) as u32 })
+        Ok(Window { storage: self.storage.clone(), offset: off, size, base: ((begin - off) / es) as u32 })
     }
 
     /// The binding of the whole tensor (fails if it exceeds the binding limit; see [`Tensor::window`]).

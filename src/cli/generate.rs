@@ -69,6 +69,10 @@ pub struct GenerateArgs {
     /// Frames decoded together by the temporal VAE decoder (more = smoother, more memory).
     #[arg(long, default_value_t = 8)]
     pub decode_chunk: usize,
+    /// Device memory to stay within, e.g. `8G` (binary units): the run is refused before any GPU work when the
+    /// plan of its UNet stage needs more.
+    #[arg(long, value_parser = super::plan::parse_bytes)]
+    pub gpu_memory: Option<u64>,
     /// Device precision of UNet, CLIP and VAE decoder (the VAE encoder always runs in f32). Default: f16 when
     /// the adapter supports it (as the reference), else f32.
     #[arg(long, value_parser = ["f32", "f16"])]
@@ -278,6 +282,7 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         cpu_reference_stream: false,
         nvs,
         trace: false,
+        gpu_memory: a.gpu_memory,
     };
     let mut bars = Bars { bar: None };
     let t1 = std::time::Instant::now();
@@ -399,6 +404,7 @@ pub fn chain(
         min_guidance: 1.0,
         max_guidance: 3.0,
         decode_chunk: 8,
+        gpu_memory: None,
         dtype: c.dtype.clone(),
         grouping: c.grouping.clone(),
         per_batch_time_context: false,

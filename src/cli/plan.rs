@@ -33,9 +33,36 @@ pub struct PlanArgs {
     /// VAE spatial downsampling factor (8 for SVD).
     #[arg(long, default_value_t = 8)]
     pub vae_factor: usize,
+    /// Device memory to check the plan against, e.g. `8G`, `7.5GiB`, `6144M` (binary units): says whether the
+    /// UNet step fits and exits with an error when it does not.
+    #[arg(long, value_parser = parse_bytes)]
+    pub gpu_memory: Option<u64>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `8G`, `7.5GiB`, `6144M`, `512MiB`, `1T` or plain bytes (binary units, integer arithmetic on tenths).
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = (t[..split].trim(), t[split..].trim().to_ascii_lowercase());
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("unknown unit in {s:?} (use K, M, G or T)")),
+    };
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let bad = || format!("{s:?} is not a size such as 8G or 7.5GiB");
+    if int.is_empty() || frac.len() > 1 || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let tenths: u64 =
+        format!("{int}{}", if frac.is_empty() { "0" } else { frac }).parse().map_err(|_| bad())?;
+    tenths.checked_mul(1u64 << shift).map(|v| v / 10).filter(|&v| v > 0).ok_or_else(bad)
 }
 
 fn gib(b: u64) -> String {
@@ -65,10 +92,35 @@ pub fn run(a: &PlanArgs) -> Result<()> {
     let elem = if a.dtype == "f16" { 2 } else { 4 };
     let traj = (a.trajectories > 0).then_some(a.trajectories);
     let p = plan_unet(&cfg, a.batch, frames, a.height / a.vae_factor, a.width / a.vae_factor, elem, traj);
+    let fits = a.gpu_memory.map(|m| p.peak_total_bytes <= m);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&p)?);
-        return Ok(());
+        let mut v = serde_json::to_value(&p)?;
+        if let (Some(m), Some(f)) = (a.gpu_memory, fits) {
+            v["gpu_memory_bytes"] = m.into();
+            v["fits"] = f.into();
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_plan(a, &p, frames, traj.is_some());
     }
+    match (a.gpu_memory, fits) {
+        (Some(m), Some(false)) => bail!(
+            "the UNet step needs {} (parameters {} + activations {} + persistent {}), more than the {} given",
+            gib(p.peak_total_bytes),
+            gib(p.param_bytes),
+            gib(p.peak_activation_bytes),
+            gib(p.persistent_bytes),
+            gib(m)
+        ),
+        (Some(m), Some(true)) if !a.json => {
+            println!("  the UNet step fits in {}: yes ({} to spare)", gib(m), gib(m - p.peak_total_bytes))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn print_plan(a: &PlanArgs, p: &trajattn::graph::unet_plan::UNetPlan, frames: usize, traj: bool) {
     println!(
         "UNet {} at {frames}×{}×{} (latent {}×{}), batch {}, {}{}",
         a.unet_config,
@@ -78,11 +130,11 @@ pub fn run(a: &PlanArgs) -> Result<()> {
         a.width / a.vae_factor,
         a.batch,
         a.dtype,
-        if traj.is_some() { ", with the trajectory branch" } else { "" }
+        if traj { ", with the trajectory branch" } else { "" }
     );
     println!("  parameters        {}", gib(p.param_bytes));
     println!(
-        "  activations peak  {} (live lower bound {})",
+        "  activations peak  {} (offset placement in arenas; live lower bound {})",
         gib(p.peak_activation_bytes),
         gib(p.peak_live_bytes)
     );
@@ -96,5 +148,20 @@ pub fn run(a: &PlanArgs) -> Result<()> {
     for (name, shape, bytes) in &p.largest {
         println!("    {name:<28} {shape:?}  {}", gib(*bytes));
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse_in_binary_units() {
+        assert_eq!(parse_bytes("8G"), Ok(8 << 30));
+        assert_eq!(parse_bytes("7.5GiB"), Ok(15 << 29));
+        assert_eq!(parse_bytes("6144M"), Ok(6 << 30));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        for bad in ["", "G", "8X", "1.25G", "-1G", "0", "8 G B x"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -28,6 +28,10 @@ pub struct ClipVision {
 const P: &str = "vision_model";
 
 impl ClipVision {
+    /// Device bytes of the weights.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.bytes
+    }
     /// Reads a transformers `image_encoder/` folder (`config.json`, `model[.fp16].safetensors`).
     pub fn load_dir(gpu: &Gpu, dir: &Path, dtype: DType) -> Result<ClipVision> {
         let cfg = ClipVisionConfig::from_file(&dir.join("config.json"))?;

@@ -293,7 +293,7 @@ pub struct UNetGraph {
     taps: HashMap<String, Tensor>,
     _persist: Vec<Tensor>,
     /// Owners of the step's and the prelude's intermediate buffers.
-    lender: Lender,
+    _lender: Lender,
     _pre_lender: Lender,
     dtype: DType,
     /// FLOPs of one step (matmuls, convolutions, attentions).
@@ -967,7 +967,7 @@ impl UNetGraph {
             trajectories,
             taps: taps.unwrap_or_default(),
             _persist: persist,
-            lender,
+            _lender: lender,
             _pre_lender: pre_lender,
             dtype,
             flops,
@@ -976,9 +976,9 @@ impl UNetGraph {
         })
     }
 
-    /// Memory of the step graph's intermediates.
+    /// Memory of the step graph's intermediates (and op scratch): the arenas its recording placed them in.
     pub fn arena_stats(&self) -> LenderStats {
-        self.lender.stats()
+        self.step.arena_stats()
     }
 
     /// The recorded dispatches of one step (for profiling; [`UNetGraph::run`] uploads the inputs first).

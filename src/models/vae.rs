@@ -431,6 +431,11 @@ impl Vae {
         )?)
     }
 
+    /// Device bytes of the weights.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.bytes
+    }
+
     /// Spatial downsampling factor (`2^(blocks − 1)`).
     pub fn scale_factor(&self) -> usize {
         1 << (self.cfg.block_out_channels.len() - 1)

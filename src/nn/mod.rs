@@ -34,7 +34,7 @@ pub struct Builder<'g> {
 impl<'g> Builder<'g> {
     /// A builder with a fresh lender.
     pub fn new(gpu: &'g Gpu, dtype: DType) -> Self {
-        Builder { gpu, rec: Recorder::new(gpu), dtype, lender: Lender::new(), flops: 0.0 }
+        Builder { gpu, rec: Recorder::new(gpu), dtype, lender: Lender::planned(), flops: 0.0 }
     }
 
     /// The lender of the intermediates (kept with the finished recording: it owns their buffers).

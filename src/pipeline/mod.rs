@@ -97,6 +97,9 @@ pub struct GenerateOptions {
     pub nvs: Option<nvs_guidance::NvsConditioning>,
     /// Keep the latents after each step's guidance and after each step in [`Generated::trace`].
     pub trace: bool,
+    /// Device memory the run may use (bytes): [`generate`] refuses before any GPU work when the planned UNet
+    /// stage (all loaded weights resident, plus the UNet step's planned intermediates) needs more.
+    pub gpu_memory: Option<u64>,
 }
 
 impl Default for GenerateOptions {
@@ -119,6 +122,7 @@ impl Default for GenerateOptions {
             cpu_reference_stream: false,
             nvs: None,
             trace: false,
+            gpu_memory: None,
         }
     }
 }
@@ -232,6 +236,56 @@ pub struct Generated {
     pub frames: usize,
     /// With [`GenerateOptions::trace`]: `("step.{i}.latents_guided" | "step.{i}.latents_out", latents)`.
     pub trace: Vec<(String, Vec<f32>)>,
+    /// Measured device memory by stage (`"CLIP"`, `"VAE encode"`, `"UNet graph"`, `"UNet steps"`,
+    /// `"VAE decode"`): the most bytes of pooled buffers (weights included) held at once during the stage.
+    pub memory: Vec<(String, u64)>,
+}
+
+/// Refuses a run whose UNet stage would need more than `budget` bytes: every loaded model's weights (they stay
+/// resident for the whole run) plus the UNet step's planned intermediates and persistent tensors.
+fn check_memory(
+    svd: &Svd,
+    o: &GenerateOptions,
+    hw: (usize, usize),
+    n_traj: Option<usize>,
+    budget: u64,
+) -> Result<()> {
+    let batch = if sampler::cfg_enabled(o.max_guidance) { 2 } else { 1 };
+    let p = crate::graph::unet_plan::plan_unet(
+        &svd.unet.cfg,
+        batch,
+        o.frames,
+        hw.0,
+        hw.1,
+        o.dtype.size(),
+        n_traj,
+    );
+    let weights = svd.unet.weight_bytes()
+        + svd.vae_encoder.weight_bytes()
+        + svd.vae_decoder.as_ref().map_or(0, |d| d.weight_bytes())
+        + svd.clip.weight_bytes();
+    let need = weights + p.peak_activation_bytes + p.persistent_bytes;
+    if need > budget {
+        let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
+        return Err(input_err(format!(
+            "the UNet stage needs {}: weights {} (UNet, VAE, CLIP, all resident) + intermediates {} + persistent {}; \
+             more than the {} of device memory given",
+            gib(need),
+            gib(weights),
+            gib(p.peak_activation_bytes),
+            gib(p.persistent_bytes),
+            gib(budget)
+        )));
+    }
+    Ok(())
+}
+
+/// Records the pool's peak since the last mark as `stage` (and logs it), then restarts the peak.
+fn mark_memory(gpu: &Gpu, memory: &mut Vec<(String, u64)>, stage: &str) {
+    let peak = gpu.pool().stats().peak_in_use;
+    log::info!("memory: {stage}: device peak {:.2} GiB", peak as f64 / (1u64 << 30) as f64);
+    memory.push((stage.to_string(), peak));
+    gpu.pool().reset_peaks();
 }
 
 /// Progress callbacks (the CLI draws bars).
@@ -351,6 +405,11 @@ pub fn generate(
         Ok(())
     };
 
+    if let Some(budget) = o.gpu_memory {
+        check_memory(svd, o, (hh / f8, ww / f8), trajectories.as_ref().map(|t| t.n), budget)?;
+    }
+    let mut memory = Vec::new();
+    gpu.pool().reset_peaks();
     // 1. Image in [0, 1], planar.
     let planar = planar_unit(image, hh, ww);
     // 2. CLIP conditioning.
@@ -359,6 +418,7 @@ pub fn generate(
     let pixels = clip_pixels(&planar, hh, ww, side);
     let embeds = svd.clip.encode(gpu, &pixels, 1)?;
     check_finite("the CLIP image encoder", &embeds, dtype)?;
+    mark_memory(gpu, &mut memory, "CLIP");
     let d = embeds.len();
     let mut context = vec![0f32; d];
     context.extend(embeds.iter().map(|&v| round_to(dtype, v)));
@@ -368,6 +428,7 @@ pub fn generate(
         planar.iter().zip(&noise).map(|(&x, &n)| (2.0 * x - 1.0) + o.noise_aug_strength * n).collect();
     let z = svd.vae_encoder.encode(gpu, &vae_in, 1, hh, ww)?;
     check_finite("the VAE encoder", &z, DType::F32)?;
+    mark_memory(gpu, &mut memory, "VAE encode");
     let z: Vec<f32> = z.iter().map(|&v| round_to(dtype, v)).collect();
     progress.advance(2);
     // 4. Added time ids, schedule, initial latents (second draw), guidance scales.
@@ -413,7 +474,21 @@ pub fn generate(
     let ctx = if cfg_on { context } else { context[d..].to_vec() };
     let added = if cfg_on { added } else { added[..3].to_vec() };
     graph.set_conditioning(gpu, &ctx, &added)?;
-
+    {
+        let a = graph.arena_stats();
+        let p = crate::graph::unet_plan::plan_unet(&svd.unet.cfg, batch, f, h, w, dtype.size(), n_traj);
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        log::info!(
+            "memory: UNet step intermediates: {:.1} MiB in {} arenas (live peak {:.1} MiB); plan {:.1} MiB (live \
+             peak {:.1} MiB)",
+            mib(a.allocated_bytes),
+            a.buffers,
+            mib(a.peak_live_bytes),
+            mib(p.peak_activation_bytes),
+            mib(p.peak_live_bytes)
+        );
+    }
+    mark_memory(gpu, &mut memory, "UNet graph");
     // 5. Denoising, on the device: the latents stay there between steps (scaled input, CFG and Euler update are
     // kernels, `ops::sampler`); NVS guidance and traces bring them to the host when they need them.
     progress.stage("denoising", o.steps);
@@ -485,6 +560,7 @@ pub fn generate(
         progress.advance(i + 1);
     }
     let latents = lat_t.to_f32(gpu)?;
+    mark_memory(gpu, &mut memory, "UNet steps");
     drop((graph, guide));
 
     // 6. Decoding in chunks.
@@ -494,6 +570,7 @@ pub fn generate(
     let dec = svd.vae_decoder.as_ref().unwrap_or(&svd.vae_encoder);
     let decoded = dec.decode(gpu, &scaled, f, h, w, o.decode_chunk, |done| progress.advance(done))?;
     check_finite("the VAE decoder", &decoded, dtype)?;
+    mark_memory(gpu, &mut memory, "VAE decode");
     let frames_u8 = to_uint8(&decoded, f, hh, ww);
-    Ok(Generated { latents, decoded, frames_u8, width: ww, height: hh, frames: f, trace })
+    Ok(Generated { latents, decoded, frames_u8, width: ww, height: hh, frames: f, trace, memory })
 }
