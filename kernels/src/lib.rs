@@ -6,6 +6,7 @@
 //! (`bench_case`), run by `trajattn bench foo` and `cargo bench`.
 
 pub mod bench;
+pub mod compare;
 pub mod disk_cache;
 pub mod dispatch;
 pub mod dtype;
@@ -20,6 +21,7 @@ pub mod select;
 pub mod selfcheck;
 pub mod shaders;
 pub mod tensor;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod timing;
 

@@ -45,7 +45,7 @@ pub struct BenchArgs {
 pub fn run(g: &GpuArgs, args: &BenchArgs) -> Result<()> {
     if args.list || args.kernel.is_none() {
         println!("kernels (trajattn bench NAME [--shape S] [--dtype f32|f16] [--json]):");
-        for e in bench::entries() {
+        for e in trajattn_kernels::ops::bench_entries() {
             println!("  {:<22} shape: {}", e.name, e.shape_help);
             println!("  {:<22} default: {}", "", e.default_shapes.join(", "));
         }
@@ -92,8 +92,8 @@ pub fn run(g: &GpuArgs, args: &BenchArgs) -> Result<()> {
     if args.profile {
         bail!("--profile is for unet-step");
     }
-    let entry = bench::find(&name).with_context(|| {
-        let names: Vec<&str> = bench::entries().iter().map(|e| e.name).collect();
+    let entry = trajattn_kernels::ops::find_bench(&name).with_context(|| {
+        let names: Vec<&str> = trajattn_kernels::ops::bench_entries().iter().map(|e| e.name).collect();
         format!("unknown kernel '{name}'; known: {}", names.join(", "))
     })?;
     let gpu = g.open()?;

@@ -87,7 +87,7 @@ pub fn run(g: &GpuArgs, a: &DemoArgs) -> Result<()> {
     }
     println!();
     println!("speed: each kernel at one SVD shape (median of 3 runs)");
-    for e in bench::entries() {
+    for e in trajattn_kernels::ops::bench_entries() {
         let shape = e.demo_shape;
         let case = (e.build)(&gpu, shape, DType::F32).with_context(|| format!("building {}", e.name))?;
         let r = bench::time_case(&gpu, &case, 1, 3)?;

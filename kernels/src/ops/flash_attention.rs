@@ -533,7 +533,7 @@ pub(crate) fn fused_bench_case(
 ) -> Result<BenchCase> {
     let width = h * d;
     let n = b * seq * 3 * width;
-    let qkv = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, n), &[b, seq, 3 * width], dtype)?;
+    let qkv = Tensor::from_f32(gpu, &crate::bench::random_data(1, n), &[b, seq, 3 * width], dtype)?;
     let out = Tensor::empty(gpu, &[b, seq, width], dtype)?;
     let mut rec = Recorder::new(gpu);
     let (q, k, v) =

@@ -612,8 +612,8 @@ pub mod reference {
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("matmul", shape, 3)?;
     let (m, n, k) = (d[0], d[1], d[2]);
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, m * k), &[m, k], dtype)?;
-    let w = Tensor::from_f32(gpu, &crate::testing::rand_vec(2, n * k), &[n, k], dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, m * k), &[m, k], dtype)?;
+    let w = Tensor::from_f32(gpu, &crate::bench::random_data(2, n * k), &[n, k], dtype)?;
     let y = Tensor::empty(gpu, &[m, n], dtype)?;
     let mut rec = Recorder::new(gpu);
     record(&mut rec, &x, &w, WLayout::NK, None, Epilogue::None, &y, None)?;

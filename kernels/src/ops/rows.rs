@@ -238,9 +238,9 @@ pub mod reference {
 fn ln_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("layer-norm", shape, 2)?;
     let (rows, c) = (d[0], d[1]);
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, rows * c), &[rows, c], dtype)?;
-    let g = Tensor::from_f32(gpu, &crate::testing::rand_vec(2, c), &[c], dtype)?;
-    let b = Tensor::from_f32(gpu, &crate::testing::rand_vec(3, c), &[c], dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, rows * c), &[rows, c], dtype)?;
+    let g = Tensor::from_f32(gpu, &crate::bench::random_data(2, c), &[c], dtype)?;
+    let b = Tensor::from_f32(gpu, &crate::bench::random_data(3, c), &[c], dtype)?;
     let y = Tensor::empty(gpu, &[rows, c], dtype)?;
     let mut rec = Recorder::new(gpu);
     record_layer_norm(&mut rec, &x, Some((&g, &b)), 1e-5, &y)?;
@@ -258,7 +258,7 @@ fn ln_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
 fn sm_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("softmax", shape, 2)?;
     let (rows, c) = (d[0], d[1]);
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, rows * c), &[rows, c], dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, rows * c), &[rows, c], dtype)?;
     let y = Tensor::empty(gpu, &[rows, c], dtype)?;
     let mut rec = Recorder::new(gpu);
     record_softmax(&mut rec, &x, 0.125, &y)?;

@@ -1073,7 +1073,7 @@ fn bench_gathered(gpu: &Gpu, call: &Call, dtype: DType) -> Result<(crate::dispat
     let g = Geometry { b, h, w, f, c, heads, m: t.m, seq_len: t.seq_len };
     let group = g.heads_per_group(dtype.size(), gpu.max_binding());
     let [qr, qc] = g.qkv_scratch_shape(group);
-    let qkv = Tensor::from_f32(gpu, &crate::testing::rand_vec(3, qr * qc), &[qr, qc], dtype)?;
+    let qkv = Tensor::from_f32(gpu, &crate::bench::random_data(3, qr * qc), &[qr, qc], dtype)?;
     let att = Tensor::empty(gpu, &g.att_scratch_shape(group), dtype)?;
     let table = Tensor::from_u32(gpu, &t.table, &[t.table.len()])?;
     let mut rec = Recorder::new(gpu);
@@ -1091,7 +1091,8 @@ fn bench_variant(gpu: &Gpu, shape: &str, dtype: DType, part: BenchPart) -> Resul
     }
     let (s, heads) = (h * w, c / 64);
     let n = 2 * s;
-    let rnd = |seed, len| crate::testing::rand_vec(seed, len).iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let rnd =
+        |seed, len| crate::bench::random_data(seed, len).iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let hidden = rnd(1, b * s * f * c);
     let (ow, oh) = (w * 8, h * 8);
     let traj: Vec<f64> = rnd(2, f * n * 2)
