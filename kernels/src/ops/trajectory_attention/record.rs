@@ -77,7 +77,7 @@ pub struct Geometry {
     pub heads: usize,
     /// Sampled trajectories per call.
     pub m: usize,
-    /// Attention sequence length (from [`check`]).
+    /// Attention sequence length (from [`check`](super::check)).
     pub seq_len: usize,
 }
 
@@ -141,7 +141,7 @@ pub struct Operands<'a> {
     /// `to_out.0` weight `[C, C]` and bias `[C]`.
     pub wo: &'a Tensor,
     pub bo: &'a Tensor,
-    /// [`Tables::table`] (`M·F` u32), [`Tables::offsets`] (`F·S + 1`), [`Tables::hits`] (capacity ≥ 1).
+    /// [`Tables::table`](super::Tables::table) (`M·F` u32), [`Tables::offsets`](super::Tables::offsets) (`F·S + 1`), [`Tables::hits`](super::Tables::hits) (capacity ≥ 1).
     pub table: &'a Tensor,
     pub offsets: &'a Tensor,
     pub hits: &'a Tensor,
