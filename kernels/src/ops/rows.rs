@@ -97,18 +97,15 @@ pub fn record_layer_norm(
     }
     let dtype = x.dtype();
     let wide = per_workgroup(gpu);
-    let (pipe, pipe4, wg) = if wide {
-        let wg = row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c });
+    let wg = if wide { row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c }) } else { WG };
+    // Each window fetches the pipeline it dispatches, so a variant no window takes is never compiled.
+    let pipeline = |vec4: bool| {
         let o = [("WG", wg as f64)];
-        let p1 = gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm_wg", dtype, &o)?;
-        let p4 = if c % 4 == 0 {
-            Some(gpu.pipelines().get(&gpu.device, &ROWS_VEC4, "layer_norm_wg4", dtype, &o)?)
-        } else {
-            None
-        };
-        (p1, p4, wg)
-    } else {
-        (gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm", dtype, &[])?, None, WG)
+        match (wide, vec4) {
+            (true, true) => gpu.pipelines().get(&gpu.device, &ROWS_VEC4, "layer_norm_wg4", dtype, &o),
+            (true, false) => gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm_wg", dtype, &o),
+            (false, _) => gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm", dtype, &[]),
+        }
     };
     let per = items_per_binding(gpu, c, dtype)?;
     let mut r0 = 0;
@@ -131,10 +128,8 @@ pub fn record_layer_norm(
         let aligned = [xw.base, yw.base, gw.base, bw.base].iter().all(|b| b % 4 == 0)
             && (affine.is_none() || (gw.base == 0 && bw.base == 0));
         let groups = grid(gpu, if wide { nr as u32 } else { (nr as u32).div_ceil(wg) });
-        match (&pipe4, aligned) {
-            (Some(p4), true) => rec.dispatch(p4, bytemuck::bytes_of(&prm), vec![xw, gw, bw, yw], groups)?,
-            _ => rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![xw, gw, bw, yw], groups)?,
-        }
+        let pipe = pipeline(wide && c % 4 == 0 && aligned)?;
+        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![xw, gw, bw, yw], groups)?;
         r0 += nr;
     }
     Ok(())
@@ -150,18 +145,15 @@ pub fn record_softmax(rec: &mut Recorder, x: &Tensor, scale: f32, y: &Tensor) ->
     }
     let dtype = x.dtype();
     let wide = per_workgroup(gpu);
-    let (pipe, pipe4, wg) = if wide {
-        let wg = row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c });
+    let wg = if wide { row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c }) } else { WG };
+    // Each window fetches the pipeline it dispatches, so a variant no window takes is never compiled.
+    let pipeline = |vec4: bool| {
         let o = [("WG", wg as f64)];
-        let p1 = gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax_wg", dtype, &o)?;
-        let p4 = if c % 4 == 0 {
-            Some(gpu.pipelines().get(&gpu.device, &ROWS_VEC4, "softmax_wg4", dtype, &o)?)
-        } else {
-            None
-        };
-        (p1, p4, wg)
-    } else {
-        (gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax", dtype, &[])?, None, WG)
+        match (wide, vec4) {
+            (true, true) => gpu.pipelines().get(&gpu.device, &ROWS_VEC4, "softmax_wg4", dtype, &o),
+            (true, false) => gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax_wg", dtype, &o),
+            (false, _) => gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax", dtype, &[]),
+        }
     };
     let per = items_per_binding(gpu, c, dtype)?;
     let mut r0 = 0;
@@ -177,11 +169,11 @@ pub fn record_softmax(rec: &mut Recorder, x: &Tensor, scale: f32, y: &Tensor) ->
             ..Default::default()
         };
         let groups = grid(gpu, if wide { nr as u32 } else { (nr as u32).div_ceil(wg) });
-        match (&pipe4, xw.base % 4 == 0 && yw.base % 4 == 0) {
-            (Some(p4), true) => {
-                rec.dispatch_bound(p4, bytemuck::bytes_of(&prm), vec![(1, xw), (4, yw)], groups)?
-            }
-            _ => rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![xw, yw], groups)?,
+        if wide && c % 4 == 0 && xw.base % 4 == 0 && yw.base % 4 == 0 {
+            let p4 = pipeline(true)?;
+            rec.dispatch_bound(&p4, bytemuck::bytes_of(&prm), vec![(1, xw), (4, yw)], groups)?
+        } else {
+            rec.dispatch(&pipeline(false)?, bytemuck::bytes_of(&prm), vec![xw, yw], groups)?
         }
         r0 += nr;
     }
