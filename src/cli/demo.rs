@@ -60,9 +60,6 @@ pub fn run(g: &GpuArgs, a: &DemoArgs) -> Result<()> {
         yes(gpu.caps.subgroup),
         bytes(gpu.max_binding())
     );
-    println!(
-        "(this stage of the project has the GPU runtime and kernels; generation comes with the model issues)"
-    );
     println!();
     println!("correctness: every kernel on random odd-shaped data vs its float64 CPU reference");
     for check in trajattn_kernels::selfcheck::checks() {
