@@ -9,6 +9,15 @@ pub fn gpu() -> Arc<Gpu> {
     Gpu::shared().unwrap_or_else(|e| panic!("no GPU for tests: {e}"))
 }
 
+/// A device on the default tier whose storage-binding limit is lowered to `bytes`, so a test forces the binding
+/// splits with small tensors on any adapter (a discrete GPU's limit is GiBs).
+pub fn gpu_with_max_binding(bytes: u64) -> Gpu {
+    let opts = trajattn_kernels::GpuOptions { max_binding: Some(bytes), ..Default::default() };
+    let gpu = Gpu::new(&opts).unwrap_or_else(|e| panic!("no GPU for tests: {e}"));
+    assert_eq!(gpu.max_binding(), bytes, "the binding limit was not lowered");
+    gpu
+}
+
 /// Dtypes to test on this adapter: f32 always, f16 when the adapter has SHADER_F16.
 pub fn dtypes(gpu: &Gpu) -> Vec<trajattn_kernels::DType> {
     let mut v = vec![trajattn_kernels::DType::F32];
