@@ -68,14 +68,22 @@ fn subgroup_and_register_paths_match_reference() {
     // on a device without subgroups run the GPU tier (`attn_fa2`). Odd sequence lengths leave partial key blocks
     // and idle lanes.
     let shapes = [(2, 45, 3, 32), (1, 70, 2, 64), (3, 9, 1, 96), (1, 33, 2, 128)];
-    let plain = Gpu::new(&GpuOptions { disable: vec!["subgroup".into()], ..Default::default() }).unwrap();
-    for gpu in [&common::gpu(), &plain] {
+    let run = |gpu: &Gpu| {
         for dtype in common::dtypes(gpu) {
             for (i, &(b, seq, heads, d)) in shapes.iter().enumerate() {
                 check_fused(gpu, AttnShape::self_attn(b, seq, heads, d), 2.0, dtype, 300 + i as u64);
             }
         }
+    };
+    if let Some(sg8) = common::sg8_tier("flash attention attn_sg8") {
+        run(&sg8);
+        let p = sg8.pipelines();
+        assert!(p.used("flash_attention_sg8", "attn_sg8"), "attn_sg8 did not run: {:?}", p.keys());
+        assert!(!p.used("flash_attention_fa2", "attn_fa2"), "multiples of 32 ran attn_fa2 on the sg8 tier");
     }
+    let plain = Gpu::new(&GpuOptions { disable: vec!["subgroup".into()], ..Default::default() }).unwrap();
+    run(&plain);
+    assert_only_fa2(&plain);
 }
 
 #[test]
@@ -272,10 +280,7 @@ fn assert_only_fa2(gpu: &Gpu) {
 fn sg8_tier_keeps_attn_sg8_for_multiples_of_32_and_runs_fa2_otherwise() {
     // On lavapipe attn_sg8 beats attn_fa2 for head dims that are multiples of 32; the others run attn_fa2 there
     // too (on par with the one-query-per-invocation kernels it replaced: BENCHMARKS.md).
-    let Ok(gpu) = Gpu::new(&GpuOptions { kernels: Some(KernelSet::Sg8), ..Default::default() }) else {
-        eprintln!("skipped: this adapter has no 8-lane subgroups");
-        return;
-    };
+    let Some(gpu) = common::sg8_tier("flash attention sg8 tier") else { return };
     check_fused(&gpu, AttnShape::self_attn(2, 37, 2, 64), 1.0, DType::F32, 801);
     assert!(gpu.pipelines().used("flash_attention_sg8", "attn_sg8"));
     assert!(!gpu.pipelines().used("flash_attention_fa2", "attn_fa2"));

@@ -45,7 +45,8 @@ fn check(gpu: &Gpu, s: AttnShape, mul: f32, dtype: DType, seed: u64) {
 
 #[test]
 fn odd_sequence_counts_frames_and_head_dims() {
-    let gpu = common::gpu();
+    // The sg8-tier kernel (`temporal`); the GPU tier's `temporal_gpu` has its own test below.
+    let Some(gpu) = common::sg8_tier("temporal attention sg8 tier") else { return };
     for dtype in common::dtypes(&gpu) {
         for (i, &(n, l, heads, d)) in [
             (37, 14, 3, 24),
@@ -61,6 +62,7 @@ fn odd_sequence_counts_frames_and_head_dims() {
             check(&gpu, AttnShape::self_attn(n, l, heads, d), 1.0, dtype, 200 + i as u64);
         }
     }
+    assert_eq!(ran(&gpu), (false, true), "{:?}", gpu.pipelines().keys());
 }
 
 #[test]

@@ -18,6 +18,23 @@ pub fn gpu_with_max_binding(bytes: u64) -> Gpu {
     gpu
 }
 
+/// A device with the sg8 kernel tier forced (the `_sg8` / lavapipe-tier kernels), or `None`, said on stderr, where
+/// the adapter has no subgroups of exactly 8 lanes: a test of those kernels then skips visibly instead of running
+/// the GPU-tier kernels under their name.
+pub fn sg8_tier(test: &str) -> Option<Gpu> {
+    let opts = trajattn_kernels::GpuOptions {
+        kernels: Some(trajattn_kernels::select::KernelSet::Sg8),
+        ..Default::default()
+    };
+    match Gpu::new(&opts) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: the sg8 kernel tier does not run on this adapter ({e})");
+            None
+        }
+    }
+}
+
 /// Dtypes to test on this adapter: f32 always, f16 when the adapter has SHADER_F16.
 pub fn dtypes(gpu: &Gpu) -> Vec<trajattn_kernels::DType> {
     let mut v = vec![trajattn_kernels::DType::F32];
