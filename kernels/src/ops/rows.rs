@@ -8,10 +8,12 @@ use crate::dtype::DType;
 use crate::error::{shape_err, KernelError, Result};
 use crate::gpu::Gpu;
 use crate::params::ParamsLayout;
+use crate::pipelines::Pipeline;
 use crate::select::Tier;
-use crate::shaders::{LAYER_NORM, ROWS_VEC4, SOFTMAX};
+use crate::shaders::{Shader, LAYER_NORM, ROWS_VEC4, SOFTMAX};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
+use std::sync::Arc;
 
 const WG: u32 = 64;
 
@@ -49,6 +51,25 @@ pub fn row_workgroup(gpu: &Gpu, items: usize) -> u32 {
         .min(gpu.limits.max_compute_workgroup_storage_size / 12);
     let cap = if lim == 0 { 1 } else { 1u32 << (31 - lim.leading_zeros()) };
     (items.div_ceil(2).next_power_of_two().clamp(64, 256) as u32).min(cap)
+}
+
+/// The pipeline one window of a row kernel dispatches: on the gpu tier `entries[2]` of `rows_vec4.wgsl` for
+/// aligned rows of a multiple of 4 (`vec4`) else `entries[1]` of `shader`, both with workgroup size `wg`; on the sg8
+/// tier `entries[0]` of `shader`. Fetched per window, so a variant no window takes is never compiled.
+fn row_pipeline(
+    gpu: &Gpu,
+    shader: &Shader,
+    entries: [&'static str; 3],
+    dtype: DType,
+    wg: u32,
+    vec4: bool,
+) -> Result<Arc<Pipeline>> {
+    let o = [("WG", wg as f64)];
+    match (per_workgroup(gpu), vec4) {
+        (true, true) => gpu.pipelines().get(&gpu.device, &ROWS_VEC4, entries[2], dtype, &o),
+        (true, false) => gpu.pipelines().get(&gpu.device, shader, entries[1], dtype, &o),
+        (false, _) => gpu.pipelines().get(&gpu.device, shader, entries[0], dtype, &[]),
+    }
 }
 
 fn rows_of(op: &'static str, x: &Tensor, y: &Tensor) -> Result<(usize, usize)> {
@@ -98,14 +119,8 @@ pub fn record_layer_norm(
     let dtype = x.dtype();
     let wide = per_workgroup(gpu);
     let wg = if wide { row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c }) } else { WG };
-    // Each window fetches the pipeline it dispatches, so a variant no window takes is never compiled.
-    let pipeline = |vec4: bool| {
-        let o = [("WG", wg as f64)];
-        match (wide, vec4) {
-            (true, true) => gpu.pipelines().get(&gpu.device, &ROWS_VEC4, "layer_norm_wg4", dtype, &o),
-            (true, false) => gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm_wg", dtype, &o),
-            (false, _) => gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm", dtype, &[]),
-        }
+    let pipeline = |vec4| {
+        row_pipeline(gpu, &LAYER_NORM, ["layer_norm", "layer_norm_wg", "layer_norm_wg4"], dtype, wg, vec4)
     };
     let per = items_per_binding(gpu, c, dtype)?;
     let mut r0 = 0;
@@ -146,15 +161,8 @@ pub fn record_softmax(rec: &mut Recorder, x: &Tensor, scale: f32, y: &Tensor) ->
     let dtype = x.dtype();
     let wide = per_workgroup(gpu);
     let wg = if wide { row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c }) } else { WG };
-    // Each window fetches the pipeline it dispatches, so a variant no window takes is never compiled.
-    let pipeline = |vec4: bool| {
-        let o = [("WG", wg as f64)];
-        match (wide, vec4) {
-            (true, true) => gpu.pipelines().get(&gpu.device, &ROWS_VEC4, "softmax_wg4", dtype, &o),
-            (true, false) => gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax_wg", dtype, &o),
-            (false, _) => gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax", dtype, &[]),
-        }
-    };
+    let pipeline =
+        |vec4| row_pipeline(gpu, &SOFTMAX, ["softmax", "softmax_wg", "softmax_wg4"], dtype, wg, vec4);
     let per = items_per_binding(gpu, c, dtype)?;
     let mut r0 = 0;
     while r0 < rows {
