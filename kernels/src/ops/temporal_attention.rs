@@ -19,6 +19,7 @@ use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
+use crate::ops::attention_windows::{for_each_run, Run};
 use crate::ops::flash_attention::{batches_per_dispatch, check_call, fused_bench_case, AttnShape, Strided};
 use crate::select::Tier;
 use crate::shaders::{TEMPORAL_ATTENTION, TEMPORAL_ATTENTION_GPU};
@@ -211,13 +212,8 @@ fn record_gpu(
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
     let nb_max =
         batches_per_dispatch(gpu, NAME, &per_seq, dtype)?.min((max_groups * max_groups / s.heads).max(1));
-    let mut n0 = 0;
-    while n0 < s.batch {
-        let nb = nb_max.min(s.batch - n0);
-        let wq = q.tensor.window(gpu, n0 * per_seq[0].1, nb * per_seq[0].1)?;
-        let wk = k.tensor.window(gpu, n0 * per_seq[1].1, nb * per_seq[1].1)?;
-        let wv = v.tensor.window(gpu, n0 * per_seq[2].1, nb * per_seq[2].1)?;
-        let wo = out.window(gpu, n0 * per_seq[3].1, nb * per_seq[3].1)?;
+    for_each_run(gpu, s.batch, nb_max, &per_seq, [q.tensor, k.tensor, v.tensor, out], |run| {
+        let Run { count: nb, q: wq, k: wk, v: wv, out: wo } = run;
         let groups = nb * s.heads;
         let prm = Params {
             seq: l as u32,
@@ -236,10 +232,8 @@ fn record_gpu(
             scale,
             _pad: [0; 2],
         };
-        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))?;
-        n0 += nb;
-    }
-    Ok(())
+        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))
+    })
 }
 
 /// Lavapipe tier: one invocation per query, `SPW` sequences of `LR` lanes per workgroup.
@@ -268,13 +262,8 @@ fn record_sg8(
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
     let nb_max = batches_per_dispatch(gpu, NAME, &per_seq, dtype)?
         .min((max_groups * max_groups / s.heads).max(1) * spw);
-    let mut n0 = 0;
-    while n0 < s.batch {
-        let nb = nb_max.min(s.batch - n0);
-        let wq = q.tensor.window(gpu, n0 * per_seq[0].1, nb * per_seq[0].1)?;
-        let wk = k.tensor.window(gpu, n0 * per_seq[1].1, nb * per_seq[1].1)?;
-        let wv = v.tensor.window(gpu, n0 * per_seq[2].1, nb * per_seq[2].1)?;
-        let wo = out.window(gpu, n0 * per_seq[3].1, nb * per_seq[3].1)?;
+    for_each_run(gpu, s.batch, nb_max, &per_seq, [q.tensor, k.tensor, v.tensor, out], |run| {
+        let Run { count: nb, q: wq, k: wk, v: wv, out: wo } = run;
         let sblocks = nb.div_ceil(spw);
         let groups = sblocks * s.heads;
         let prm = Params {
@@ -294,10 +283,8 @@ fn record_sg8(
             scale,
             _pad: [0; 2],
         };
-        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))?;
-        n0 += nb;
-    }
-    Ok(())
+        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))
+    })
 }
 
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
