@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
-use trajattn_kernels::{bench, DType, Gpu};
+use trajattn_kernels::{ops, DType, Gpu};
 
 fn kernels(c: &mut Criterion) {
     let gpu = match Gpu::shared() {
@@ -20,7 +20,7 @@ fn kernels(c: &mut Criterion) {
         return;
     }
     let filter = std::env::var("TRAJATTN_BENCH_FILTER").ok();
-    for entry in bench::entries() {
+    for entry in ops::bench_entries() {
         if filter.as_deref().is_some_and(|f| !entry.name.contains(f)) {
             continue;
         }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes shaders/matmul_sg8.wgsl: the matmul for 8-lane subgroups, unrolled by hand.
+"""Writes kernels/shaders/matmul_sg8.wgsl: the matmul for 8-lane subgroups, unrolled by hand.
 
 WGSL's subgroupBroadcast needs a constant lane index, and on lavapipe any loop or switch whose counter is not a
 compile-time constant runs every branch under an execution mask, so the inner K steps are written out.
@@ -75,4 +75,4 @@ for r in range(TM):
         g, comp = j // 4, "xyzw"[j % 4]
         L.append(f"    store(row{r}, n0 + {j}u, bi, acc{r}_{g}.{comp});")
 L.append("}")
-open("shaders/matmul_sg8.wgsl", "w").write("\n".join(L) + "\n")
+open("kernels/shaders/matmul_sg8.wgsl", "w").write("\n".join(L) + "\n")

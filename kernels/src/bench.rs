@@ -2,6 +2,9 @@
 //! from GPU timestamps written at the start and end of the recording's compute pass where the device has
 //! `TIMESTAMP_QUERY`, else wall clock around submit + wait (GPU-synchronised); warm-up first, median of several
 //! runs. [`profile`] times every dispatch of recordings and groups them by kernel family.
+//!
+//! This module is a leaf below the ops: each op builds its own [`BenchCase`] and exports a [`BenchEntry`];
+//! the list of every op's entries lives above them, in `ops::bench_entries`.
 
 use crate::dtype::DType;
 use crate::error::{invalid, Result};
@@ -161,29 +164,19 @@ pub struct BenchEntry {
     pub build: fn(&Gpu, &str, DType) -> Result<BenchCase>,
 }
 
-/// Every benchmarkable kernel.
-pub fn entries() -> Vec<BenchEntry> {
-    vec![
-        crate::ops::elementwise::BENCH,
-        crate::ops::matmul::BENCH,
-        crate::ops::conv::BENCH_CONV2D,
-        crate::ops::conv::BENCH_CONV3D,
-        crate::ops::group_norm::BENCH,
-        crate::ops::rows::BENCH_LAYER_NORM,
-        crate::ops::rows::BENCH_SOFTMAX,
-        crate::ops::layout::BENCH_TRANSPOSE,
-        crate::ops::layout::BENCH_UPSAMPLE,
-        crate::ops::temporal_attention::BENCH,
-        crate::ops::trajectory_attention::BENCH,
-        crate::ops::trajectory_attention::BENCH_LITERAL,
-        crate::ops::trajectory_attention::BENCH_GATHERED,
-        crate::ops::flash_attention::BENCH,
-        crate::ops::dpt::BENCH_BILINEAR,
-        crate::ops::dpt::BENCH_CONV_TRANSPOSE,
-    ]
-}
-
-/// Looks a kernel up by name.
-pub fn find(name: &str) -> Option<BenchEntry> {
-    entries().into_iter().find(|e| e.name == name)
+/// `n` values uniform in [-1, 1) for benchmark and self-check inputs, from a SplitMix64 stream seeded with `seed`
+/// (deterministic, never zeros or constants; tests use the ChaCha-based helpers of the `testing` feature).
+pub fn random_data(seed: u64, n: usize) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            // The top 24 bits as a fraction in [0, 1), exact in f32.
+            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
 }

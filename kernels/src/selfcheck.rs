@@ -1,6 +1,8 @@
 //! Quick self-checks: each kernel once on small random odd-shaped data against its float64 reference.
 //! Used by `trajattn demo`; the thorough tests live in `kernels/tests/`.
 
+use crate::bench::random_data;
+use crate::compare::{rel_err, to_f64};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::conv::{self, Conv2dOpts};
@@ -11,7 +13,6 @@ use crate::ops::layout;
 use crate::ops::matmul::{self, Epilogue, WLayout};
 use crate::ops::rows;
 use crate::ops::temporal_attention;
-use crate::testing::{rand_vec, rel_err, to_f64};
 use crate::{DType, Recorder, Tensor};
 
 /// One check: a name, its error bound, and the function returning the normalised error.
@@ -25,7 +26,7 @@ pub struct Check {
 }
 
 fn up(gpu: &Gpu, seed: u64, shape: &[usize]) -> Result<(Vec<f32>, Tensor)> {
-    let v = rand_vec(seed, shape.iter().product());
+    let v = random_data(seed, shape.iter().product());
     let t = Tensor::from_f32(gpu, &v, shape, DType::F32)?;
     Ok((v, t))
 }
@@ -175,7 +176,7 @@ fn trajectory_check(gpu: &Gpu) -> Result<f64> {
         prepare_efficient, reference, samples_per_call, Call, Grouping, Weights,
     };
     let (b, h, w, f, c, n) = (2, 6, 10, 5, 16, 150);
-    let r = |seed, len| rand_vec(seed, len).iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let r = |seed, len| random_data(seed, len).iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let hidden = r(30, b * h * w * f * c);
     let traj: Vec<f64> = r(31, f * n * 2)
         .iter()

@@ -33,23 +33,20 @@ pub struct Include {
 
 /// Every shared fragment.
 pub const INCLUDES: &[Include] = &[
-    Include { name: "activation", src: include_str!("../../shaders/include/activation.wgsl") },
-    Include { name: "gemm", src: include_str!("../../shaders/include/gemm.wgsl") },
-    Include {
-        name: "elementwise_params",
-        src: include_str!("../../shaders/include/elementwise_params.wgsl"),
-    },
-    Include { name: "norms", src: include_str!("../../shaders/include/norms.wgsl") },
-    Include { name: "rows_params", src: include_str!("../../shaders/include/rows_params.wgsl") },
-    Include { name: "group_norm_params", src: include_str!("../../shaders/include/group_norm_params.wgsl") },
-    Include { name: "matmul_params", src: include_str!("../../shaders/include/matmul_params.wgsl") },
-    Include { name: "matmul_store", src: include_str!("../../shaders/include/matmul_store.wgsl") },
-    Include { name: "flash_params", src: include_str!("../../shaders/include/flash_params.wgsl") },
-    Include { name: "flash_loads", src: include_str!("../../shaders/include/flash_loads.wgsl") },
-    Include { name: "traj_params", src: include_str!("../../shaders/include/traj_params.wgsl") },
-    Include { name: "traj_src_row", src: include_str!("../../shaders/include/traj_src_row.wgsl") },
-    Include { name: "temporal_params", src: include_str!("../../shaders/include/temporal_params.wgsl") },
-    Include { name: "short_attention", src: include_str!("../../shaders/include/short_attention.wgsl") },
+    Include { name: "activation", src: include_str!("../shaders/include/activation.wgsl") },
+    Include { name: "gemm", src: include_str!("../shaders/include/gemm.wgsl") },
+    Include { name: "elementwise_params", src: include_str!("../shaders/include/elementwise_params.wgsl") },
+    Include { name: "norms", src: include_str!("../shaders/include/norms.wgsl") },
+    Include { name: "rows_params", src: include_str!("../shaders/include/rows_params.wgsl") },
+    Include { name: "group_norm_params", src: include_str!("../shaders/include/group_norm_params.wgsl") },
+    Include { name: "matmul_params", src: include_str!("../shaders/include/matmul_params.wgsl") },
+    Include { name: "matmul_store", src: include_str!("../shaders/include/matmul_store.wgsl") },
+    Include { name: "flash_params", src: include_str!("../shaders/include/flash_params.wgsl") },
+    Include { name: "flash_loads", src: include_str!("../shaders/include/flash_loads.wgsl") },
+    Include { name: "traj_params", src: include_str!("../shaders/include/traj_params.wgsl") },
+    Include { name: "traj_src_row", src: include_str!("../shaders/include/traj_src_row.wgsl") },
+    Include { name: "temporal_params", src: include_str!("../shaders/include/temporal_params.wgsl") },
+    Include { name: "short_attention", src: include_str!("../shaders/include/short_attention.wgsl") },
 ];
 
 /// Deepest include nesting accepted (a cycle fails here instead of recursing without end).
@@ -125,7 +122,7 @@ macro_rules! shader {
     ($id:ident, $name:literal) => {
         #[doc = concat!("`shaders/", $name, ".wgsl`")]
         pub const $id: Shader =
-            Shader { name: $name, src: include_str!(concat!("../../shaders/", $name, ".wgsl")) };
+            Shader { name: $name, src: include_str!(concat!("../shaders/", $name, ".wgsl")) };
     };
 }
 

@@ -1,7 +1,10 @@
-//! Helpers shared by kernel tests and benchmarks: seeded random data and error norms against float64.
+//! Helpers for kernel tests (behind the `testing` feature, so neither they nor `rand` ship in the runtime):
+//! seeded random data, f16 rounding, and error norms against float64.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+pub use crate::compare::{rel_err, to_f64};
 
 /// `n` values uniform in [-1, 1) from ChaCha8 seeded with `seed` (never zeros or constants).
 pub fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
@@ -18,28 +21,6 @@ pub fn rand_range(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
 /// Rounds every value through f16 (inputs of f16 tests, so the reference sees what the GPU sees).
 pub fn round_f16(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
-}
-
-/// Widens to f64.
-pub fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
-/// Normalised max error `max|got − want| / max|want|` (inf if lengths differ or any value is not finite
-/// where the reference is finite, so an unwritten, NaN-poisoned element always fails).
-pub fn rel_err(got: &[f32], want: &[f64]) -> f64 {
-    if got.len() != want.len() {
-        return f64::INFINITY;
-    }
-    let scale = want.iter().fold(0.0f64, |m, w| m.max(w.abs())).max(1e-30);
-    let mut worst = 0.0f64;
-    for (&g, &w) in got.iter().zip(want) {
-        if !g.is_finite() && w.is_finite() {
-            return f64::INFINITY;
-        }
-        worst = worst.max((g as f64 - w).abs());
-    }
-    worst / scale
 }
 
 /// Asserts `rel_err(got, want) <= tol` with a message naming `what`.

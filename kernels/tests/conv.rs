@@ -32,7 +32,7 @@ fn check2d(
     (cout, k): (usize, usize),
     o: Conv2dOpts,
     bias: bool,
-) {
+) -> usize {
     let x = input(11 + cin as u64, n * cin * h * w, d);
     let wt = input(12 + cout as u64, cout * cin * k * k, d);
     let b = input(13, cout, d);
@@ -44,6 +44,7 @@ fn check2d(
     y.poison(gpu);
     let mut rec = trajattn_kernels::Recorder::new(gpu);
     conv::record_conv2d(&mut rec, &tx, &tw, bias.then_some(&tb), o, &y).unwrap();
+    let dispatches = rec.len();
     rec.run().unwrap();
     let b64 = to_f64(&b);
     let want = reference::conv2d(
@@ -56,6 +57,7 @@ fn check2d(
     );
     let what = format!("conv2d {d} x[{n},{cin},{h},{w}] k{k} cout{cout} {o:?} bias={bias}");
     assert_close(&what, &y.to_f32(gpu).unwrap(), &want, tol(d));
+    dispatches
 }
 
 #[test]
@@ -73,12 +75,14 @@ fn conv2d_matches_reference() {
 
 #[test]
 fn conv2d_input_above_binding_limit_splits_channels() {
-    let gpu = common::gpu();
-    // One image of 70 × 700 × 700 f32 = 137 MB > 128 MiB: input channels are chunked and accumulated.
-    check2d(&gpu, DType::F32, (1, 70, 700, 700), (2, 3), Conv2dOpts::new(1, 1), true);
+    // Bindings lowered to 256 KiB on any adapter: one image of 70 × 45 × 47 f32 = 592 KB does not fit, so
+    // input channels are chunked and accumulated.
+    let gpu = common::gpu_with_max_binding(256 << 10);
+    let dispatches = check2d(&gpu, DType::F32, (1, 70, 45, 47), (2, 3), Conv2dOpts::new(1, 1), true);
+    assert!(dispatches > 1, "expected a split into several dispatches, got {dispatches}");
 }
 
-fn check3d(gpu: &Gpu, d: DType, (b, f, c, h, w): (usize, usize, usize, usize, usize), cout: usize) {
+fn check3d(gpu: &Gpu, d: DType, (b, f, c, h, w): (usize, usize, usize, usize, usize), cout: usize) -> usize {
     let x = input(21, b * f * c * h * w, d);
     let wt = input(22, cout * c * 3, d);
     let bias = input(23, cout, d);
@@ -89,6 +93,7 @@ fn check3d(gpu: &Gpu, d: DType, (b, f, c, h, w): (usize, usize, usize, usize, us
     y.poison(gpu);
     let mut rec = trajattn_kernels::Recorder::new(gpu);
     conv::record_conv3d_temporal(&mut rec, &tx, f, &tw, Some(&tb), &y).unwrap();
+    let dispatches = rec.len();
     rec.run().unwrap();
     let want = reference::conv3d_temporal(
         &to_f64(&x),
@@ -103,6 +108,7 @@ fn check3d(gpu: &Gpu, d: DType, (b, f, c, h, w): (usize, usize, usize, usize, us
         &want,
         tol(d),
     );
+    dispatches
 }
 
 #[test]
@@ -117,9 +123,10 @@ fn temporal_conv_matches_reference() {
 
 #[test]
 fn temporal_conv_above_binding_limit() {
-    let gpu = common::gpu();
-    // One frame of 40 × 900 × 1000 f32 = 144 MB > 128 MiB.
-    check3d(&gpu, DType::F32, (1, 2, 40, 900, 1000), 1);
+    // Bindings lowered to 256 KiB on any adapter: one frame of 40 × 45 × 47 f32 = 338 KB does not fit.
+    let gpu = common::gpu_with_max_binding(256 << 10);
+    let dispatches = check3d(&gpu, DType::F32, (1, 2, 40, 45, 47), 1);
+    assert!(dispatches > 1, "expected a split into several dispatches, got {dispatches}");
 }
 
 #[test]

@@ -7,7 +7,14 @@ use trajattn_kernels::ops::group_norm::{self, reference, GroupNormOpts, GroupSta
 use trajattn_kernels::testing::{assert_close, rand_range, rand_vec, round_f16, to_f64};
 use trajattn_kernels::{DType, Gpu, Tensor};
 
-fn check(gpu: &Gpu, d: DType, (rows, c, h, w): (usize, usize, usize, usize), o: GroupNormOpts, offset: f32) {
+/// Runs and checks one group norm; returns the number of dispatches it recorded.
+fn check(
+    gpu: &Gpu,
+    d: DType,
+    (rows, c, h, w): (usize, usize, usize, usize),
+    o: GroupNormOpts,
+    offset: f32,
+) -> usize {
     let n = rows * c * h * w;
     let mut x: Vec<f32> = rand_range(31 + n as u64, n, -1.0, 1.0).iter().map(|v| v + offset).collect();
     let mut ga = rand_range(32, c, 0.5, 1.5);
@@ -24,6 +31,7 @@ fn check(gpu: &Gpu, d: DType, (rows, c, h, w): (usize, usize, usize, usize), o: 
     y.poison(gpu);
     let mut rec = trajattn_kernels::Recorder::new(gpu);
     group_norm::record(&mut rec, &tx, &tg, &tb, o, &y).unwrap();
+    let dispatches = rec.len();
     rec.run().unwrap();
     let want = reference::group_norm(&to_f64(&x), &to_f64(&ga), &to_f64(&be), rows, c, h * w, o);
     // f32: statistics accumulated in f32 over ≤ 1e6 values, normalised output of order 1 → 1e-5.
@@ -35,6 +43,7 @@ fn check(gpu: &Gpu, d: DType, (rows, c, h, w): (usize, usize, usize, usize), o: 
         &want,
         tol,
     );
+    dispatches
 }
 
 #[test]
@@ -54,12 +63,15 @@ fn group_norm_matches_reference() {
 
 #[test]
 fn group_norm_above_binding_limit() {
-    let gpu = common::gpu();
-    // 4 × 64 × 380 × 380 f32 = 148 MB > 128 MiB, in both statistics modes.
-    let o = GroupNormOpts { groups: 32, eps: 1e-6, stats: GroupStats::AcrossFrames(2), silu: true };
-    check(&gpu, DType::F32, (4, 64, 380, 380), o, 2.0);
-    let o = GroupNormOpts { groups: 32, eps: 1e-6, stats: GroupStats::PerFrame, silu: false };
-    check(&gpu, DType::F32, (4, 64, 380, 380), o, 0.0);
+    // Bindings lowered to 1 MiB on any adapter: 4 × 64 × 38 × 39 f32 = 1.5 MB does not fit, in both statistics
+    // modes; at 256 KiB one frame (379 KB) does not fit either.
+    for limit in [1 << 20, 256 << 10] {
+        let gpu = common::gpu_with_max_binding(limit);
+        let o = GroupNormOpts { groups: 32, eps: 1e-6, stats: GroupStats::AcrossFrames(2), silu: true };
+        assert!(check(&gpu, DType::F32, (4, 64, 38, 39), o, 2.0) > 1, "expected a split at {limit} bytes");
+        let o = GroupNormOpts { groups: 32, eps: 1e-6, stats: GroupStats::PerFrame, silu: false };
+        assert!(check(&gpu, DType::F32, (4, 64, 38, 39), o, 0.0) > 1, "expected a split at {limit} bytes");
+    }
 }
 
 #[test]

@@ -107,7 +107,7 @@ fn an_unwritable_cache_dir_is_not_an_error() {
 }
 
 fn bench_case(gpu: &Gpu) -> bench::BenchCase {
-    let e = bench::find("matmul").unwrap();
+    let e = trajattn_kernels::ops::find_bench("matmul").unwrap();
     (e.build)(gpu, "67x45x33", DType::F32).unwrap()
 }
 

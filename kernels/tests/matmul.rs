@@ -92,7 +92,7 @@ fn every_path_and_epilogue_matches_reference() {
         for act in acts {
             check(&gpu, d, 1, 1, (17, 23, 32), WLayout::NK, true, act, None);
         }
-        // Forced generic tiling with uneven blocks.
+        // Forced generic tiling with uneven blocks (`matmul` on every tier).
         check(
             &gpu,
             d,
@@ -119,9 +119,32 @@ fn batches_and_layouts() {
 }
 
 #[test]
+fn sg8_tier_runs_its_three_kernels() {
+    // K = 71: `matmul`; K = 36: `matmul_vec4`; K = 96: `matmul_sg8` (8-lane subgroups).
+    let Some(gpu) = common::sg8_tier("matmul sg8 tier") else { return };
+    for d in common::dtypes(&gpu) {
+        for (i, &mnk) in [(37, 53, 71), (29, 43, 36), (45, 19, 96)].iter().enumerate() {
+            check(&gpu, d, 1, 1, mnk, WLayout::NK, i % 2 == 0, Epilogue::Silu, None);
+        }
+    }
+    let p = gpu.pipelines();
+    for s in ["matmul", "matmul_vec4", "matmul_sg8"] {
+        assert!(p.used(s, s), "{s} did not run: {:?}", p.keys());
+    }
+}
+
+#[test]
 fn fallback_device_without_subgroups() {
+    // Without subgroups the device takes the GPU tier: the tiled GEMM, never the subgroup kernel.
     let gpu = Gpu::new(&GpuOptions { disable: vec!["subgroup".into()], ..Default::default() }).unwrap();
     check(&gpu, DType::F32, 1, 1, (45, 19, 96), WLayout::NK, true, Epilogue::GeluErf, None);
+    let p = gpu.pipelines();
+    assert!(!p.used("matmul_sg8", "matmul_sg8"), "matmul_sg8 ran without subgroups: {:?}", p.keys());
+    assert!(
+        p.used("gemm_tiled", "gemm_tiled") || p.used("gemm_tiled_vec4", "gemm_tiled_vec4"),
+        "no tiled GEMM ran: {:?}",
+        p.keys()
+    );
 }
 
 #[test]
@@ -140,12 +163,13 @@ fn linear_over_leading_dims() {
 
 #[test]
 fn input_above_binding_limit_is_split_over_rows() {
-    let gpu = common::gpu();
-    // 33,000 × 1,024 f32 = 135 MB > 128 MiB; N small so the reference is quick.
-    let (m, n, k) = (33_000, 9, 1024);
-    assert!((m * k * 4) as u64 > 128 << 20);
+    // Bindings lowered to 1 MiB on any adapter: 300 × 1,024 f32 = 1.2 MB does not fit; N small so the reference
+    // is quick.
+    let gpu = common::gpu_with_max_binding(1 << 20);
+    let (m, n, k) = (300, 9, 1024);
+    assert!((m * k * 4) as u64 > gpu.max_binding());
     check(&gpu, DType::F32, 1, 1, (m, n, k), WLayout::NK, true, Epilogue::None, None);
-    let (m, n, k) = (33_013, 5, 1031);
+    let (m, n, k) = (301, 5, 1031);
     check(&gpu, DType::F32, 1, 1, (m, n, k), WLayout::NK, false, Epilogue::Silu, None);
 }
 

@@ -140,6 +140,17 @@ fn softmax_gpu_tier() {
 }
 
 #[test]
+fn rows_of_a_multiple_of_4_compile_only_the_vec4_pipelines() {
+    // Every window aligned: the scalar one-workgroup-per-row pipelines are never dispatched, so never compiled.
+    let gpu = gpu_tier(None);
+    check_layer_norm(&gpu, DType::F32, 11, 320, (0.0, 1.0), true);
+    check_softmax(&gpu, DType::F32, 13, 52, (0.0, 1.0), 1.0);
+    let p = gpu.pipelines();
+    assert!(p.used("rows_vec4", "layer_norm_wg4") && p.used("rows_vec4", "softmax_wg4"), "{:?}", p.keys());
+    assert!(!p.used("layer_norm", "layer_norm_wg") && !p.used("softmax", "softmax_wg"), "{:?}", p.keys());
+}
+
+#[test]
 fn group_norm_gpu_tier() {
     let gpu = gpu_tier(None);
     let per = |groups, silu| GroupNormOpts { groups, eps: 1e-6, stats: GroupStats::PerFrame, silu };

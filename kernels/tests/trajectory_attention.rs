@@ -232,9 +232,31 @@ fn random_case_frames(seed: u64, (h, w): (usize, usize), n: usize, b: usize, c: 
 /// Both GPU formulations against the literal float64 port. Head dims that are multiples of 32 take
 /// `traj_attend_sg8` on 8-lane-subgroup adapters (lavapipe); a device without subgroups runs every case through
 /// `traj_attend`.
+/// The literal GPU port's output, or `None` where it does not fit: it is the checking path and binds its tensors
+/// whole (only the efficient path splits them), so under a lowered binding limit (`TRAJATTN_MAX_BINDING=1M`) it
+/// refuses with `TooLarge`, said on stderr, and only the efficient path is compared.
+fn literal_or_skip(
+    gpu: &trajattn_kernels::Gpu,
+    call: &Call,
+    wts: &Weights,
+    dtype: trajattn_kernels::DType,
+) -> Option<Vec<f32>> {
+    match trajattn_kernels::ops::trajectory_attention::prepare_literal(gpu, call, wts, dtype) {
+        Ok(p) => Some(p.run_checked(gpu).unwrap()),
+        Err(trajattn_kernels::KernelError::TooLarge { what, .. }) => {
+            eprintln!(
+                "SKIPPED the literal GPU port under a {}-byte binding limit: {what}",
+                gpu.max_binding()
+            );
+            None
+        }
+        Err(e) => panic!("literal GPU port: {e}"),
+    }
+}
+
 #[test]
 fn gpu_efficient_and_literal_match_the_literal_port() {
-    use trajattn_kernels::ops::trajectory_attention::{prepare_efficient, prepare_literal};
+    use trajattn_kernels::ops::trajectory_attention::prepare_efficient;
     use trajattn_kernels::testing::assert_close;
     use trajattn_kernels::{Gpu, GpuOptions};
     let plain = Gpu::new(&GpuOptions { disable: vec!["subgroup".into()], ..Default::default() }).unwrap();
@@ -263,7 +285,7 @@ fn gpu_efficient_and_literal_match_the_literal_port() {
                 assert!(want.contains(&0.0) && want.iter().any(|&v| v != 0.0));
                 for dtype in common::dtypes(gpu) {
                     let eff = prepare_efficient(gpu, &call, &wts, dtype).unwrap().run_checked(gpu).unwrap();
-                    let lit = prepare_literal(gpu, &call, &wts, dtype).unwrap().run_checked(gpu).unwrap();
+                    let lit = literal_or_skip(gpu, &call, &wts, dtype);
                     // f32: projections and softmax sums over ≤ 50 tokens in f32 → 1e-4; f16: Q/K/V, attention
                     // outputs and the result stored in f16 (three roundings of 2^-11) → 1e-2.
                     let tol = if dtype == trajattn_kernels::DType::F16 { 1e-2 } else { 1e-4 };
@@ -273,7 +295,9 @@ fn gpu_efficient_and_literal_match_the_literal_port() {
                         gpu.caps.subgroup
                     );
                     assert_close(&format!("efficient {what}"), &eff, &want, tol);
-                    assert_close(&format!("literal {what}"), &lit, &want, tol);
+                    if let Some(lit) = lit {
+                        assert_close(&format!("literal {what}"), &lit, &want, tol);
+                    }
                 }
             }
         }
@@ -370,7 +394,7 @@ fn attend_ran(gpu: &trajattn_kernels::Gpu) -> (bool, bool, bool) {
 /// 2F = 50), fewer trajectories than a call samples, invisible points and cells no trajectory reaches.
 #[test]
 fn gpu_tier_gathered_attention_matches_the_literal_port() {
-    use trajattn_kernels::ops::trajectory_attention::{prepare_efficient, prepare_literal, tables};
+    use trajattn_kernels::ops::trajectory_attention::{prepare_efficient, tables};
     use trajattn_kernels::testing::assert_close;
     let gpu = gpu_tier(None);
     // (seed, latent, N, frames, C, heads); in brackets the sequence lengths (pairs, per trajectory).
@@ -394,13 +418,15 @@ fn gpu_tier_gathered_attention_matches_the_literal_port() {
             assert!(want.contains(&0.0) && want.iter().any(|&v| v != 0.0), "seed {seed}: no unreached cell");
             for dtype in common::dtypes(&gpu) {
                 let eff = prepare_efficient(&gpu, &call, &wts, dtype).unwrap().run_checked(&gpu).unwrap();
-                let lit = prepare_literal(&gpu, &call, &wts, dtype).unwrap().run_checked(&gpu).unwrap();
+                let lit = literal_or_skip(&gpu, &call, &wts, dtype);
                 // As gpu_efficient_and_literal_match_the_literal_port: f32 1e-4; f16 (Q/K/V, attention rows and
                 // the result stored in f16) 1e-2.
                 let tol = if dtype == trajattn_kernels::DType::F16 { 1e-2 } else { 1e-4 };
                 let what = format!("{dtype} seed {seed} F {f} d {} L {l} {grouping:?}", c / heads);
                 assert_close(&format!("efficient {what}"), &eff, &want, tol);
-                assert_close(&format!("literal {what}"), &lit, &want, tol);
+                if let Some(lit) = lit {
+                    assert_close(&format!("literal {what}"), &lit, &want, tol);
+                }
             }
         }
     }

@@ -155,7 +155,7 @@ pub fn bench(gpu: &Gpu, encoder: &str, dtype: DType, runs: usize, json: bool) ->
     gpu.pool().reset_peaks();
     let model = DepthAnything::random(gpu, &cfg, dtype, 1)?;
     let weights = model.weight_bytes();
-    let input = trajattn_kernels::testing::rand_vec(7, 3 * h * w);
+    let input = trajattn_kernels::bench::random_data(7, 3 * h * w);
     let t0 = std::time::Instant::now();
     model.forward(gpu, &input, h, w)?;
     let first = t0.elapsed().as_secs_f64();

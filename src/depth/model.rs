@@ -134,7 +134,7 @@ impl DepthAnything {
         let mut tensors = HashMap::new();
         for (i, (name, shape)) in cfg.expected().into_iter().enumerate() {
             let n: usize = shape.iter().product();
-            let u = trajattn_kernels::testing::rand_vec(seed.wrapping_add(i as u64), n);
+            let u = trajattn_kernels::bench::random_data(seed.wrapping_add(i as u64), n);
             let fan_in: usize = if shape.len() > 1 { shape[1..].iter().product() } else { 1 };
             let data: Vec<f32> =
                 if name.ends_with("gamma") || name.contains("norm") && name.ends_with("weight") {

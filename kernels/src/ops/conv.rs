@@ -438,10 +438,10 @@ fn conv2d_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let stride = d.get(6).copied().unwrap_or(1);
     let opts = Conv2dOpts::new(stride, k / 2);
     let (ho, wo) = opts.out_size(h, w, k, k).ok_or_else(|| invalid("conv2d", "kernel larger than input"))?;
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, n * cin * h * w), &[n, cin, h, w], dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, n * cin * h * w), &[n, cin, h, w], dtype)?;
     let wt =
-        Tensor::from_f32(gpu, &crate::testing::rand_vec(2, cout * cin * k * k), &[cout, cin, k, k], dtype)?;
-    let b = Tensor::from_f32(gpu, &crate::testing::rand_vec(3, cout), &[cout], dtype)?;
+        Tensor::from_f32(gpu, &crate::bench::random_data(2, cout * cin * k * k), &[cout, cin, k, k], dtype)?;
+    let b = Tensor::from_f32(gpu, &crate::bench::random_data(3, cout), &[cout], dtype)?;
     let y = Tensor::empty(gpu, &[n, cout, ho, wo], dtype)?;
     let mut rec = Recorder::new(gpu);
     record_conv2d(&mut rec, &x, &wt, Some(&b), opts, &y)?;
@@ -460,9 +460,10 @@ fn conv2d_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
 fn conv3d_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("conv3d-temporal", shape, 5)?;
     let (b, f, c, h, w) = (d[0], d[1], d[2], d[3], d[4]);
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, b * f * c * h * w), &[b * f, c, h, w], dtype)?;
-    let wt = Tensor::from_f32(gpu, &crate::testing::rand_vec(2, c * c * 3), &[c, c, 3, 1, 1], dtype)?;
-    let bias = Tensor::from_f32(gpu, &crate::testing::rand_vec(3, c), &[c], dtype)?;
+    let x =
+        Tensor::from_f32(gpu, &crate::bench::random_data(1, b * f * c * h * w), &[b * f, c, h, w], dtype)?;
+    let wt = Tensor::from_f32(gpu, &crate::bench::random_data(2, c * c * 3), &[c, c, 3, 1, 1], dtype)?;
+    let bias = Tensor::from_f32(gpu, &crate::bench::random_data(3, c), &[c], dtype)?;
     let y = Tensor::empty(gpu, &[b * f, c, h, w], dtype)?;
     let mut rec = Recorder::new(gpu);
     record_conv3d_temporal(&mut rec, &x, f, &wt, Some(&bias), &y)?;

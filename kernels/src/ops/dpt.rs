@@ -284,7 +284,7 @@ fn resize_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("bilinear", shape, 4)?;
     let (c, h, w, f) = (d[0], d[1], d[2], d[3]);
     let (ho, wo) = (h * f, w * f);
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, c * h * w), &[1, c, h, w], dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, c * h * w), &[1, c, h, w], dtype)?;
     let y = Tensor::empty(gpu, &[1, c, ho, wo], dtype)?;
     let mut rec = Recorder::new(gpu);
     record_bilinear_ac(&mut rec, &x, &y)?;
@@ -302,9 +302,9 @@ fn resize_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
 fn convt_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("conv_transpose", shape, 4)?;
     let (c, gh, gw, k) = (d[0], d[1], d[2], d[3]);
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, gh * gw * c), &[gh * gw, c], dtype)?;
-    let w = Tensor::from_f32(gpu, &crate::testing::rand_vec(2, c * c * k * k), &[c, c, k, k], dtype)?;
-    let b = Tensor::from_f32(gpu, &crate::testing::rand_vec(3, c), &[c], dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, gh * gw * c), &[gh * gw, c], dtype)?;
+    let w = Tensor::from_f32(gpu, &crate::bench::random_data(2, c * c * k * k), &[c, c, k, k], dtype)?;
+    let b = Tensor::from_f32(gpu, &crate::bench::random_data(3, c), &[c], dtype)?;
     let y = Tensor::empty(gpu, &[1, c, k * gh, k * gw], dtype)?;
     let mut rec = Recorder::new(gpu);
     record_conv_transpose_ks(&mut rec, &x, (gh, gw), &w, &b, &y)?;

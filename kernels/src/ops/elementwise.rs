@@ -494,8 +494,8 @@ pub mod reference {
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let dims = parse_shape("elementwise", shape, 0)?;
     let n: usize = dims.iter().product();
-    let a = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, n), &dims, dtype)?;
-    let b = Tensor::from_f32(gpu, &crate::testing::rand_vec(2, n), &dims, dtype)?;
+    let a = Tensor::from_f32(gpu, &crate::bench::random_data(1, n), &dims, dtype)?;
+    let b = Tensor::from_f32(gpu, &crate::bench::random_data(2, n), &dims, dtype)?;
     let y = Tensor::empty(gpu, &dims, dtype)?;
     let mut rec = Recorder::new(gpu);
     record_binary(&mut rec, Binary::Add, &a, &b, &y)?;

@@ -18,6 +18,7 @@ use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{invalid, shape_err, KernelError, Result};
 use crate::gpu::Gpu;
+use crate::ops::attention_windows::{for_each_run, Run};
 use crate::select::Tier;
 use crate::shaders::{FLASH_ATTENTION_FA2, FLASH_ATTENTION_SG8};
 use crate::tensor::{items_per_binding, Tensor};
@@ -432,13 +433,8 @@ pub fn record_flash_attention(
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
     let per_batch_groups = s.heads * qblocks;
     let nb_max = nb_max.min((max_groups * max_groups / per_batch_groups).max(1));
-    let mut b0 = 0;
-    while b0 < s.batch {
-        let nb = nb_max.min(s.batch - b0);
-        let wq = q.tensor.window(gpu, b0 * per_batch[0].1, nb * per_batch[0].1)?;
-        let wk = k.tensor.window(gpu, b0 * per_batch[1].1, nb * per_batch[1].1)?;
-        let wv = v.tensor.window(gpu, b0 * per_batch[2].1, nb * per_batch[2].1)?;
-        let wo = out.window(gpu, b0 * per_batch[3].1, nb * per_batch[3].1)?;
+    for_each_run(gpu, s.batch, nb_max, &per_batch, [q.tensor, k.tensor, v.tensor, out], |run| {
+        let Run { count: nb, q: wq, k: wk, v: wv, out: wo } = run;
         let groups = nb * per_batch_groups;
         let prm = Params {
             seq_q: s.seq_q as u32,
@@ -458,10 +454,8 @@ pub fn record_flash_attention(
             d: d as u32,
             chunks: 1,
         };
-        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))?;
-        b0 += nb;
-    }
-    Ok(())
+        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))
+    })
 }
 
 /// Attention into a new dense `(batch, seq_q, heads·head_dim)` tensor, run now.
@@ -562,7 +556,7 @@ pub(crate) fn fused_bench_case(
 ) -> Result<BenchCase> {
     let width = h * d;
     let n = b * seq * 3 * width;
-    let qkv = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, n), &[b, seq, 3 * width], dtype)?;
+    let qkv = Tensor::from_f32(gpu, &crate::bench::random_data(1, n), &[b, seq, 3 * width], dtype)?;
     let out = Tensor::empty(gpu, &[b, seq, width], dtype)?;
     let mut rec = Recorder::new(gpu);
     let (q, k, v) =

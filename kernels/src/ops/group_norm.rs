@@ -293,9 +293,9 @@ fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
         (d[0], d[1], d[2], d[3], GroupStats::PerFrame)
     };
     let n = rows * c * h * w;
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, n), &[rows, c, h, w], dtype)?;
-    let ga = Tensor::from_f32(gpu, &crate::testing::rand_vec(2, c), &[c], dtype)?;
-    let be = Tensor::from_f32(gpu, &crate::testing::rand_vec(3, c), &[c], dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, n), &[rows, c, h, w], dtype)?;
+    let ga = Tensor::from_f32(gpu, &crate::bench::random_data(2, c), &[c], dtype)?;
+    let be = Tensor::from_f32(gpu, &crate::bench::random_data(3, c), &[c], dtype)?;
     let y = Tensor::empty(gpu, &[rows, c, h, w], dtype)?;
     let mut rec = Recorder::new(gpu);
     record(&mut rec, &x, &ga, &be, GroupNormOpts { groups: 32, eps: 1e-6, stats, silu: true }, &y)?;

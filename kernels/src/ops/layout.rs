@@ -258,7 +258,7 @@ pub mod reference {
 fn swap_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("transpose", shape, 4)?;
     let n: usize = d.iter().product();
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, n), &[n], dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, n), &[n], dtype)?;
     let y = Tensor::empty(gpu, &[n], dtype)?;
     let mut rec = Recorder::new(gpu);
     record_swap12(&mut rec, &x, [d[0], d[1], d[2], d[3]], &y)?;
@@ -276,7 +276,7 @@ fn swap_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
 fn up_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("upsample", shape, 4)?;
     let n: usize = d.iter().product();
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, n), &d, dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, n), &d, dtype)?;
     let y = Tensor::empty(gpu, &[d[0], d[1], 2 * d[2], 2 * d[3]], dtype)?;
     let mut rec = Recorder::new(gpu);
     record_upsample2x(&mut rec, &x, &y)?;

@@ -8,10 +8,12 @@ use crate::dtype::DType;
 use crate::error::{shape_err, KernelError, Result};
 use crate::gpu::Gpu;
 use crate::params::ParamsLayout;
+use crate::pipelines::Pipeline;
 use crate::select::Tier;
-use crate::shaders::{LAYER_NORM, ROWS_VEC4, SOFTMAX};
+use crate::shaders::{Shader, LAYER_NORM, ROWS_VEC4, SOFTMAX};
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
+use std::sync::Arc;
 
 const WG: u32 = 64;
 
@@ -49,6 +51,25 @@ pub fn row_workgroup(gpu: &Gpu, items: usize) -> u32 {
         .min(gpu.limits.max_compute_workgroup_storage_size / 12);
     let cap = if lim == 0 { 1 } else { 1u32 << (31 - lim.leading_zeros()) };
     (items.div_ceil(2).next_power_of_two().clamp(64, 256) as u32).min(cap)
+}
+
+/// The pipeline one window of a row kernel dispatches: on the gpu tier `entries[2]` of `rows_vec4.wgsl` for
+/// aligned rows of a multiple of 4 (`vec4`) else `entries[1]` of `shader`, both with workgroup size `wg`; on the sg8
+/// tier `entries[0]` of `shader`. Fetched per window, so a variant no window takes is never compiled.
+fn row_pipeline(
+    gpu: &Gpu,
+    shader: &Shader,
+    entries: [&'static str; 3],
+    dtype: DType,
+    wg: u32,
+    vec4: bool,
+) -> Result<Arc<Pipeline>> {
+    let o = [("WG", wg as f64)];
+    match (per_workgroup(gpu), vec4) {
+        (true, true) => gpu.pipelines().get(&gpu.device, &ROWS_VEC4, entries[2], dtype, &o),
+        (true, false) => gpu.pipelines().get(&gpu.device, shader, entries[1], dtype, &o),
+        (false, _) => gpu.pipelines().get(&gpu.device, shader, entries[0], dtype, &[]),
+    }
 }
 
 fn rows_of(op: &'static str, x: &Tensor, y: &Tensor) -> Result<(usize, usize)> {
@@ -97,18 +118,9 @@ pub fn record_layer_norm(
     }
     let dtype = x.dtype();
     let wide = per_workgroup(gpu);
-    let (pipe, pipe4, wg) = if wide {
-        let wg = row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c });
-        let o = [("WG", wg as f64)];
-        let p1 = gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm_wg", dtype, &o)?;
-        let p4 = if c % 4 == 0 {
-            Some(gpu.pipelines().get(&gpu.device, &ROWS_VEC4, "layer_norm_wg4", dtype, &o)?)
-        } else {
-            None
-        };
-        (p1, p4, wg)
-    } else {
-        (gpu.pipelines().get(&gpu.device, &LAYER_NORM, "layer_norm", dtype, &[])?, None, WG)
+    let wg = if wide { row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c }) } else { WG };
+    let pipeline = |vec4| {
+        row_pipeline(gpu, &LAYER_NORM, ["layer_norm", "layer_norm_wg", "layer_norm_wg4"], dtype, wg, vec4)
     };
     let per = items_per_binding(gpu, c, dtype)?;
     let mut r0 = 0;
@@ -131,10 +143,8 @@ pub fn record_layer_norm(
         let aligned = [xw.base, yw.base, gw.base, bw.base].iter().all(|b| b % 4 == 0)
             && (affine.is_none() || (gw.base == 0 && bw.base == 0));
         let groups = grid(gpu, if wide { nr as u32 } else { (nr as u32).div_ceil(wg) });
-        match (&pipe4, aligned) {
-            (Some(p4), true) => rec.dispatch(p4, bytemuck::bytes_of(&prm), vec![xw, gw, bw, yw], groups)?,
-            _ => rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![xw, gw, bw, yw], groups)?,
-        }
+        let pipe = pipeline(wide && c % 4 == 0 && aligned)?;
+        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![xw, gw, bw, yw], groups)?;
         r0 += nr;
     }
     Ok(())
@@ -150,19 +160,9 @@ pub fn record_softmax(rec: &mut Recorder, x: &Tensor, scale: f32, y: &Tensor) ->
     }
     let dtype = x.dtype();
     let wide = per_workgroup(gpu);
-    let (pipe, pipe4, wg) = if wide {
-        let wg = row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c });
-        let o = [("WG", wg as f64)];
-        let p1 = gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax_wg", dtype, &o)?;
-        let p4 = if c % 4 == 0 {
-            Some(gpu.pipelines().get(&gpu.device, &ROWS_VEC4, "softmax_wg4", dtype, &o)?)
-        } else {
-            None
-        };
-        (p1, p4, wg)
-    } else {
-        (gpu.pipelines().get(&gpu.device, &SOFTMAX, "softmax", dtype, &[])?, None, WG)
-    };
+    let wg = if wide { row_workgroup(gpu, if c % 4 == 0 { c / 4 } else { c }) } else { WG };
+    let pipeline =
+        |vec4| row_pipeline(gpu, &SOFTMAX, ["softmax", "softmax_wg", "softmax_wg4"], dtype, wg, vec4);
     let per = items_per_binding(gpu, c, dtype)?;
     let mut r0 = 0;
     while r0 < rows {
@@ -177,11 +177,11 @@ pub fn record_softmax(rec: &mut Recorder, x: &Tensor, scale: f32, y: &Tensor) ->
             ..Default::default()
         };
         let groups = grid(gpu, if wide { nr as u32 } else { (nr as u32).div_ceil(wg) });
-        match (&pipe4, xw.base % 4 == 0 && yw.base % 4 == 0) {
-            (Some(p4), true) => {
-                rec.dispatch_bound(p4, bytemuck::bytes_of(&prm), vec![(1, xw), (4, yw)], groups)?
-            }
-            _ => rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![xw, yw], groups)?,
+        if wide && c % 4 == 0 && xw.base % 4 == 0 && yw.base % 4 == 0 {
+            let p4 = pipeline(true)?;
+            rec.dispatch_bound(&p4, bytemuck::bytes_of(&prm), vec![(1, xw), (4, yw)], groups)?
+        } else {
+            rec.dispatch(&pipeline(false)?, bytemuck::bytes_of(&prm), vec![xw, yw], groups)?
         }
         r0 += nr;
     }
@@ -238,9 +238,9 @@ pub mod reference {
 fn ln_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("layer-norm", shape, 2)?;
     let (rows, c) = (d[0], d[1]);
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, rows * c), &[rows, c], dtype)?;
-    let g = Tensor::from_f32(gpu, &crate::testing::rand_vec(2, c), &[c], dtype)?;
-    let b = Tensor::from_f32(gpu, &crate::testing::rand_vec(3, c), &[c], dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, rows * c), &[rows, c], dtype)?;
+    let g = Tensor::from_f32(gpu, &crate::bench::random_data(2, c), &[c], dtype)?;
+    let b = Tensor::from_f32(gpu, &crate::bench::random_data(3, c), &[c], dtype)?;
     let y = Tensor::empty(gpu, &[rows, c], dtype)?;
     let mut rec = Recorder::new(gpu);
     record_layer_norm(&mut rec, &x, Some((&g, &b)), 1e-5, &y)?;
@@ -258,7 +258,7 @@ fn ln_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
 fn sm_bench(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
     let d = parse_shape("softmax", shape, 2)?;
     let (rows, c) = (d[0], d[1]);
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, rows * c), &[rows, c], dtype)?;
+    let x = Tensor::from_f32(gpu, &crate::bench::random_data(1, rows * c), &[rows, c], dtype)?;
     let y = Tensor::empty(gpu, &[rows, c], dtype)?;
     let mut rec = Recorder::new(gpu);
     record_softmax(&mut rec, &x, 0.125, &y)?;

@@ -19,11 +19,14 @@ use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::gpu::Gpu;
+use crate::ops::attention_windows::{for_each_run, Run};
 use crate::ops::flash_attention::{batches_per_dispatch, check_call, fused_bench_case, AttnShape, Strided};
+use crate::pipelines::Pipeline;
 use crate::select::Tier;
 use crate::shaders::{TEMPORAL_ATTENTION, TEMPORAL_ATTENTION_GPU};
 use crate::tensor::Tensor;
 use bytemuck::{Pod, Zeroable};
+use std::sync::Arc;
 
 /// Longest sequence (the shader's `MAXL`); longer ones belong to flash attention.
 pub const MAX_SEQ: usize = 64;
@@ -190,15 +193,13 @@ fn per_seq(s: &AttnShape, q: &Strided, k: &Strided, v: &Strided) -> [(&'static s
 fn record_gpu(
     rec: &mut Recorder,
     s: AttnShape,
-    (q, k, v): (Strided, Strided, Strided),
+    qkv: (Strided, Strided, Strided),
     out: &Tensor,
     scale: f32,
     plan: ShortPlan,
     dtype: DType,
 ) -> Result<()> {
-    const NAME: &str = "temporal attention";
     let gpu = rec.gpu();
-    let (l, d) = (s.seq_q, s.head_dim);
     let pipe = gpu.pipelines().get(
         &gpu.device,
         &TEMPORAL_ATTENTION_GPU,
@@ -206,52 +207,18 @@ fn record_gpu(
         dtype,
         &plan.constants(),
     )?;
-    let width = s.heads * d;
-    let per_seq = per_seq(&s, &q, &k, &v);
-    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let nb_max =
-        batches_per_dispatch(gpu, NAME, &per_seq, dtype)?.min((max_groups * max_groups / s.heads).max(1));
-    let mut n0 = 0;
-    while n0 < s.batch {
-        let nb = nb_max.min(s.batch - n0);
-        let wq = q.tensor.window(gpu, n0 * per_seq[0].1, nb * per_seq[0].1)?;
-        let wk = k.tensor.window(gpu, n0 * per_seq[1].1, nb * per_seq[1].1)?;
-        let wv = v.tensor.window(gpu, n0 * per_seq[2].1, nb * per_seq[2].1)?;
-        let wo = out.window(gpu, n0 * per_seq[3].1, nb * per_seq[3].1)?;
-        let groups = nb * s.heads;
-        let prm = Params {
-            seq: l as u32,
-            nseq: nb as u32,
-            heads: s.heads as u32,
-            groups: groups as u32,
-            q_base: wq.base + q.col as u32,
-            k_base: wk.base + k.col as u32,
-            v_base: wv.base + v.col as u32,
-            o_base: wo.base,
-            q_stride: q.row_stride as u32,
-            k_stride: k.row_stride as u32,
-            v_stride: v.row_stride as u32,
-            o_stride: width as u32,
-            sblocks: nb as u32,
-            scale,
-            _pad: [0; 2],
-        };
-        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))?;
-        n0 += nb;
-    }
-    Ok(())
+    record_runs(rec, (&pipe, 1), s, qkv, out, scale, dtype)
 }
 
 /// Lavapipe tier: one invocation per query, `SPW` sequences of `LR` lanes per workgroup.
 fn record_sg8(
     rec: &mut Recorder,
     s: AttnShape,
-    (q, k, v): (Strided, Strided, Strided),
+    qkv: (Strided, Strided, Strided),
     out: &Tensor,
     scale: f32,
     dtype: DType,
 ) -> Result<()> {
-    const NAME: &str = "temporal attention";
     let gpu = rec.gpu();
     let (l, d) = (s.seq_q, s.head_dim);
     let lr = l.div_ceil(8) * 8;
@@ -263,22 +230,33 @@ fn record_sg8(
         dtype,
         &[("D", d as f64), ("LR", lr as f64), ("SPW", spw as f64)],
     )?;
-    let width = s.heads * d;
+    record_runs(rec, (&pipe, spw), s, qkv, out, scale, dtype)
+}
+
+/// Records `pipe` (either tier's kernel, with `spw` sequences per workgroup and head) over runs of sequences whose
+/// Q, K, V and output each fit one binding, one dispatch of `ceil(run / spw) · heads` workgroups per run.
+fn record_runs(
+    rec: &mut Recorder,
+    (pipe, spw): (&Arc<Pipeline>, usize),
+    s: AttnShape,
+    (q, k, v): (Strided, Strided, Strided),
+    out: &Tensor,
+    scale: f32,
+    dtype: DType,
+) -> Result<()> {
+    const NAME: &str = "temporal attention";
+    let gpu = rec.gpu();
+    let width = s.heads * s.head_dim;
     let per_seq = per_seq(&s, &q, &k, &v);
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
     let nb_max = batches_per_dispatch(gpu, NAME, &per_seq, dtype)?
         .min((max_groups * max_groups / s.heads).max(1) * spw);
-    let mut n0 = 0;
-    while n0 < s.batch {
-        let nb = nb_max.min(s.batch - n0);
-        let wq = q.tensor.window(gpu, n0 * per_seq[0].1, nb * per_seq[0].1)?;
-        let wk = k.tensor.window(gpu, n0 * per_seq[1].1, nb * per_seq[1].1)?;
-        let wv = v.tensor.window(gpu, n0 * per_seq[2].1, nb * per_seq[2].1)?;
-        let wo = out.window(gpu, n0 * per_seq[3].1, nb * per_seq[3].1)?;
+    for_each_run(gpu, s.batch, nb_max, &per_seq, [q.tensor, k.tensor, v.tensor, out], |run| {
+        let Run { count: nb, q: wq, k: wk, v: wv, out: wo } = run;
         let sblocks = nb.div_ceil(spw);
         let groups = sblocks * s.heads;
         let prm = Params {
-            seq: l as u32,
+            seq: s.seq_q as u32,
             nseq: nb as u32,
             heads: s.heads as u32,
             groups: groups as u32,
@@ -294,10 +272,8 @@ fn record_sg8(
             scale,
             _pad: [0; 2],
         };
-        rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))?;
-        n0 += nb;
-    }
-    Ok(())
+        rec.dispatch(pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))
+    })
 }
 
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {

@@ -9,6 +9,32 @@ pub fn gpu() -> Arc<Gpu> {
     Gpu::shared().unwrap_or_else(|e| panic!("no GPU for tests: {e}"))
 }
 
+/// A device on the default tier whose storage-binding limit is lowered to `bytes`, so a test forces the binding
+/// splits with small tensors on any adapter (a discrete GPU's limit is GiBs).
+pub fn gpu_with_max_binding(bytes: u64) -> Gpu {
+    let opts = trajattn_kernels::GpuOptions { max_binding: Some(bytes), ..Default::default() };
+    let gpu = Gpu::new(&opts).unwrap_or_else(|e| panic!("no GPU for tests: {e}"));
+    assert_eq!(gpu.max_binding(), bytes, "the binding limit was not lowered");
+    gpu
+}
+
+/// A device with the sg8 kernel tier forced (the `_sg8` / lavapipe-tier kernels), or `None`, said on stderr, where
+/// the adapter has no subgroups of exactly 8 lanes: a test of those kernels then skips visibly instead of running
+/// the GPU-tier kernels under their name.
+pub fn sg8_tier(test: &str) -> Option<Gpu> {
+    let opts = trajattn_kernels::GpuOptions {
+        kernels: Some(trajattn_kernels::select::KernelSet::Sg8),
+        ..Default::default()
+    };
+    match Gpu::new(&opts) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: the sg8 kernel tier does not run on this adapter ({e})");
+            None
+        }
+    }
+}
+
 /// Dtypes to test on this adapter: f32 always, f16 when the adapter has SHADER_F16.
 pub fn dtypes(gpu: &Gpu) -> Vec<trajattn_kernels::DType> {
     let mut v = vec![trajattn_kernels::DType::F32];

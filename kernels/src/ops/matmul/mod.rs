@@ -9,9 +9,7 @@
 //! `matmul_sg8.wgsl` where K % 32 == 0, else `matmul_vec4.wgsl` / `matmul.wgsl`. An explicit [`Tiling`] forces
 //! the generic register-block kernel `matmul.wgsl` on any adapter.
 
-use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::Recorder;
-use crate::dtype::DType;
 use crate::error::{invalid, shape_err, KernelError, Result};
 use crate::gpu::Gpu;
 use crate::pipelines::Pipeline;
@@ -20,6 +18,11 @@ use crate::shaders::{GEMM_TILED, GEMM_TILED_VEC4, MATMUL, MATMUL_SG8, MATMUL_VEC
 use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 use std::sync::Arc;
+
+mod bench;
+pub mod reference;
+
+pub use bench::BENCH;
 
 /// Activation fused into the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -605,125 +608,3 @@ pub fn record_linear_geglu(
     };
     record_gemm(rec, &g, None)
 }
-
-/// Float64 reference.
-pub mod reference {
-    use super::{Epilogue, WLayout};
-
-    /// Exact GELU / SiLU / tanh-GELU in f64.
-    pub fn activate(v: f64, act: Epilogue) -> f64 {
-        match act {
-            Epilogue::None => v,
-            Epilogue::Silu => v / (1.0 + (-v).exp()),
-            Epilogue::GeluErf => 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2)),
-            // GEGLU pairs columns: applied by `matmul` after the sums.
-            Epilogue::Geglu => v,
-            Epilogue::GeluTanh => {
-                let u = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v);
-                0.5 * v * (1.0 + u.tanh())
-            }
-        }
-    }
-
-    /// erf to ~1e-15 (series below 3, continued fraction of erfc above).
-    pub fn erf(x: f64) -> f64 {
-        let a = x.abs();
-        let r = if a < 3.0 {
-            // Maclaurin series: erf(x) = 2/√π Σ (-1)^n x^(2n+1) / (n! (2n+1)).
-            let mut term = a;
-            let mut sum = a;
-            let x2 = a * a;
-            let mut n = 0.0;
-            while term.abs() > 1e-17 * sum.abs() {
-                n += 1.0;
-                term *= -x2 / n;
-                sum += term / (2.0 * n + 1.0);
-            }
-            sum * 2.0 / std::f64::consts::PI.sqrt()
-        } else {
-            // erfc(x) = exp(-x²)/√π · 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...)))).
-            let mut f = a;
-            for i in (1..60).rev() {
-                f = a + (i as f64 / 2.0) / f;
-            }
-            1.0 - (-a * a).exp() / (std::f64::consts::PI.sqrt() * f)
-        };
-        r.copysign(x)
-    }
-
-    /// `y[b, m, n] = act(Σ_k x[b, m, k] w[b, n, k] + bias[n])`, `wb` = 1 for a shared weight. With
-    /// [`Epilogue::Geglu`] the result is `[batch, m, n/2]`: `y[.., j] = s[.., j] · GELU(s[.., n/2 + j])`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn matmul(
-        x: &[f64],
-        w: &[f64],
-        layout: WLayout,
-        bias: Option<&[f64]>,
-        act: Epilogue,
-        batch: usize,
-        wb: usize,
-        m: usize,
-        n: usize,
-        k: usize,
-    ) -> Vec<f64> {
-        let mut y = vec![0.0; batch * m * n];
-        for b in 0..batch {
-            let wo = if wb > 1 { b * n * k } else { 0 };
-            for i in 0..m {
-                let xr = &x[(b * m + i) * k..(b * m + i + 1) * k];
-                for j in 0..n {
-                    let mut s = 0.0;
-                    for (kk, xv) in xr.iter().enumerate() {
-                        let wv = match layout {
-                            WLayout::NK => w[wo + j * k + kk],
-                            WLayout::KN => w[wo + kk * n + j],
-                        };
-                        s += xv * wv;
-                    }
-                    if let Some(bv) = bias {
-                        s += bv[j];
-                    }
-                    y[(b * m + i) * n + j] = activate(s, act);
-                }
-            }
-        }
-        if act == Epilogue::Geglu {
-            let h = n / 2;
-            return (0..batch * m)
-                .flat_map(|r| {
-                    let row = &y[r * n..(r + 1) * n];
-                    (0..h).map(move |j| row[j] * activate(row[h + j], Epilogue::GeluErf))
-                })
-                .collect();
-        }
-        y
-    }
-}
-
-fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
-    let d = parse_shape("matmul", shape, 3)?;
-    let (m, n, k) = (d[0], d[1], d[2]);
-    let x = Tensor::from_f32(gpu, &crate::testing::rand_vec(1, m * k), &[m, k], dtype)?;
-    let w = Tensor::from_f32(gpu, &crate::testing::rand_vec(2, n * k), &[n, k], dtype)?;
-    let y = Tensor::empty(gpu, &[m, n], dtype)?;
-    let mut rec = Recorder::new(gpu);
-    record(&mut rec, &x, &w, WLayout::NK, None, Epilogue::None, &y, None)?;
-    Ok(BenchCase {
-        kernel: "matmul",
-        shape: shape.to_string(),
-        dtype,
-        flops: 2.0 * (m * n * k) as f64,
-        bytes: ((m * k + n * k + m * n) as u64 * dtype.size()) as f64,
-        recording: rec.finish(),
-        keep: vec![x, w, y],
-    })
-}
-
-/// Benchmark: `[M, K] · [N, K]ᵀ`.
-pub const BENCH: BenchEntry = BenchEntry {
-    name: "matmul",
-    shape_help: "MxNxK: y[M,N] = x[M,K] · w[N,K]ᵀ (a Linear with weight [N,K])",
-    default_shapes: &["4096x4096x1024", "9216x320x320", "9216x2560x320", "1800x1280x320"],
-    demo_shape: "9216x320x320",
-    build: bench_build,
-};
