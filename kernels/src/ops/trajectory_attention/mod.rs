@@ -1,4 +1,4 @@
-//! Trajectory attention (spec trajectory-attention.md): input checks and the float64 references — a literal
+//! Trajectory attention (docs/reference/trajectory-attention.md): input checks and the float64 references — a literal
 //! port of the released processor (§5) and the efficient formulation of §8 (dense projections, gathered rows,
 //! head outputs averaged onto the grid before the output projection). The GPU kernels are checked against these.
 //!
@@ -77,12 +77,12 @@ pub struct Weights<'a> {
 
 const OP: &str = "trajectory attention";
 
-/// Trajectories sampled per call: `8·⌊h·w/4⌋`, or all `n` if fewer (spec §5.2).
+/// Trajectories sampled per call: `8·⌊h·w/4⌋`, or all `n` if fewer (docs/reference/trajectory-attention.md §5.2).
 pub fn samples_per_call(n: usize, h: usize, w: usize) -> usize {
     (8 * (h * w / 4)).min(n)
 }
 
-/// Checks a call; returns the sequence length `L`. Errors say what is required (spec §7.7, §11).
+/// Checks a call; returns the sequence length `L`. Errors say what is required (docs/reference/trajectory-attention.md §7.7, docs/reference/trajectory-sources.md §11).
 pub fn check(call: &Call) -> Result<usize> {
     let Call { b, h, w, f, c, .. } = *call;
     if call.hidden.len() != b * h * w * f * c {
@@ -141,7 +141,7 @@ pub fn check_tables(call: &Call) -> Result<usize> {
 }
 
 /// Attention sequence length `L` of a call sampling `m` trajectories over `f` frames at latent `h × w`; in the
-/// paired grouping an error where the reference would fail (spec §7.7), saying what would work.
+/// paired grouping an error where the reference would fail (docs/reference/trajectory-attention.md §7.7), saying what would work.
 pub fn sequence_length(grouping: Grouping, m: usize, f: usize, h: usize, w: usize) -> Result<usize> {
     let s = h * w;
     match grouping {

@@ -77,7 +77,7 @@ pub fn prepare_efficient(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) ->
     Ok(Prepared { recording: rec.finish(), out, keep })
 }
 
-/// The literal formulation on the GPU (spec §5, for comparison): gather the sampled tokens (zeros where
+/// The literal formulation on the GPU (docs/reference/trajectory-attention.md §5, for comparison): gather the sampled tokens (zeros where
 /// invisible), project them, attend, project out (bias included), scatter-mean onto the grid (0 where unreached).
 /// Binds its operands whole (a comparison path: fails with a clear error where one exceeds the binding limit).
 pub fn prepare_literal(gpu: &Gpu, call: &Call, wts: &Weights, dtype: DType) -> Result<Prepared> {

@@ -61,7 +61,7 @@ pub fn cells(call: &Call) -> (Vec<(usize, usize)>, Vec<bool>) {
     (cell, valid)
 }
 
-/// The released processor, step by step (spec §5): gather, project, attend, out-project, scatter-mean.
+/// The released processor, step by step (docs/reference/trajectory-attention.md §5): gather, project, attend, out-project, scatter-mean.
 /// Returns `(B·S, F, C)`.
 pub fn literal(call: &Call, wts: &Weights) -> Result<Vec<f64>> {
     let l = check(call)?;
@@ -125,7 +125,7 @@ pub fn literal(call: &Call, wts: &Weights) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// The efficient formulation (spec §8): dense Q/K/V of every grid token, rows gathered per sample (zero if
+/// The efficient formulation (docs/reference/trajectory-attention.md §8): dense Q/K/V of every grid token, rows gathered per sample (zero if
 /// invisible), head outputs averaged onto the grid through a per-cell list of hits in increasing sample order,
 /// then one output projection per reached cell. Equal to [`literal`] in exact arithmetic.
 pub fn efficient(call: &Call, wts: &Weights) -> Result<Vec<f64>> {
