@@ -66,7 +66,7 @@ fn main() -> Result<()> {
         time_context: if a.per_batch_time_context { TimeContext::PerBatch } else { TimeContext::Faithful },
         chunk_elems: None,
     };
-    let g = UNetGraph::build(&gpu, &unet, shape, opts, inp.trajectories.clone(), false)?;
+    let g = UNetGraph::build(&gpu, &unet, shape, opts, inp.trajectories.clone())?;
     if g.traj_slots.len() != inp.indices.len() {
         bail!(
             "the graph makes {} trajectory calls but the inputs give {} `trajectory_indices.k` tensors",

@@ -21,7 +21,7 @@ fn plan_matches_the_real_graph_on_the_fixture_models() {
         let shape = UNetShape { batch: s[0], frames: s[1], height: s[3], width: s[4] };
         for traj in [None, inp.trajectories.clone()] {
             let n = traj.as_ref().map(|t| t.n);
-            let g = UNetGraph::build(&gpu, &unet, shape, GraphOptions::default(), traj, false).unwrap();
+            let g = UNetGraph::build(&gpu, &unet, shape, GraphOptions::default(), traj).unwrap();
             let real = g.arena_stats();
             let p = plan_unet(&unet.cfg, s[0], s[1], s[3], s[4], 4, n);
             eprintln!(

@@ -45,7 +45,7 @@ fn run(gpu: &Gpu, case: &str, dtype: DType, with_traj: bool) -> (Vec<f32>, Case)
     let traj = if with_traj { c.inputs.trajectories.clone() } else { None };
     // Case a runs with a tiny chunk budget so the chunked feed-forward and attention paths are exercised.
     let opts = GraphOptions { chunk_elems: (case == "a").then_some(3000), ..Default::default() };
-    let g = UNetGraph::build(gpu, &unet, shape, opts, traj, false).unwrap();
+    let g = UNetGraph::build(gpu, &unet, shape, opts, traj).unwrap();
     g.set_conditioning(gpu, &c.inputs.context, &c.inputs.added_time_ids).unwrap();
     let idx = if with_traj { c.inputs.indices.clone() } else { vec![] };
     g.run(gpu, &c.inputs.sample, &c.inputs.timestep, &idx).unwrap();
@@ -171,7 +171,7 @@ fn zero_output_projection_reproduces_plain_svd_exactly() {
     let s = &c.inputs.sample_shape;
     let shape = UNetShape { batch: s[0], frames: s[1], height: s[3], width: s[4] };
     let run = |traj| {
-        let g = UNetGraph::build(&gpu, &unet, shape, GraphOptions::default(), traj, false).unwrap();
+        let g = UNetGraph::build(&gpu, &unet, shape, GraphOptions::default(), traj).unwrap();
         g.set_conditioning(&gpu, &c.inputs.context, &c.inputs.added_time_ids).unwrap();
         let idx = if g.traj_slots.is_empty() { vec![] } else { c.inputs.indices.clone() };
         g.run(&gpu, &c.inputs.sample, &c.inputs.timestep, &idx).unwrap();
@@ -194,9 +194,8 @@ fn graphs_replay_independently() {
     let s = &c.inputs.sample_shape;
     let shape = UNetShape { batch: s[0], frames: s[1], height: s[3], width: s[4] };
     let ga =
-        UNetGraph::build(&gpu, &unet, shape, GraphOptions::default(), c.inputs.trajectories.clone(), false)
-            .unwrap();
-    let gb = UNetGraph::build(&gpu, &unet, shape, GraphOptions::default(), None, false).unwrap();
+        UNetGraph::build(&gpu, &unet, shape, GraphOptions::default(), c.inputs.trajectories.clone()).unwrap();
+    let gb = UNetGraph::build(&gpu, &unet, shape, GraphOptions::default(), None).unwrap();
     ga.set_conditioning(&gpu, &c.inputs.context, &c.inputs.added_time_ids).unwrap();
     gb.set_conditioning(&gpu, &c.inputs.context, &c.inputs.added_time_ids).unwrap();
     ga.run(&gpu, &c.inputs.sample, &c.inputs.timestep, &c.inputs.indices).unwrap();
@@ -213,6 +212,6 @@ fn graphs_replay_independently() {
     bad[0].pop();
     assert!(ga.run(&gpu, &c.inputs.sample, &c.inputs.timestep, &bad).is_err());
     let odd = UNetShape { height: s[3] + 1, ..shape };
-    let e = UNetGraph::build(&gpu, &unet, odd, GraphOptions::default(), None, false).err().unwrap();
+    let e = UNetGraph::build(&gpu, &unet, odd, GraphOptions::default(), None).err().unwrap();
     assert!(e.to_string().contains("multiple of"), "{e}");
 }

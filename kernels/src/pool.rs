@@ -89,35 +89,17 @@ impl BufferPool {
 
     /// A buffer of at least `bytes` bytes (contents undefined: a reused buffer keeps old data).
     pub fn get(&self, device: &wgpu::Device, bytes: u64) -> Arc<PooledBuffer> {
-        let size = size_class(bytes);
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let reused = inner.free.get_mut(&size).and_then(|v| v.pop());
-        let buffer = match reused {
-            Some(b) => {
-                inner.stats.reuses += 1;
-                b
-            }
-            None => {
-                inner.stats.creations += 1;
-                inner.stats.reserved += size;
-                inner.stats.peak_reserved = inner.stats.peak_reserved.max(inner.stats.reserved);
-                device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("tensor"),
-                    size,
-                    usage: TENSOR_USAGE,
-                    mapped_at_creation: false,
-                })
-            }
-        };
-        inner.stats.in_use += size;
-        inner.stats.peak_in_use = inner.stats.peak_in_use.max(inner.stats.in_use);
-        Arc::new(PooledBuffer { buffer, size, home: Arc::downgrade(&self.inner) })
+        self.take(device, size_class(bytes), "tensor")
     }
 
     /// A buffer of exactly `bytes` bytes rounded up to 16 (arenas sized by a plan; contents undefined). It
     /// returns to the free list of its exact size.
     pub fn get_exact(&self, device: &wgpu::Device, bytes: u64) -> Arc<PooledBuffer> {
-        let size = bytes.max(16).div_ceil(16) * 16;
+        self.take(device, bytes.max(16).div_ceil(16) * 16, "arena")
+    }
+
+    /// A free buffer of exactly `size` bytes, or a new one labelled `label`.
+    fn take(&self, device: &wgpu::Device, size: u64, label: &str) -> Arc<PooledBuffer> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let reused = inner.free.get_mut(&size).and_then(|v| v.pop());
         let buffer = match reused {
@@ -130,7 +112,7 @@ impl BufferPool {
                 inner.stats.reserved += size;
                 inner.stats.peak_reserved = inner.stats.peak_reserved.max(inner.stats.reserved);
                 device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("arena"),
+                    label: Some(label),
                     size,
                     usage: TENSOR_USAGE,
                     mapped_at_creation: false,

@@ -119,8 +119,9 @@ impl Window {
 }
 
 impl Tensor {
-    /// Allocates an uninitialised tensor from the pool.
-    pub fn empty(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Tensor> {
+    /// Bytes of a new tensor rounded up to `round`, after the checks every allocation makes: f16 support, u32
+    /// element indices, the adapter's largest buffer.
+    fn checked_bytes(gpu: &Gpu, shape: &[usize], dtype: DType, round: u64) -> Result<u64> {
         if dtype == DType::F16 {
             gpu.require_f16("allocate f16 tensor")?;
         }
@@ -131,7 +132,7 @@ impl Tensor {
                 format!("shape {shape:?} has {n} elements; kernels index with u32 (at most {})", u32::MAX),
             ));
         }
-        let bytes = (n * dtype.size()).max(4).div_ceil(4) * 4;
+        let bytes = (n * dtype.size()).max(round).div_ceil(round) * round;
         if bytes > gpu.limits.max_buffer_size {
             return Err(KernelError::TooLarge {
                 what: format!("tensor {shape:?} {dtype}"),
@@ -140,6 +141,12 @@ impl Tensor {
                 limit_name: "max_buffer_size",
             });
         }
+        Ok(bytes)
+    }
+
+    /// Allocates an uninitialised tensor from the pool.
+    pub fn empty(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let bytes = Self::checked_bytes(gpu, shape, dtype, 4)?;
         Ok(Tensor {
             storage: Storage::Pooled(gpu.pool().get(&gpu.device, bytes)),
             offset: 0,
@@ -151,25 +158,7 @@ impl Tensor {
     /// A planned tensor: no memory until the recording that binds it is finished (see the module
     /// documentation). Its reservation is rounded up to 16 bytes, as a pooled buffer's.
     pub fn planned(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        if dtype == DType::F16 {
-            gpu.require_f16("allocate f16 tensor")?;
-        }
-        let n = numel(shape) as u64;
-        if n > u32::MAX as u64 {
-            return Err(invalid(
-                "allocate",
-                format!("shape {shape:?} has {n} elements; kernels index with u32 (at most {})", u32::MAX),
-            ));
-        }
-        let bytes = (n * dtype.size()).max(16).div_ceil(16) * 16;
-        if bytes > gpu.limits.max_buffer_size {
-            return Err(KernelError::TooLarge {
-                what: format!("tensor {shape:?} {dtype}"),
-                bytes,
-                limit: gpu.limits.max_buffer_size,
-                limit_name: "max_buffer_size",
-            });
-        }
+        let bytes = Self::checked_bytes(gpu, shape, dtype, 16)?;
         Ok(Tensor {
             storage: Storage::Planned(Arc::new(Planned { size: bytes, at: OnceLock::new() })),
             offset: 0,

@@ -65,7 +65,7 @@ pub fn run(
         let shape_u = UNetShape { batch: 2, frames: f, height: h, width: w };
         let tb = std::time::Instant::now();
         let c0 = gpu.pipelines().compile_stats();
-        let g = UNetGraph::build(gpu, &unet, shape_u, GraphOptions::default(), Some(traj), false)?;
+        let g = UNetGraph::build(gpu, &unet, shape_u, GraphOptions::default(), Some(traj))?;
         let build_s = tb.elapsed().as_secs_f64();
         let c1 = gpu.pipelines().compile_stats();
         let (compiled, compile_s) = (c1.pipelines - c0.pipelines, c1.seconds - c0.seconds);

@@ -126,7 +126,7 @@ pub fn run(opts: &GpuOptions, a: &ShadersArgs) -> Result<()> {
         grouping: Grouping::Pairs,
     };
     let shape = UNetShape { batch: 2, frames: f, height: h, width: w };
-    let graph = UNetGraph::build(&gpu, &svd.unet, shape, GraphOptions::default(), Some(traj), false)
+    let graph = UNetGraph::build(&gpu, &svd.unet, shape, GraphOptions::default(), Some(traj))
         .context("UNet with the trajectory branch")?;
     // The denoising step's kernels (scaled input, CFG + Euler update) around the UNet.
     {

@@ -470,7 +470,7 @@ pub fn generate(
     let shape = UNetShape { batch, frames: f, height: h, width: w };
     let opts = GraphOptions { time_context: o.time_context, chunk_elems: None };
     let n_traj = trajectories.as_ref().map(|t| t.n);
-    let graph = UNetGraph::build(gpu, &svd.unet, shape, opts, trajectories, false)?;
+    let graph = UNetGraph::build(gpu, &svd.unet, shape, opts, trajectories)?;
     let ctx = if cfg_on { context } else { context[d..].to_vec() };
     let added = if cfg_on { added } else { added[..3].to_vec() };
     graph.set_conditioning(gpu, &ctx, &added)?;

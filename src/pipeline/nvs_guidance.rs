@@ -362,7 +362,7 @@ impl<'a> Guide<'a> {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
                 let shape = UNetShape { batch: 1, frames: f, height: ch, width: cw };
-                let gr = UNetGraph::build(gpu, self.unet, shape, GraphOptions::default(), None, false)?;
+                let gr = UNetGraph::build(gpu, self.unet, shape, GraphOptions::default(), None)?;
                 gr.set_conditioning(gpu, &self.context, &self.added)?;
                 e.insert(gr)
             }

@@ -9,7 +9,7 @@
 use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
-use crate::error::{invalid, shape_err, KernelError, Result};
+use crate::error::{invalid, same_dtype, shape_err, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{record_gemm, BiasMode, Epilogue, Gemm, Operand, WLayout};
 use crate::shaders::CONV_COLS;
@@ -84,19 +84,6 @@ impl Conv2dOpts {
         }
         Some(((hp - kh) / self.stride + 1, (wp - kw) / self.stride + 1))
     }
-}
-
-fn same_dtype(op: &'static str, ts: &[&Tensor]) -> Result<()> {
-    let d = ts[0].dtype();
-    if ts.iter().any(|t| t.dtype() != d) {
-        let found: Vec<String> = ts.iter().map(|t| t.dtype().to_string()).collect();
-        return Err(KernelError::DType {
-            op,
-            found: found.join(", "),
-            why: "operands must share one dtype".into(),
-        });
-    }
-    Ok(())
 }
 
 /// Input-channel chunk so that one image's channels fit a binding and the chunk's columns a scratch row;

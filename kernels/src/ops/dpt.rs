@@ -6,7 +6,7 @@
 use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
-use crate::error::{invalid, shape_err, KernelError, Result};
+use crate::error::{invalid, same_dtype, shape_err, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{record_gemm, Epilogue, Gemm, Operand, WLayout};
 use crate::shaders::DPT;
@@ -37,19 +37,6 @@ struct Params {
 /// Layout of the uniform `Params` of `dpt.wgsl`.
 pub const PARAMS_LAYOUT: crate::params::ParamsLayout =
     crate::params_layout!(Params { n, h, w, ho, wo, k, nc, base_x, base_y, base_b, rh, rw });
-
-fn same_dtype(op: &'static str, ts: &[&Tensor]) -> Result<()> {
-    let d = ts[0].dtype();
-    if ts.iter().any(|t| t.dtype() != d) {
-        let found: Vec<String> = ts.iter().map(|t| t.dtype().to_string()).collect();
-        return Err(KernelError::DType {
-            op,
-            found: found.join(", "),
-            why: "operands must share one dtype".into(),
-        });
-    }
-    Ok(())
-}
 
 /// The align_corners=True source step of an axis of `n` inputs and `m` outputs, in f32 as PyTorch computes it.
 pub fn ac_step(n: usize, m: usize) -> f32 {
