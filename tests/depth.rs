@@ -671,3 +671,59 @@ fn second_reference_model_matches_the_official_code_from_png_and_from_its_input(
     let (d, mx) = errs(&out, &f.read_f32("debug.output_conv2").unwrap());
     assert!(d <= 1e-4 * mx, "vits_small output_conv2: max|Δ| {d:.3e} > 1e-4 × {mx:.3e} ({names:?})");
 }
+
+#[test]
+fn video_camera_from_depth_model_equals_video_camera_from_its_depth_files() {
+    use trajattn::trajectory::folder;
+    // Three frames and a tracks folder; depth per frame from the model (written to OUT/depth/NNNN.npy), then the
+    // same run from those files: every trajectory file must be byte-equal.
+    let dir = tempdir("video-camera");
+    let model = dir.join("hf");
+    std::fs::create_dir_all(&model).unwrap();
+    write_hf_folder(&model, true);
+    let (w, h, f) = (32usize, 16usize, 3usize);
+    std::fs::create_dir_all(dir.join("frames")).unwrap();
+    for t in 0..f {
+        image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+            image::Rgb([(x * 8) as u8, (y * 16) as u8, (t * 80 + x as usize) as u8])
+        })
+        .save(dir.join(format!("frames/frame_{t:04}.png")))
+        .unwrap();
+    }
+    let n = (w / 4) * (h / 4);
+    let coords: Vec<f64> =
+        (0..f * n).flat_map(|i| [((i % n) % 8 * 4) as f64 + 0.5, ((i % n) / 8 * 4) as f64 + 0.5]).collect();
+    folder::write_tracks(
+        &dir.join("tracks"),
+        &folder::Trajectories { frames: f, n, coords, valid: vec![true; f * n] },
+    )
+    .unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let run = |depth: [&str; 2], out: &Path| {
+        let mut a = vec!["video-camera".to_string(), "--video-frames".into(), s(&dir.join("frames"))];
+        a.extend(depth.iter().map(|x| x.to_string()));
+        a.extend(["--tracks".into(), s(&dir.join("tracks")), "--out".into(), s(out)]);
+        if depth[0] == "--depth-model" {
+            a.extend(["--input-size".into(), "140".into()]);
+        }
+        trajattn(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    ok(&run(["--depth-model", &s(&model)], &a));
+    for t in 0..f {
+        assert!(a.join(format!("depth/{t:04}.npy")).is_file(), "depth of frame {t}");
+    }
+    ok(&run(["--depths", &s(&a.join("depth"))], &b));
+    let mut compared = 0;
+    for sub in ["camera", "merged"] {
+        for e in std::fs::read_dir(b.join(sub)).unwrap() {
+            let name = e.unwrap().file_name();
+            if name.to_string_lossy().ends_with(".npy") {
+                let (x, y) = (a.join(sub).join(&name), b.join(sub).join(&name));
+                assert_eq!(std::fs::read(&x).unwrap(), std::fs::read(&y).unwrap(), "{x:?}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 4, "trajectory files compared: {compared}");
+}
