@@ -74,36 +74,13 @@ fn ld4v(row: u32, col: u32) -> vec4<f32> {
         f32(v[row + min(col + 2u, l)]), f32(v[row + min(col + 3u, l)])), vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(D));
 }
 
-// Row-group reductions over the TC invocations of row group tr (all invocations call them; kv must be free).
-// Two levels when RG > 1: invocation g < TC/RG of each row group combines RG partials, then everyone combines
-// the TC/RG results.
-fn row_max(tr: u32, tc: u32, x: vec4<f32>) -> vec4<f32> {
-    let ng = TC / RG;
-    kv[tr * TC + tc] = x;
-    workgroupBarrier();
-    var r: vec4<f32>;
-    if (RG > 1u) {
-        if (tc < ng) {
-            var y = kv[tr * TC + tc * RG];
-            for (var i = 1u; i < RG; i++) {
-                y = max(y, kv[tr * TC + tc * RG + i]);
-            }
-            kv[NT + tr * ng + tc] = y;
-        }
-        workgroupBarrier();
-        r = kv[NT + tr * ng];
-        for (var g = 1u; g < ng; g++) {
-            r = max(r, kv[NT + tr * ng + g]);
-        }
-    } else {
-        r = kv[tr * TC];
-        for (var t = 1u; t < TC; t++) {
-            r = max(r, kv[tr * TC + t]);
-        }
-    }
-    return r;
+// Row-group reduction (max, or sum when `sum`) over the TC invocations of row group tr (all invocations call
+// it; kv must be free). Two levels when RG > 1: invocation g < TC/RG of each row group combines RG partials,
+// then everyone combines the TC/RG results.
+fn combine(a: vec4<f32>, b: vec4<f32>, sum: bool) -> vec4<f32> {
+    return select(max(a, b), a + b, sum);
 }
-fn row_sum(tr: u32, tc: u32, x: vec4<f32>) -> vec4<f32> {
+fn row_reduce(tr: u32, tc: u32, x: vec4<f32>, sum: bool) -> vec4<f32> {
     let ng = TC / RG;
     kv[tr * TC + tc] = x;
     workgroupBarrier();
@@ -112,19 +89,19 @@ fn row_sum(tr: u32, tc: u32, x: vec4<f32>) -> vec4<f32> {
         if (tc < ng) {
             var y = kv[tr * TC + tc * RG];
             for (var i = 1u; i < RG; i++) {
-                y += kv[tr * TC + tc * RG + i];
+                y = combine(y, kv[tr * TC + tc * RG + i], sum);
             }
             kv[NT + tr * ng + tc] = y;
         }
         workgroupBarrier();
         r = kv[NT + tr * ng];
         for (var g = 1u; g < ng; g++) {
-            r += kv[NT + tr * ng + g];
+            r = combine(r, kv[NT + tr * ng + g], sum);
         }
     } else {
         r = kv[tr * TC];
         for (var t = 1u; t < TC; t++) {
-            r += kv[tr * TC + t];
+            r = combine(r, kv[tr * TC + t], sum);
         }
     }
     return r;
@@ -143,6 +120,15 @@ fn store4(at: u32, col: u32, x: vec4<f32>) {
         if (col + 1u < D) { o[at + 1u] = T(x.y); }
         if (col + 2u < D) { o[at + 2u] = T(x.z); }
     }
+}
+
+// One output row at `at` (column `c0` of the head): the NU column groups x0..x3, `cu` columns apart, scaled by
+// `inv` (1 / the row sum).
+fn store_row(at: u32, c0: u32, cu: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, inv: f32) {
+    store4(at, c0, x0 * inv);
+    if (NU > 1u) { store4(at + cu, c0 + cu, x1 * inv); }
+    if (NU > 2u) { store4(at + 2u * cu, c0 + 2u * cu, x2 * inv); }
+    if (NU > 3u) { store4(at + 3u * cu, c0 + 3u * cu, x3 * inv); }
 }
 
 @compute @workgroup_size(NT)
@@ -223,7 +209,7 @@ fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             s[kk] = select(vec4<f32>(NEG), s[kk], j0 + tc + TC * kk < p.seq_kv);
             pm = max(pm, s[kk]);
         }
-        let mn = max(m, row_max(tr, tc, pm));
+        let mn = max(m, row_reduce(tr, tc, pm, false));
         let corr = exp(m - mn);
         m = mn;
         // P = exp(S - m) to workgroup memory; this invocation's part of the row sums stays in registers.
@@ -286,38 +272,15 @@ fn attn_fa2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     }
 
     // Row sums: the TC parts of each row group (kv is free after the last barrier of step 3).
-    let linv = 1.0 / row_sum(tr, tc, lp);
+    let linv = 1.0 / row_reduce(tr, tc, lp, true);
     let r0 = q0 + 4u * tr;
     let rows = min(p.seq_q - min(r0, p.seq_q), 4u);
     let ost = p.o_stride;
     let ob = p.o_base + (b * p.seq_q + r0) * ost + h * D + 4u * tc;
     let cu = 4u * TC;
     let c0 = 4u * tc;
-    if (rows > 0u) {
-        store4(ob, c0, a00 * linv.x);
-        if (NU > 1u) { store4(ob + cu, c0 + cu, a10 * linv.x); }
-        if (NU > 2u) { store4(ob + 2u * cu, c0 + 2u * cu, a20 * linv.x); }
-        if (NU > 3u) { store4(ob + 3u * cu, c0 + 3u * cu, a30 * linv.x); }
-    }
-    if (rows > 1u) {
-        let r = ob + ost;
-        store4(r, c0, a01 * linv.y);
-        if (NU > 1u) { store4(r + cu, c0 + cu, a11 * linv.y); }
-        if (NU > 2u) { store4(r + 2u * cu, c0 + 2u * cu, a21 * linv.y); }
-        if (NU > 3u) { store4(r + 3u * cu, c0 + 3u * cu, a31 * linv.y); }
-    }
-    if (rows > 2u) {
-        let r = ob + 2u * ost;
-        store4(r, c0, a02 * linv.z);
-        if (NU > 1u) { store4(r + cu, c0 + cu, a12 * linv.z); }
-        if (NU > 2u) { store4(r + 2u * cu, c0 + 2u * cu, a22 * linv.z); }
-        if (NU > 3u) { store4(r + 3u * cu, c0 + 3u * cu, a32 * linv.z); }
-    }
-    if (rows > 3u) {
-        let r = ob + 3u * ost;
-        store4(r, c0, a03 * linv.w);
-        if (NU > 1u) { store4(r + cu, c0 + cu, a13 * linv.w); }
-        if (NU > 2u) { store4(r + 2u * cu, c0 + 2u * cu, a23 * linv.w); }
-        if (NU > 3u) { store4(r + 3u * cu, c0 + 3u * cu, a33 * linv.w); }
-    }
+    if (rows > 0u) { store_row(ob, c0, cu, a00, a10, a20, a30, linv.x); }
+    if (rows > 1u) { store_row(ob + ost, c0, cu, a01, a11, a21, a31, linv.y); }
+    if (rows > 2u) { store_row(ob + 2u * ost, c0, cu, a02, a12, a22, a32, linv.z); }
+    if (rows > 3u) { store_row(ob + 3u * ost, c0, cu, a03, a13, a23, a33, linv.w); }
 }
