@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod depth;
+pub mod eval;
 pub mod graph;
 pub mod image_input;
 pub mod limits;

@@ -29,6 +29,10 @@ enum Command {
     /// Drag trajectories from a JSON file of drag paths (format in `src/trajectory/build.rs`): the dragged disks
     /// follow their paths, the rest stays still; writes the official tracks form and previews.
     Drag(cli::drag::DragArgs),
+    /// Measure a generated video against the motion it was asked for (`eval drag`: path error of the dragged
+    /// regions, drift of the still ones, in pixels).
+    #[command(subcommand)]
+    Eval(cli::eval::EvalCmd),
     /// Camera motion on a video: camera trajectories of every frame (frame t at depth t under camera t, the
     /// official video mode) merged into the video's point tracks; writes `camera/` (grid form, optional warps
     /// for NVS-solver guidance) and `merged/` (tracks form) with previews; with `--model`, generates from the
@@ -101,6 +105,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::VideoCamera(a) => cli::video_camera::run(&cli.gpu, &a),
         Command::Edit(a) => cli::edit::run(&cli.gpu, &a),
         Command::Drag(a) => cli::drag::run(&a),
+        Command::Eval(c) => cli::eval::run(&c),
         Command::Convert(a) => cli::convert::run(&a),
         Command::Generate(a) => cli::generate::run(&cli.gpu.open()?, &a),
         Command::Plan(a) => cli::plan::run(&a),

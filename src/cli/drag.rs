@@ -44,6 +44,9 @@ pub fn run(a: &DragArgs) -> Result<()> {
     let stage = trajattn::output::Staging::new(out)?;
     let dir = stage.path("");
     folder::write_tracks(&dir, &t)?;
+    // The drag file beside its tracks: `trajattn eval drag` takes the regions (still ones included) from it.
+    std::fs::write(dir.join("drag.json"), &text)
+        .with_context(|| format!("writing {}", dir.join("drag.json").display()))?;
     preview::write_previews(&base, &t, 4 * s.grid_step, &dir.join("preview.png"), &dir.join("preview.gif"))
         .context("writing previews")?;
     stage.commit()?;

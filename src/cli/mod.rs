@@ -9,6 +9,7 @@ pub mod demo;
 pub mod depth;
 pub mod drag;
 pub mod edit;
+pub mod eval;
 pub mod generate;
 pub mod gpu_args;
 pub mod info;

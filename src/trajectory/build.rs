@@ -79,7 +79,7 @@ fn default_true() -> bool {
 }
 
 /// Position at fraction `s ∈ [0, 1]` of the polyline's length.
-fn along(path: &[[f64; 2]], s: f64) -> [f64; 2] {
+pub fn along(path: &[[f64; 2]], s: f64) -> [f64; 2] {
     let seg: Vec<f64> =
         path.windows(2).map(|p| ((p[1][0] - p[0][0]).powi(2) + (p[1][1] - p[0][1]).powi(2)).sqrt()).collect();
     let total: f64 = seg.iter().sum();

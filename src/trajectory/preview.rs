@@ -39,7 +39,7 @@ fn put(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
     }
 }
 
-fn line(img: &mut RgbImage, a: [f64; 2], b: [f64; 2], c: Rgb<u8>) {
+pub(crate) fn line(img: &mut RgbImage, a: [f64; 2], b: [f64; 2], c: Rgb<u8>) {
     let lim = 4.0 * (img.width() + img.height()) as f64;
     if a.iter().chain(&b).any(|v| !v.is_finite() || v.abs() > lim) {
         return;
@@ -51,7 +51,7 @@ fn line(img: &mut RgbImage, a: [f64; 2], b: [f64; 2], c: Rgb<u8>) {
     }
 }
 
-fn dot(img: &mut RgbImage, p: [f64; 2], c: Rgb<u8>) {
+pub(crate) fn dot(img: &mut RgbImage, p: [f64; 2], c: Rgb<u8>) {
     if !p[0].is_finite() || !p[1].is_finite() {
         return;
     }
