@@ -3,6 +3,7 @@
 //! everything about the model and the user.
 
 pub mod checkpoint;
+pub mod demo;
 pub mod depth;
 pub mod eval;
 pub mod graph;

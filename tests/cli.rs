@@ -215,17 +215,13 @@ fn video_camera_merges_tracks_and_checks_counts() {
 }
 
 #[test]
-fn generate_with_the_bundled_model_writes_a_video() {
+fn generate_with_the_demo_model_writes_a_video_its_drag_and_the_measurement() {
     let out = std::env::temp_dir().join(format!("trajattn-gen-{}", std::process::id()));
     let latents = out.join("latents.safetensors");
     let o = trajattn(&[
         "generate",
         "--steps",
         "1",
-        "--width",
-        "48",
-        "--height",
-        "32",
         "--dtype",
         "f32",
         "--out",
@@ -234,13 +230,51 @@ fn generate_with_the_bundled_model_writes_a_video() {
         latents.to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
+    let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("BUNDLED TINY RANDOM MODEL"), "the bundled model must be labelled: {err}");
-    assert!(String::from_utf8_lossy(&o.stdout).contains("[bundled tiny random model]"));
-    assert!(out.join("video.gif").exists() && out.join("frames/frame_003.png").exists());
+    assert!(err.contains("DEMO MODEL"), "the demo model must be labelled: {err}");
+    assert!(stdout.contains("[demo model]") && stdout.contains("path error"), "{stdout}");
+    for f in [
+        "video.gif",
+        "frames/frame_007.png",
+        "preview.gif",
+        "trajectories/drag.json",
+        "trajectories/preview.gif",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
     let bytes = std::fs::read(&latents).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(st.tensor("latents").unwrap().shape(), &[4, 4, 16, 24]);
+    assert_eq!(st.tensor("latents").unwrap().shape(), &[8, 4, 32, 32]);
+    // `eval drag` on what it wrote: the drag file beside the tracks gives the dragged and the still region.
+    let e = trajattn(&[
+        "eval",
+        "drag",
+        "--video",
+        out.to_str().unwrap(),
+        "--trajectories",
+        out.join("trajectories").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert_eq!(v["regions"].as_array().unwrap().len(), 2);
+    assert!(v["path_mean_px"].as_f64().is_some() && v["still_max_px"].as_f64().is_some());
+    // Without the drag: no trajectories, no measurement, and the earlier run's drag files are replaced, not mixed.
+    let o = trajattn(&[
+        "generate",
+        "--steps",
+        "1",
+        "--dtype",
+        "f32",
+        "--no-drag",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("path error"));
+    assert!(!out.join("preview.gif").exists() && !out.join("trajectories/drag.json").exists());
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -250,7 +284,9 @@ fn generate_and_plan_refuse_bad_input_clearly() {
     let model = std::env::temp_dir().join(format!("trajattn-emptymodel-{}", std::process::id()));
     std::fs::create_dir_all(&model).unwrap();
     for (args, needle) in [
-        (vec!["generate", "--width", "50", "--height", "32", "--steps", "1"], "multiples of"),
+        (vec!["generate", "--no-drag", "--width", "51", "--height", "32", "--steps", "1"], "multiples of"),
+        (vec!["generate", "--width", "48", "--steps", "1"], "the demo's drag is for 64×64"),
+        (vec!["generate", "--frames", "4", "--steps", "1"], "the demo's drag is for 8 frames"),
         (vec!["generate", "--image", img.to_str().unwrap(), "--steps", "1"], "notimage"),
         (vec!["generate", "--model", model.to_str().unwrap()], "unet/config.json is missing"),
         (

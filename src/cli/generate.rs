@@ -1,4 +1,5 @@
-//! `trajattn generate`: image (+ trajectories) → video with SVD, from a diffusers folder or the bundled tiny model.
+//! `trajattn generate`: image (+ trajectories) → video with SVD, from a diffusers folder or the bundled demo model
+//! (a tiny SVD trained on synthetic shapes, with a bundled image and drag; assets/demo/README.md).
 
 use std::path::{Path, PathBuf};
 
@@ -12,43 +13,47 @@ use trajattn::pipeline::{generate, resize, GenerateOptions, Progress, Svd};
 use trajattn_kernels::ops::trajectory_attention::Grouping;
 use trajattn_kernels::{DType, Gpu};
 
-/// The tiny random model and image the tests use, bundled with the source tree.
-const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pipeline/svd");
-const BUNDLED_TRAJ_WEIGHTS: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pipeline/svd_traj/trajattn_temp.pth");
+/// Defaults for a real model (the demo's are in `trajattn::demo`).
+const STEPS: usize = 25;
+const MAX_GUIDANCE: f32 = 3.0;
 
 /// Arguments of `trajattn generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     /// A diffusers-format SVD folder (stabilityai/stable-video-diffusion-img2vid[-xt]; see weights/README.md).
-    /// Without it, a tiny RANDOM model bundled for tests runs the whole pipeline (its output is noise-like).
+    /// Without it, the bundled DEMO model runs: a tiny SVD with the trajectory branch trained on synthetic videos
+    /// of coloured shapes, with a bundled image and drag (one shape pulled along a curve, one held still).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Input image (PNG/JPEG); resized to the output size with Pillow's bicubic filter, as the reference.
-    /// Default with the bundled model: its test image.
+    /// Default with the demo model: its image.
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// Trajectory folder in the official format (trans_coordinates.npy + trans_valid.npy), in pixels of the
-    /// output size, one entry per frame.
+    /// output size, one entry per frame. A folder from `trajattn drag` (it holds drag.json) also gets the drag
+    /// measured in the result (preview.gif, path error). Default with the demo model: its bundled drag.
     #[arg(long)]
     pub trajectories: Option<PathBuf>,
+    /// Demo model only: generate without the bundled drag (no trajectories), to see that they do the work.
+    #[arg(long, conflicts_with_all = ["model", "trajectories"])]
+    pub no_drag: bool,
     /// Trajectory weights (`trajattn_temp.pth` or converted safetensors). Default: `trajattn_temp.pth` in the
-    /// model folder (or the bundled tiny model's).
+    /// model folder.
     #[arg(long)]
     pub trajectory_weights: Option<PathBuf>,
     /// Frames (default: the UNet config's num_frames: 25 for -xt, 14 for img2vid).
     #[arg(long)]
     pub frames: Option<usize>,
-    /// Denoising steps.
-    #[arg(long, default_value_t = 25)]
-    pub steps: usize,
+    /// Denoising steps (default 25; 6 with the demo model).
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Seed of the reference random stream (`torch.manual_seed`).
     #[arg(long, default_value_t = 12345)]
     pub seed: u64,
-    /// Output width in pixels (default 1024; 64 with the bundled model).
+    /// Output width in pixels (default 1024; 64 with the demo model).
     #[arg(long)]
     pub width: Option<usize>,
-    /// Output height in pixels (default 576; 48 with the bundled model).
+    /// Output height in pixels (default 576; 64 with the demo model).
     #[arg(long)]
     pub height: Option<usize>,
     /// Frames per second the model is conditioned on (it sees fps − 1) and the GIF/MP4 rate.
@@ -63,9 +68,10 @@ pub struct GenerateArgs {
     /// Guidance of the first frame (linearly up to --max-guidance at the last).
     #[arg(long, default_value_t = 1.0)]
     pub min_guidance: f32,
-    /// Guidance of the last frame.
-    #[arg(long, default_value_t = 3.0)]
-    pub max_guidance: f32,
+    /// Guidance of the last frame (default 3; 1 with the demo model: no classifier-free guidance, as it was
+    /// trained). At 1 or below, each step runs the UNet once instead of twice.
+    #[arg(long)]
+    pub max_guidance: Option<f32>,
     /// Frames decoded together by the temporal VAE decoder (more = smoother, more memory).
     #[arg(long, default_value_t = 8)]
     pub decode_chunk: usize,
@@ -105,7 +111,16 @@ pub struct GenerateArgs {
 }
 
 /// What `generate` writes into its output folder.
-const OUT_FILES: [&str; 2] = ["video.gif", "video.mp4"];
+const OUT_FILES: [&str; 8] = [
+    "video.gif",
+    "video.mp4",
+    "preview.gif",
+    "trajectories/trans_coordinates.npy",
+    "trajectories/trans_valid.npy",
+    "trajectories/drag.json",
+    "trajectories/preview.png",
+    "trajectories/preview.gif",
+];
 /// Output frame names (in `frames/`).
 fn is_frame_png(name: &str) -> bool {
     name.starts_with("frame_") && name.ends_with(".png")
@@ -124,7 +139,7 @@ fn check_early(a: &GenerateArgs, image: Option<&Path>) -> Result<()> {
     // Options (frames and size get their model defaults later; check what was given).
     let probe = GenerateOptions {
         frames: a.frames.unwrap_or(1),
-        steps: a.steps,
+        steps: a.steps.unwrap_or(STEPS),
         seed: a.seed,
         width: a.width.unwrap_or(64),
         height: a.height.unwrap_or(64),
@@ -132,7 +147,7 @@ fn check_early(a: &GenerateArgs, image: Option<&Path>) -> Result<()> {
         motion_bucket_id: a.motion_bucket,
         noise_aug_strength: a.noise_aug,
         min_guidance: a.min_guidance,
-        max_guidance: a.max_guidance,
+        max_guidance: a.max_guidance.unwrap_or(MAX_GUIDANCE),
         decode_chunk: a.decode_chunk,
         ..Default::default()
     };
@@ -143,8 +158,16 @@ fn check_early(a: &GenerateArgs, image: Option<&Path>) -> Result<()> {
     if let Some(img) = image {
         let mut outs: Vec<PathBuf> = OUT_FILES.iter().map(|n| a.out.join(n)).collect();
         outs.extend(earlier);
+        // Inputs must survive the run: the image, and trajectory files an earlier run may have written here.
+        let traj_inputs: Vec<PathBuf> = a
+            .trajectories
+            .iter()
+            .flat_map(|d| ["trans_coordinates.npy", "trans_valid.npy", "drag.json"].map(|n| d.join(n)))
+            .collect();
+        let mut inputs = vec![img];
+        inputs.extend(traj_inputs.iter().map(PathBuf::as_path));
         for o in &outs {
-            output::not_an_input(o, &[img])?;
+            output::not_an_input(o, &inputs)?;
         }
         if let Some(l) = &a.save_latents {
             output::not_an_input(l, &[img])?;
@@ -189,20 +212,28 @@ pub fn load_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
 
 /// Runs a generation.
 pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
-    let bundled = a.model.is_none();
-    let model = a.model.clone().unwrap_or_else(|| PathBuf::from(BUNDLED_MODEL));
-    let image_path = a.image.clone().unwrap_or_else(|| model.join("input.png"));
+    let demo = a.model.is_none();
+    let model = a.model.clone().unwrap_or_else(trajattn::demo::model);
+    let image_path = a.image.clone().unwrap_or_else(trajattn::demo::image);
     check_early(a, Some(&image_path))?;
-    if bundled {
+    let steps = a.steps.unwrap_or(if demo { trajattn::demo::STEPS } else { STEPS });
+    let max_guidance = a.max_guidance.unwrap_or(if demo { 1.0 } else { MAX_GUIDANCE });
+    // The demo's drag, unless trajectories were given or refused.
+    let demo_drag = if demo && a.trajectories.is_none() && !a.no_drag {
+        Some(trajattn::demo::drag_spec().map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    if demo {
         eprintln!(
-            "NOTE: no --model given: running the whole pipeline on the BUNDLED TINY RANDOM MODEL ({}).\n      \
-             Its weights are random, so the video is noise-like; pass --model with a diffusers SVD folder for real \
-             output (weights/README.md).",
-            model.display()
+            "NOTE: no --model given: running the bundled DEMO MODEL ({}), a tiny SVD trained on synthetic videos of \
+             coloured shapes; {}.\n      For real video pass --model with a diffusers SVD folder (weights/README.md).",
+            model.display(),
+            if demo_drag.is_some() { "the bundled drag pulls the red disc along a curve and holds the blue square" } else { "no drag" }
         );
         if !model.exists() {
             bail!(
-                "the bundled model is missing at {} (run from a source checkout, or pass --model)",
+                "the demo model is missing at {} (run from a source checkout, or pass --model)",
                 model.display()
             );
         }
@@ -213,46 +244,78 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         None if gpu.caps.shader_f16 => DType::F16,
         None => DType::F32,
     };
+    let wants_traj = a.trajectories.is_some() || demo_drag.is_some();
     let traj_weights = a.trajectory_weights.clone().or_else(|| {
-        let p = if bundled { PathBuf::from(BUNDLED_TRAJ_WEIGHTS) } else { model.join("trajattn_temp.pth") };
-        (a.trajectories.is_some() && p.exists()).then_some(p)
+        let p = model.join("trajattn_temp.pth");
+        (wants_traj && p.exists()).then_some(p)
     });
-    if a.trajectories.is_some() && traj_weights.is_none() {
+    if wants_traj && traj_weights.is_none() {
         bail!("--trajectories needs the trajectory weights: pass --trajectory-weights trajattn_temp.pth");
     }
     let t0 = std::time::Instant::now();
     let svd = Svd::load(gpu, &model, traj_weights.as_deref(), dtype)
         .with_context(|| format!("loading the model from {}", model.display()))?;
     eprintln!("loaded {} in {:.1} s ({dtype})", model.display(), t0.elapsed().as_secs_f64());
-    let (dw, dh) = if bundled { (64, 48) } else { (1024, 576) };
+    let (dw, dh) = match &demo_drag {
+        Some((spec, _)) => (spec.width, spec.height),
+        None if demo => (64, 64),
+        None => (1024, 576),
+    };
     let (width, height) = (a.width.unwrap_or(dw), a.height.unwrap_or(dh));
     let unit = svd.size_unit();
     if width == 0 || height == 0 || width % unit != 0 || height % unit != 0 {
         bail!("--width and --height must be positive multiples of {unit} pixels for this model (got {width}×{height})");
     }
-    let frames = a.frames.unwrap_or(svd.unet.cfg.num_frames);
+    let frames = match (&demo_drag, a.frames) {
+        (Some((spec, _)), Some(f)) if f != spec.frames => {
+            bail!(
+                "the demo's drag is for {} frames (got --frames {f}); pass --no-drag to change it",
+                spec.frames
+            )
+        }
+        (Some((spec, _)), _) => spec.frames,
+        (None, f) => f.unwrap_or(svd.unet.cfg.num_frames),
+    };
+    if let Some((spec, _)) = &demo_drag {
+        if (width, height) != (spec.width, spec.height) {
+            bail!(
+                "the demo's drag is for {}×{} (got {width}×{height}); pass --no-drag to change the size",
+                spec.width,
+                spec.height
+            );
+        }
+    }
     let (rgb, iw, ih) = load_rgb(&image_path)?;
     let image = if (iw, ih) == (width, height) {
         rgb
     } else {
         resize::pillow_bicubic_u8(&rgb, iw, ih, 3, width, height)
     };
-    let trajectories = match &a.trajectories {
-        None => None,
-        Some(dir) => {
+    // The tracks, and the drag they were built from when there is one (to measure the result against it).
+    let (tracks, drag_spec) = match (&a.trajectories, &demo_drag) {
+        (Some(dir), _) => {
             let t = trajattn::trajectory::folder::read(dir, frames)
                 .with_context(|| format!("reading trajectories from {}", dir.display()))?;
             check_resolution(dir, &t, width, height)?;
-            Some(Trajectories {
-                coords: t.coords,
-                visible: t.valid,
-                n: t.n,
-                origin_w: width,
-                origin_h: height,
-                grouping: if a.grouping == "pairs" { Grouping::Pairs } else { Grouping::PerTrajectory },
-            })
+            let spec = match std::fs::read_to_string(dir.join("drag.json")) {
+                Ok(text) => trajattn::trajectory::build::DragSpec::from_json("drag.json", &text)
+                    .ok()
+                    .filter(|s| (s.width, s.height, s.frames) == (width, height, frames)),
+                Err(_) => None,
+            };
+            (Some(t), spec)
         }
+        (None, Some((spec, _))) => (Some(trajattn::trajectory::build::drags(spec)?), Some(spec.clone())),
+        (None, None) => (None, None),
     };
+    let trajectories = tracks.as_ref().map(|t| Trajectories {
+        coords: t.coords.clone(),
+        visible: t.valid.clone(),
+        n: t.n,
+        origin_w: width,
+        origin_h: height,
+        grouping: if a.grouping == "pairs" { Grouping::Pairs } else { Grouping::PerTrajectory },
+    });
     let nvs = match &a.nvs {
         None => None,
         Some(dir) => {
@@ -266,7 +329,7 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
     };
     let o = GenerateOptions {
         frames,
-        steps: a.steps,
+        steps,
         seed: a.seed,
         width,
         height,
@@ -274,7 +337,7 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         motion_bucket_id: a.motion_bucket,
         noise_aug_strength: a.noise_aug,
         min_guidance: a.min_guidance,
-        max_guidance: a.max_guidance,
+        max_guidance,
         decode_chunk: a.decode_chunk,
         dtype,
         noise_dtype: dtype_arg(&a.noise_dtype),
@@ -303,6 +366,31 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
     let imgs = trajattn::video::frames_from_rgb(&g.frames_u8, g.frames, g.width, g.height);
     let pngs = trajattn::video::write_pngs(&imgs, &staging.path("frames"))?;
     trajattn::video::write_gif(&imgs, &staging.path("video.gif"), 100)?;
+    // The demo's drag beside the video (as `trajattn drag` writes it), and for any drag: how well it was followed.
+    if let (Some((spec, text)), Some(t)) = (&demo_drag, &tracks) {
+        let dir = staging.path("trajectories");
+        trajattn::trajectory::folder::write_tracks(&dir, t)?;
+        std::fs::write(dir.join("drag.json"), text).context("writing trajectories/drag.json")?;
+        let first = image::RgbImage::from_raw(width as u32, height as u32, image.clone())
+            .context("the resized first frame")?;
+        trajattn::trajectory::preview::write_previews(
+            &first,
+            t,
+            4 * spec.grid_step,
+            &dir.join("preview.png"),
+            &dir.join("preview.gif"),
+        )
+        .context("writing the trajectory previews")?;
+    }
+    let drag_report = match &drag_spec {
+        Some(spec) => {
+            let regions = trajattn::eval::drag::regions_from_spec(spec)?;
+            let report = trajattn::eval::drag::evaluate(&imgs, &regions)?;
+            trajattn::eval::drag::write_preview(&imgs, &report, 4, &staging.path("preview.gif"))?;
+            Some(report)
+        }
+        None => None,
+    };
     let wrote_mp4 = trajattn::video::write_mp4_if_ffmpeg(
         &staging.path("frames"),
         a.fps as u32,
@@ -326,15 +414,22 @@ pub fn run(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
     }
     output::clear_earlier(&a.out, &earlier, true)?;
     staging.commit()?;
+    if let Some(r) = &drag_report {
+        println!(
+            "drag adherence (requested path yellow, tracked green: {}):",
+            a.out.join("preview.gif").display()
+        );
+        print!("{}", trajattn::eval::drag::summary(r));
+    }
     let gif = a.out.join("video.gif");
     let mp4 = a.out.join("video.mp4");
     println!(
         "{}{} frames {}×{} in {secs:.1} s ({:.2} s per step incl. encode/decode): {} ({} PNGs{})",
-        if bundled { "[bundled tiny random model] " } else { "" },
+        if demo { "[demo model] " } else { "" },
         g.frames,
         g.width,
         g.height,
-        secs / a.steps as f64,
+        secs / steps as f64,
         gif.display(),
         pngs.len(),
         if wrote_mp4 { format!(", {}", mp4.display()) } else { String::new() }
@@ -392,9 +487,10 @@ pub fn chain(
         model: Some(model.clone()),
         image: Some(image.to_path_buf()),
         trajectories: Some(traj_dir.to_path_buf()),
+        no_drag: false,
         trajectory_weights: c.trajectory_weights.clone(),
         frames: Some(frames),
-        steps: c.steps,
+        steps: Some(c.steps),
         seed: c.seed,
         width: Some(w),
         height: Some(h),
@@ -402,7 +498,7 @@ pub fn chain(
         motion_bucket: 127,
         noise_aug: 0.02,
         min_guidance: 1.0,
-        max_guidance: 3.0,
+        max_guidance: Some(MAX_GUIDANCE),
         decode_chunk: 8,
         gpu_memory: None,
         dtype: c.dtype.clone(),
