@@ -10,15 +10,16 @@
 //! ([`Fa2Tiles::choose`]); except on the 8-lane-subgroup tier ([`Tier::Sg8`], lavapipe), where head dims that
 //! are multiples of 32 up to 128 take `attn_sg8` (`shaders/flash_attention_sg8.wgsl`: one query per invocation,
 //! K/V rows read once per subgroup and broadcast), faster there than `attn_fa2` (BENCHMARKS.md). Dispatches are
-//! split over batches so every binding stays within the adapter's binding limit; one batch's Q, K, V and output
-//! must each fit one binding.
+//! split over batches so every binding stays within the adapter's binding limit; where one batch's Q or output
+//! exceeds a binding, over blocks of its query rows (each block a dispatch reading all of the batch's keys). One
+//! batch's K and V must each fit one binding.
 
 use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{invalid, shape_err, KernelError, Result};
 use crate::gpu::Gpu;
-use crate::ops::attention_windows::{for_each_run, Run};
+use crate::ops::attention_windows::{for_each_query_block, for_each_run, EntryRows, Run};
 use crate::select::Tier;
 use crate::shaders::{FLASH_ATTENTION_FA2, FLASH_ATTENTION_SG8};
 use crate::tensor::{items_per_binding, Tensor};
@@ -356,10 +357,12 @@ pub(crate) fn check_call(
     Ok(dtype)
 }
 
-/// How many batches of `rows_per_batch` rows (× row stride) fit one binding for every operand.
+/// How many items (batches, or `unit`s) fit one binding for every operand; `operands` names each operand and
+/// the elements one item spans in it.
 pub(crate) fn batches_per_dispatch(
     gpu: &Gpu,
     op: &'static str,
+    unit: &str,
     operands: &[(&str, usize)],
     dtype: DType,
 ) -> Result<usize> {
@@ -367,7 +370,7 @@ pub(crate) fn batches_per_dispatch(
     for &(name, elems) in operands {
         let k = items_per_binding(gpu, elems, dtype).map_err(|e| match e {
             KernelError::TooLarge { bytes, limit, limit_name, .. } => KernelError::TooLarge {
-                what: format!("{op}: {name} of one batch ({elems} elements)"),
+                what: format!("{op}: {name} of one {unit} ({elems} elements)"),
                 bytes,
                 limit,
                 limit_name,
@@ -421,23 +424,21 @@ pub fn record_flash_attention(
         (pipe, t.bq() as usize)
     };
     let width = s.heads * d;
+    let strides = [q.row_stride, k.row_stride, v.row_stride, width];
     let per_batch = [
-        ("Q", s.seq_q * q.row_stride),
-        ("K", s.seq_kv * k.row_stride),
-        ("V", s.seq_kv * v.row_stride),
-        ("output", s.seq_q * width),
+        ("Q", s.seq_q * strides[0]),
+        ("K", s.seq_kv * strides[1]),
+        ("V", s.seq_kv * strides[2]),
+        ("output", s.seq_q * strides[3]),
     ];
-    let nb_max = batches_per_dispatch(gpu, NAME, &per_batch, dtype)?;
-    let qblocks = s.seq_q.div_ceil(qb);
-    // Keep the workgroup count of one dispatch within a 2-D grid.
-    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let per_batch_groups = s.heads * qblocks;
-    let nb_max = nb_max.min((max_groups * max_groups / per_batch_groups).max(1));
-    for_each_run(gpu, s.batch, nb_max, &per_batch, [q.tensor, k.tensor, v.tensor, out], |run| {
-        let Run { count: nb, q: wq, k: wk, v: wv, out: wo } = run;
-        let groups = nb * per_batch_groups;
+    let tensors = [q.tensor, k.tensor, v.tensor, out];
+    // One dispatch over `nb` batches of `seq_q` query rows (nb = 1 for a block of one batch's rows).
+    let mut dispatch = |nb: usize, seq_q: usize, run: Run| {
+        let Run { q: wq, k: wk, v: wv, out: wo, .. } = run;
+        let qblocks = seq_q.div_ceil(qb);
+        let groups = nb * s.heads * qblocks;
         let prm = Params {
-            seq_q: s.seq_q as u32,
+            seq_q: seq_q as u32,
             seq_kv: s.seq_kv as u32,
             heads: s.heads as u32,
             groups: groups as u32,
@@ -455,7 +456,25 @@ pub fn record_flash_attention(
             chunks: 1,
         };
         rec.dispatch(&pipe, bytemuck::bytes_of(&prm), vec![wq, wk, wv, wo], grid(gpu, groups as u32))
-    })
+    };
+    // Every query block reads all keys of its batch: one batch's K and V must each fit a binding.
+    batches_per_dispatch(gpu, NAME, "batch", &per_batch[1..3], dtype)?;
+    let rows = batches_per_dispatch(gpu, NAME, "query row", &[("Q", strides[0]), ("output", strides[3])], dtype)?;
+    // Keep the workgroup count of one dispatch within a 2-D grid.
+    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let max_grid = (max_groups * max_groups).max(1);
+    if rows < s.seq_q {
+        // One batch's Q or output exceeds a binding: blocks of whole workgroups' queries where a binding holds
+        // at least one workgroup's, else as many rows as fit.
+        let block = if rows >= qb { rows / qb * qb } else { rows };
+        let block = block.min((max_grid / s.heads).max(1) * qb);
+        let e = EntryRows { entries: s.batch, seq_q: s.seq_q, seq_kv: s.seq_kv, strides };
+        return for_each_query_block(gpu, e, block, tensors, |run| dispatch(1, run.count, run));
+    }
+    let nb_max = batches_per_dispatch(gpu, NAME, "batch", &per_batch, dtype)?;
+    let per_batch_groups = s.heads * s.seq_q.div_ceil(qb);
+    let nb_max = nb_max.min((max_grid / per_batch_groups).max(1));
+    for_each_run(gpu, s.batch, nb_max, &per_batch, tensors, |run| dispatch(run.count, s.seq_q, run))
 }
 
 /// Attention into a new dense `(batch, seq_q, heads·head_dim)` tensor, run now.
