@@ -395,7 +395,8 @@ fn one_batch_above_the_binding_limit_is_split_over_query_blocks_on_both_tiers() 
         assert_eq!(gpu.max_binding(), limit);
         check_query_blocks(&gpu, &[64, 512, 40]);
         assert_only_fa2(&gpu);
-        let opts = GpuOptions { kernels: Some(KernelSet::Sg8), max_binding: Some(limit), ..Default::default() };
+        let opts =
+            GpuOptions { kernels: Some(KernelSet::Sg8), max_binding: Some(limit), ..Default::default() };
         match Gpu::new(&opts) {
             Ok(gpu) => {
                 check_query_blocks(&gpu, &[64]);
@@ -403,7 +404,9 @@ fn one_batch_above_the_binding_limit_is_split_over_query_blocks_on_both_tiers() 
                 assert!(p.used("flash_attention_sg8", "attn_sg8"), "attn_sg8 did not run: {:?}", p.keys());
                 assert!(!p.used("flash_attention_fa2", "attn_fa2"), "d 64 ran attn_fa2 on the sg8 tier");
             }
-            Err(e) => eprintln!("SKIPPED the sg8 half: the sg8 kernel tier does not run on this adapter ({e})"),
+            Err(e) => {
+                eprintln!("SKIPPED the sg8 half: the sg8 kernel tier does not run on this adapter ({e})")
+            }
         }
     }
 }
