@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use trajattn::checkpoint::{
-    self, pth, write_safetensors, CheckpointError, HostDType, HostData, HostTensor, SafetensorsFile,
+    pth, write_safetensors, CheckpointError, HostDType, HostData, HostTensor, SafetensorsFile,
 };
 use trajattn::models::config::UNetConfig;
 use trajattn::models::unet;
