@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use trajattn::checkpoint::{
-    self, pth, write_safetensors, CheckpointError, HostDType, HostData, HostTensor, SafetensorsFile,
+    pth, write_safetensors, CheckpointError, HostDType, HostData, HostTensor, SafetensorsFile,
 };
 use trajattn::models::config::UNetConfig;
+use trajattn::models::unet;
 use trajattn::models::unet_keys::{expected_unet_keys, param_count, trajectory_keys};
 
 fn fixture(p: &str) -> PathBuf {
@@ -242,12 +243,12 @@ fn trajectory_weights_convert_to_safetensors_and_back() {
     let ts: Vec<HostTensor> = keys.iter().enumerate().map(|(i, (k, s))| host(k, s, i as u32)).collect();
     let st = tmp("traj.safetensors");
     write_safetensors(&st, &ts).unwrap();
-    let back = checkpoint::load_trajectory_weights(&st, &cfg, HostDType::F32).unwrap();
+    let back = unet::load_trajectory_weights(&st, &cfg, HostDType::F32).unwrap();
     assert_eq!(back, ts);
     let out = tmp("traj2.safetensors");
-    assert_eq!(checkpoint::convert_trajectory_checkpoint_with_config(&st, &out, &cfg).unwrap(), keys.len());
+    assert_eq!(unet::convert_trajectory_checkpoint_with_config(&st, &out, &cfg).unwrap(), keys.len());
     // A file for another configuration is rejected with the tensor named.
-    let e = checkpoint::load_trajectory_weights(&st, &UNetConfig::svd_xt(), HostDType::F32).unwrap_err();
+    let e = unet::load_trajectory_weights(&st, &UNetConfig::svd_xt(), HostDType::F32).unwrap_err();
     assert!(e.to_string().contains("attn_trajectory"), "{e}");
 }
 

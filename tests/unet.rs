@@ -158,7 +158,7 @@ fn zero_output_projection_reproduces_plain_svd_exactly() {
     let c = load("c");
     let dir = case_dir("c");
     let mut unet = UNet::load_dir(&gpu, &dir.join("unet"), None, DType::F32).unwrap();
-    let mut ts = trajattn::checkpoint::load_trajectory_weights(
+    let mut ts = trajattn::models::unet::load_trajectory_weights(
         &dir.join("trajattn_temp.pth"),
         &unet.cfg,
         trajattn::checkpoint::HostDType::F32,

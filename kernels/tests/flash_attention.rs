@@ -230,8 +230,8 @@ fn bad_inputs_are_errors_naming_shapes() {
 }
 
 /// Separate Q, K, V: Q dense; K and V rows wider than the heads, read at odd column offsets; `seq_q` may differ
-/// from `seq_kv`. Checked against the float64 reference with NaN-poisoned output.
-fn check_separate(gpu: &Gpu, s: AttnShape, dtype: DType, seed: u64, scale: f32) {
+/// from `seq_kv`. Checked against the float64 reference with NaN-poisoned output; returns the dispatch count.
+fn check_separate(gpu: &Gpu, s: AttnShape, dtype: DType, seed: u64, scale: f32) -> usize {
     let w = s.heads * s.head_dim;
     let (kst, kcol, vst, vcol) = (w + 9, 5, w + 2, 1);
     let (b, sq, skv) = (s.batch, s.seq_q, s.seq_kv);
@@ -254,6 +254,7 @@ fn check_separate(gpu: &Gpu, s: AttnShape, dtype: DType, seed: u64, scale: f32) 
         Some(scale),
     )
     .unwrap();
+    let dispatches = rec.len();
     rec.run().unwrap();
     let want = reference::attention(
         &s,
@@ -263,6 +264,7 @@ fn check_separate(gpu: &Gpu, s: AttnShape, dtype: DType, seed: u64, scale: f32) 
         scale as f64,
     );
     assert_close(&format!("separate {s:?} {dtype}"), &out.to_f32(gpu).unwrap(), &want, tol(dtype));
+    dispatches
 }
 
 /// A device running the GPU tier (forced on lavapipe), optionally with a lowered binding limit.
@@ -316,7 +318,7 @@ fn gpu_tier_fa2_matches_reference_on_svd_head_dims() {
                 .enumerate()
         {
             let s = AttnShape { batch: b, seq_q: sq, seq_kv: skv, heads, head_dim: d };
-            check_separate(&gpu, s, dtype, 600 + 3 * i as u64, 0.2);
+            let _ = check_separate(&gpu, s, dtype, 600 + 3 * i as u64, 0.2);
         }
     }
     assert_only_fa2(&gpu);
@@ -365,4 +367,46 @@ fn gpu_tier_fa2_splits_over_batches_under_a_small_binding_limit() {
         assert_close(&format!("split {s:?}"), &out.to_f32(&gpu).unwrap(), &want, 1e-4);
     }
     assert_only_fa2(&gpu);
+}
+
+/// Separate Q, K, V whose Q and output of one batch exceed a binding while its keys fit: checks the split into
+/// blocks of query rows (several dispatches per batch) on `gpu`. At 32 KiB a block is fewer rows than a
+/// workgroup's queries (an f32 row of 2·64 is 512 B: 63 rows), at 128 KiB whole workgroups' rows.
+fn check_query_blocks(gpu: &Gpu, head_dims: &[usize]) {
+    for dtype in common::dtypes(gpu) {
+        for (i, &d) in head_dims.iter().enumerate() {
+            // Q of one batch above 128 KiB even in f16 (601 × 2·64, 141 × 512, 557 × 3·40); K and V ≤ 21 KB.
+            let (b, sq, skv, heads) = match d {
+                512 => (1, 141, 7, 1),
+                40 => (3, 557, 19, 3),
+                _ => (2, 601, 37, 2),
+            };
+            let s = AttnShape { batch: b, seq_q: sq, seq_kv: skv, heads, head_dim: d };
+            let n = check_separate(gpu, s, dtype, 900 + 3 * i as u64, 0.3);
+            assert!(n >= 2 * b, "{s:?} {dtype}: {n} dispatches for {b} batches: no split inside a batch");
+        }
+    }
+}
+
+#[test]
+fn one_batch_above_the_binding_limit_is_split_over_query_blocks_on_both_tiers() {
+    for limit in [32 << 10, 128 << 10] {
+        let gpu = gpu_tier(Some(limit));
+        assert_eq!(gpu.max_binding(), limit);
+        check_query_blocks(&gpu, &[64, 512, 40]);
+        assert_only_fa2(&gpu);
+        let opts =
+            GpuOptions { kernels: Some(KernelSet::Sg8), max_binding: Some(limit), ..Default::default() };
+        match Gpu::new(&opts) {
+            Ok(gpu) => {
+                check_query_blocks(&gpu, &[64]);
+                let p = gpu.pipelines();
+                assert!(p.used("flash_attention_sg8", "attn_sg8"), "attn_sg8 did not run: {:?}", p.keys());
+                assert!(!p.used("flash_attention_fa2", "attn_fa2"), "d 64 ran attn_fa2 on the sg8 tier");
+            }
+            Err(e) => {
+                eprintln!("SKIPPED the sg8 half: the sg8 kernel tier does not run on this adapter ({e})")
+            }
+        }
+    }
 }

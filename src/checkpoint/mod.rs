@@ -16,9 +16,6 @@ use std::path::Path;
 
 use half::{bf16, f16};
 
-use crate::models::config::UNetConfig;
-use crate::models::unet_keys::trajectory_keys;
-
 pub use self::safetensors::SafetensorsFile;
 
 /// Element types found on disk.
@@ -96,8 +93,6 @@ pub enum CheckpointError {
     UnsafePickle { path: String, what: String },
     #[error("{path}: no tensor named `{tensor}`")]
     NoSuchTensor { path: String, tensor: String },
-    #[error(transparent)]
-    Config(#[from] crate::models::config::ConfigError),
 }
 
 impl CheckpointError {
@@ -231,30 +226,6 @@ pub fn check_keys<'a>(
     }
 }
 
-/// Which container a weights file is, judged by its first bytes.
-fn is_zip(path: &Path) -> Result<bool> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
-    let mut magic = [0u8; 4];
-    let n = f.read(&mut magic).map_err(|e| CheckpointError::io(path, e))?;
-    Ok(n == 4 && magic == *b"PK\x03\x04")
-}
-
-/// Load the trajectory-branch weights for `cfg` from either the official `.pth` (positional list of
-/// 80 tensors, mapped through registration order) or a safetensors file with the real UNet key names
-/// (as written by [`convert_trajectory_checkpoint`]). Every shape is checked. Output is in registration
-/// order with real names.
-pub fn load_trajectory_weights(path: &Path, cfg: &UNetConfig, host: HostDType) -> Result<Vec<HostTensor>> {
-    let expected = trajectory_keys(cfg);
-    if is_zip(path)? {
-        pth::load_trajectory_pth(path, &expected, host)
-    } else {
-        let file = SafetensorsFile::open(path)?;
-        file.check(&expected, &[])?;
-        expected.iter().map(|(name, _)| file.read(name, host)).collect()
-    }
-}
-
 /// Write tensors to a safetensors file (F32 or F16 as stored in `HostData`), in the given order.
 pub fn write_safetensors(path: &Path, tensors: &[HostTensor]) -> Result<()> {
     let bufs: Vec<(DiskDType, Vec<u8>)> = tensors
@@ -281,28 +252,11 @@ pub fn write_safetensors(path: &Path, tensors: &[HostTensor]) -> Result<()> {
     })
 }
 
-/// `trajattn convert`: read the official `trajattn_temp.pth` (or an already converted safetensors file)
-/// for the SVD UNet and write the 80 trajectory tensors as float32 safetensors with their real names.
-/// Returns the number of tensors written.
-pub fn convert_trajectory_checkpoint(input: &Path, output: &Path) -> Result<usize> {
-    convert_trajectory_checkpoint_with_config(input, output, &UNetConfig::svd_xt())
-}
-
-/// [`convert_trajectory_checkpoint`] for a UNet of another configuration.
-pub fn convert_trajectory_checkpoint_with_config(
-    input: &Path,
-    output: &Path,
-    cfg: &UNetConfig,
-) -> Result<usize> {
-    let tensors = load_trajectory_weights(input, cfg, HostDType::F32)?;
-    write_safetensors(output, &tensors)?;
-    Ok(tensors.len())
-}
-
-/// Load a UNet safetensors file, check every key and shape against `cfg` (without the trajectory branch,
-/// which diffusers files never contain) and return the open file for per-tensor reads.
-pub fn open_unet(path: &Path, cfg: &UNetConfig) -> Result<SafetensorsFile> {
-    let file = SafetensorsFile::open(path)?;
-    file.check(&crate::models::unet_keys::expected_unet_keys(cfg, false), &[])?;
-    Ok(file)
+/// Whether a weights file is a zip archive (PyTorch's `.pth`), judged by its first bytes.
+pub fn is_zip(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
+    let mut magic = [0u8; 4];
+    let n = f.read(&mut magic).map_err(|e| CheckpointError::io(path, e))?;
+    Ok(n == 4 && magic == *b"PK\x03\x04")
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use trajattn::checkpoint::convert_trajectory_checkpoint_with_config;
 use trajattn::models::config::UNetConfig;
+use trajattn::models::unet::convert_trajectory_checkpoint_with_config;
 
 /// Arguments of `trajattn convert`.
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@
 //! with the trajectory branch, 1,428 without). The trajectory keys, filtered in this order, are the order of
 //! the official `trajattn_temp.pth` (docs/reference/trajectory-attention.md §3).
 
-use super::config::{DownBlockKind, UNetConfig, UpBlockKind};
+use super::config::{ConfigError, DownBlockKind, UNetConfig, UpBlockKind};
 
 /// `(name, shape)` in registration order.
 pub type KeyList = Vec<(String, Vec<usize>)>;
@@ -212,4 +212,20 @@ pub fn trajectory_keys(cfg: &UNetConfig) -> KeyList {
 /// Total number of scalar parameters of a key list.
 pub fn param_count(keys: &KeyList) -> usize {
     keys.iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+}
+
+/// Refuses a configuration whose tensors (each, and all together) exceed the resource limits, before anything is
+/// allocated for it. Field-level checks are [`UNetConfig::validate`]'s (run by every parser); this one needs the
+/// parameter list, so it lives here and the loaders (`models::unet`) run it.
+pub fn check_model_size(cfg: &UNetConfig) -> Result<(), ConfigError> {
+    use crate::limits::{product, MODEL_PARAMS, TENSOR_ELEMS};
+    let field_err = |field: &str, msg: String| ConfigError::Field { field: field.to_string(), msg };
+    let mut total: u64 = 0;
+    for (name, shape) in expected_unet_keys(cfg, true) {
+        let n = product(&name, &shape).map_err(|e| field_err("block_out_channels", e.to_string()))?;
+        TENSOR_ELEMS.check(n as u64).map_err(|e| field_err("block_out_channels", format!("{name}: {e}")))?;
+        total = total.saturating_add(n as u64);
+    }
+    MODEL_PARAMS.check(total).map_err(|e| field_err("layers_per_block", e.to_string()))?;
+    Ok(())
 }

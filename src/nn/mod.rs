@@ -14,6 +14,7 @@ use trajattn_kernels::ops::layout;
 use trajattn_kernels::ops::matmul::{self, BiasMode, Epilogue, Gemm, Operand, WLayout};
 use trajattn_kernels::ops::rows;
 use trajattn_kernels::ops::temporal_attention;
+use trajattn_kernels::tensor::items_per_binding;
 use trajattn_kernels::{DType, Gpu, Recorder, Result, Tensor};
 
 pub use weights::{Weights, WeightsError};
@@ -219,7 +220,9 @@ impl<'g> Builder<'g> {
 
     /// Multi-head self-attention over `batch` sequences of `seq` tokens from a fused `[.., 3·C]` QKV tensor:
     /// the short-sequence kernel (scores in registers, many sequences per workgroup) up to its length limit,
-    /// flash attention beyond.
+    /// flash attention beyond. Where the fused rows of one sequence exceed a storage binding (flash attention
+    /// binds all of a sequence's keys at once), Q, K and V are first copied apart into dense `[batch·seq, C]`
+    /// blocks, whose K and V each need a third of the span.
     pub fn self_attention(&mut self, qkv: &Tensor, batch: usize, seq: usize, heads: usize) -> Result<Act> {
         let c = qkv.shape().last().copied().unwrap_or(0) / 3;
         let y = self.empty(&[batch * seq, c])?;
@@ -229,7 +232,14 @@ impl<'g> Builder<'g> {
         if seq <= temporal_attention::MAX_SEQ && d.is_multiple_of(4) && d <= temporal_attention::MAX_HEAD_DIM
         {
             temporal_attention::record_temporal_attention(&mut self.rec, s, q, k, v, &y, None)?;
+        } else if items_per_binding(self.gpu, seq * 3 * c, self.dtype).is_ok() {
+            flash_attention::record_flash_attention(&mut self.rec, s, q, k, v, &y, None)?;
         } else {
+            // [batch·seq, 3, C] → [3, batch·seq, C]: Q, K and V as three dense blocks of one buffer.
+            let apart = self.empty(&[3, batch * seq, c])?;
+            layout::record_swap12(&mut self.rec, qkv, [1, batch * seq, 3, c], &apart)?;
+            let (q, k, v) = (apart.narrow0(0, 1)?, apart.narrow0(1, 1)?, apart.narrow0(2, 1)?);
+            let (q, k, v) = (Strided::dense(&q), Strided::dense(&k), Strided::dense(&v));
             flash_attention::record_flash_attention(&mut self.rec, s, q, k, v, &y, None)?;
         }
         self.flops += 4.0 * (batch * seq * seq * c) as f64;

@@ -249,7 +249,7 @@ fn record_runs(
     let width = s.heads * s.head_dim;
     let per_seq = per_seq(&s, &q, &k, &v);
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let nb_max = batches_per_dispatch(gpu, NAME, &per_seq, dtype)?
+    let nb_max = batches_per_dispatch(gpu, NAME, "sequence", &per_seq, dtype)?
         .min((max_groups * max_groups / s.heads).max(1) * spw);
     for_each_run(gpu, s.batch, nb_max, &per_seq, [q.tensor, k.tensor, v.tensor, out], |run| {
         let Run { count: nb, q: wq, k: wk, v: wv, out: wo } = run;

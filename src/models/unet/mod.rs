@@ -11,8 +11,9 @@
 //! [`UNetGraph::set_conditioning`]; a step uploads the latents, the timestep embedding input and the
 //! trajectory tables, and replays the recorded dispatches.
 //!
-//! Files: this one holds the model (errors, loading, the weights); `graph.rs` the recorded graph (shapes, options,
-//! build, conditioning, run); `blocks.rs` the builder of each diffusers block the graph records.
+//! Files: this one holds the model (errors, loading, the weights); `load.rs` the weight files (checked
+//! against the config's parameter list) and the trajectory conversion; `graph.rs` the recorded graph (shapes,
+//! options, build, conditioning, run); `blocks.rs` the builder of each diffusers block the graph records.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,9 +27,9 @@ use trajattn_kernels::ops::matmul::Epilogue;
 use trajattn_kernels::ops::trajectory_attention::{self as traj, Grouping};
 use trajattn_kernels::{DType, Gpu, KernelError, Recording, Tensor};
 
-use crate::checkpoint::{self, CheckpointError, HostTensor};
+use crate::checkpoint::{CheckpointError, HostTensor};
 use crate::models::config::{ConfigError, DownBlockKind, UNetConfig, UpBlockKind};
-use crate::models::unet_keys::{expected_unet_keys, trajectory_keys};
+use crate::models::unet_keys::{check_model_size, expected_unet_keys, trajectory_keys};
 use crate::nn::weights::host_dtype;
 use crate::nn::{resnet, Act, Builder, Weights, WeightsError};
 use trajattn_kernels::lender::{Lender, LenderStats};
@@ -91,11 +92,12 @@ impl UNet {
         trajectory_file: Option<&Path>,
         dtype: DType,
     ) -> Result<UNet> {
-        let file = checkpoint::open_unet(weights_file, &cfg)?;
+        check_model_size(&cfg)?;
+        let file = open_unet(weights_file, &cfg)?;
         let host = host_dtype(dtype);
         let mut unet = Self::from_source(gpu, cfg, dtype, |name| Ok(file.read(name, host)?))?;
         if let Some(path) = trajectory_file {
-            let ts = checkpoint::load_trajectory_weights(path, &unet.cfg, host)?;
+            let ts = load_trajectory_weights(path, &unet.cfg, host)?;
             unet.add_trajectory_weights(gpu, &ts)?;
         }
         Ok(unet)
@@ -236,5 +238,10 @@ impl UNet {
 
 mod blocks;
 mod graph;
+mod load;
 
 pub use graph::{sinusoid, upload_input, GraphOptions, TrajSlot, Trajectories, UNetGraph, UNetShape};
+pub use load::{
+    convert_trajectory_checkpoint, convert_trajectory_checkpoint_with_config, load_trajectory_weights,
+    open_unet,
+};
