@@ -53,7 +53,8 @@ enum Command {
     Generate(Box<cli::generate::GenerateArgs>),
     /// Depth-Anything-V2 on an image or a folder of frames: raw disparity `.npy` like the official run.py.
     Depth(cli::depth::DepthArgs),
-    /// Memory plan of one UNet step (parameters, peak activations, largest tensors) without loading weights.
+    /// Memory plan of a generation by stage (CLIP, VAE encode, UNet step, VAE decode) and of one UNet step's
+    /// intermediates, without loading weights or allocating device memory.
     Plan(cli::plan::PlanArgs),
     /// The exact pipelines a generation would create on an adapter (`--adapter`, `--kernels`), as final WGSL and a
     /// radvstats manifest; works for adapters that cannot be opened (RADV_FORCE_FAMILY=navi21 … --adapter navi21).
@@ -108,7 +109,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(c) => cli::eval::run(&c),
         Command::Convert(a) => cli::convert::run(&a),
         Command::Generate(a) => cli::generate::run(&cli.gpu.open()?, &a),
-        Command::Plan(a) => cli::plan::run(&a),
+        Command::Plan(a) => cli::plan::run(&cli.gpu.options(), &a),
         Command::Depth(a) => cli::depth::run(&cli.gpu.open()?, &a),
         Command::Shaders(a) => cli::shaders::run(&cli.gpu.options(), &a),
     }

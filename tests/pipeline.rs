@@ -214,7 +214,7 @@ fn a_run_over_its_memory_budget_is_refused_up_front_and_stages_are_measured() {
     let (_, img) = base.u8("image_resized_uint8");
     let o = GenerateOptions { steps: 1, gpu_memory: Some(1 << 20), ..opts(&base) };
     let e = generate(&gpu, &svd, &img, None, &o, &mut Quiet).err().expect("refused").to_string();
-    assert!(e.contains("UNet stage needs") && e.contains("device memory given"), "{e}");
+    assert!(e.contains("stage needs") && e.contains("device memory given"), "{e}");
     let o = GenerateOptions { gpu_memory: Some(64 << 30), ..o };
     let g = generate(&gpu, &svd, &img, None, &o, &mut Quiet).unwrap();
     let stages: Vec<&str> = g.memory.iter().map(|(s, _)| s.as_str()).collect();
@@ -227,10 +227,8 @@ fn a_run_over_its_memory_budget_is_refused_up_front_and_stages_are_measured() {
 /// contribute.
 mod nvs {
     use super::*;
-    use trajattn::models::clip::ClipVision;
-    use trajattn::models::unet::UNet;
-    use trajattn::models::vae::Vae;
     use trajattn::pipeline::nvs_guidance::{crops, NvsConditioning, NvsParams};
+    use trajattn::pipeline::staged::Staged;
     use trajattn::pipeline::Progress;
 
     /// Prints when each stage starts (the test's cost is dominated by 25 frames at 44×76).
@@ -296,13 +294,8 @@ mod nvs {
         let gpu = Gpu::shared().unwrap();
         let io = Io::open("pipeline/nvs/nvs_io.safetensors");
         let base = fixture("pipeline/svd");
-        let svd = Svd {
-            unet: UNet::load_dir(&gpu, &fixture("pipeline/nvs/unet"), None, DType::F32).unwrap(),
-            vae_encoder: Vae::load_dir(&gpu, &base.join("vae"), DType::F32).unwrap(),
-            vae_decoder: None,
-            clip: ClipVision::load_dir(&gpu, &base.join("image_encoder"), DType::F32).unwrap(),
-            dir: base.clone(),
-        };
+        let unet = Staged::unet(&gpu, &fixture("pipeline/nvs/unet"), None, DType::F32).unwrap();
+        let svd = Svd::with_unet(unet, false, &base, DType::F32).unwrap();
         let (_, img) = io.u8("image_resized_uint8");
         let o = GenerateOptions {
             frames: 25,

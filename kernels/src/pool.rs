@@ -28,7 +28,12 @@ pub struct PoolStats {
 struct Inner {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
     stats: PoolStats,
+    /// Create placeholder buffers of [`PLACEHOLDER_BYTES`] and account the requested sizes (dry devices).
+    accounting_only: bool,
 }
+
+/// Size of the buffers an accounting-only pool creates.
+const PLACEHOLDER_BYTES: u64 = 256;
 
 /// Pools device buffers by size class (sizes rounded up to at most 1/8 above the request).
 pub struct BufferPool {
@@ -87,6 +92,12 @@ impl BufferPool {
         BufferPool { inner: Arc::new(Mutex::new(Inner::default())) }
     }
 
+    /// A pool for a dry device (nothing is written, read or run there): it hands out placeholder buffers of a
+    /// few bytes and accounts the sizes asked for, so memory plans allocate nothing of what they measure.
+    pub fn accounting_only() -> Self {
+        BufferPool { inner: Arc::new(Mutex::new(Inner { accounting_only: true, ..Inner::default() })) }
+    }
+
     /// A buffer of at least `bytes` bytes (contents undefined: a reused buffer keeps old data).
     pub fn get(&self, device: &wgpu::Device, bytes: u64) -> Arc<PooledBuffer> {
         self.take(device, size_class(bytes), "tensor")
@@ -113,7 +124,7 @@ impl BufferPool {
                 inner.stats.peak_reserved = inner.stats.peak_reserved.max(inner.stats.reserved);
                 device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(label),
-                    size,
+                    size: if inner.accounting_only { PLACEHOLDER_BYTES } else { size },
                     usage: TENSOR_USAGE,
                     mapped_at_creation: false,
                 })
@@ -142,11 +153,10 @@ impl BufferPool {
         let freed: u64 = inner
             .free
             .drain()
-            .flat_map(|(_, v)| v.into_iter())
-            .map(|b| {
-                let s = b.size();
-                b.destroy();
-                s
+            .map(|(size, v)| {
+                let n = v.len() as u64;
+                v.into_iter().for_each(|b| b.destroy());
+                size * n
             })
             .sum();
         inner.stats.reserved -= freed;

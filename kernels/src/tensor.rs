@@ -214,8 +214,12 @@ impl Tensor {
     }
 
     fn write_bytes(&self, gpu: &Gpu, bytes: &[u8]) {
-        // Only called on tensors just allocated from the pool (always placed).
+        // Only called on tensors just allocated from the pool (always placed). A dry device's buffers are
+        // placeholders: nothing is written.
         let Some((buf, at)) = self.location() else { return };
+        if gpu.is_dry() {
+            return;
+        }
         // write_buffer needs a multiple of 4 bytes; an odd f16 count gets one padding element.
         if bytes.len().is_multiple_of(4) {
             gpu.queue.write_buffer(buf, at, bytes);
@@ -230,6 +234,9 @@ impl Tensor {
     /// A planned tensor not placed yet is left as it is.
     pub fn poison(&self, gpu: &Gpu) {
         let Some((buf, at)) = self.location() else { return };
+        if gpu.is_dry() {
+            return;
+        }
         let total = self.byte_len().div_ceil(4) * 4;
         let chunk = 16u64 << 20;
         let ones = vec![0xFFu8; chunk.min(total) as usize];
@@ -255,6 +262,10 @@ impl Tensor {
     fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
         let (buf, at) = self.location().ok_or_else(|| unplaced("download"))?;
         let len = self.byte_len();
+        if gpu.is_dry() {
+            // Nothing ran on a dry device, and its buffers are placeholders: zeros.
+            return Ok(vec![0; len as usize]);
+        }
         let padded = len.div_ceil(4) * 4;
         let mut out = Vec::with_capacity(padded as usize);
         let chunk = (64u64 << 20).min(gpu.limits.max_buffer_size);

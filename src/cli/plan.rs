@@ -1,8 +1,14 @@
-//! `trajattn plan`: the UNet's memory for a shape, without weights or a device.
+//! `trajattn plan`: a generation's device memory by stage and the UNet step's intermediates for a shape,
+//! without weights and without allocating device memory (CLIP and the VAE are recorded on a dry device).
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use trajattn::graph::generation_plan::{largest, plan_generation, GenerationShape, StagePlan};
 use trajattn::graph::unet_plan::plan_unet;
+use trajattn::models::config::{ClipVisionConfig, VaeConfig};
+use trajattn_kernels::{DType, Gpu, GpuOptions};
 
 use super::convert::unet_config;
 
@@ -33,8 +39,14 @@ pub struct PlanArgs {
     /// VAE spatial downsampling factor (8 for SVD).
     #[arg(long, default_value_t = 8)]
     pub vae_factor: usize,
+    /// Frames decoded together by the VAE decoder (its stage's buffers grow with it).
+    #[arg(long, default_value_t = 8)]
+    pub decode_chunk: usize,
+    /// A diffusers SVD folder whose `vae/` and `image_encoder/` configs to plan with (default: SVD's).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Device memory to check the plan against, e.g. `8G`, `7.5GiB`, `6144M` (binary units): says whether the
-    /// UNet step fits and exits with an error when it does not.
+    /// generation's largest stage fits and exits with an error when it does not.
     #[arg(long, value_parser = parse_bytes)]
     pub gpu_memory: Option<u64>,
     /// Print JSON.
@@ -69,8 +81,8 @@ fn gib(b: u64) -> String {
     format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
 }
 
-/// Runs the plan.
-pub fn run(a: &PlanArgs) -> Result<()> {
+/// Runs the plan (`opts` choose the adapter whose alignment, limits and kernels the plan follows).
+pub fn run(opts: &GpuOptions, a: &PlanArgs) -> Result<()> {
     let cfg = unet_config(&a.unet_config)?;
     let frames = a.frames.unwrap_or(cfg.num_frames);
     let unit = a.vae_factor << (cfg.n_blocks() - 1);
@@ -89,12 +101,50 @@ pub fn run(a: &PlanArgs) -> Result<()> {
     trajattn::limits::check_range("--vae-factor", a.vae_factor, 1, 64, "8 for SVD")?;
     // The branch samples at most one trajectory per latent cell and frame pair; far more is a typo.
     trajattn::limits::check_range("--trajectories", a.trajectories, 0, 1usize << 32, "")?;
-    let elem = if a.dtype == "f16" { 2 } else { 4 };
+    trajattn::limits::check_range("--decode-chunk", a.decode_chunk, 1, frames.max(1), "at most the frames")?;
+    let dtype = if a.dtype == "f16" { DType::F16 } else { DType::F32 };
+    let elem = dtype.size();
     let traj = (a.trajectories > 0).then_some(a.trajectories);
     let p = plan_unet(&cfg, a.batch, frames, a.height / a.vae_factor, a.width / a.vae_factor, elem, traj);
-    let fits = a.gpu_memory.map(|m| p.peak_total_bytes <= m);
+    let (vae, clip) = match &a.model {
+        None => (VaeConfig::svd(), ClipVisionConfig::svd()),
+        Some(d) => (
+            VaeConfig::from_file(&d.join("vae/config.json"))
+                .with_context(|| format!("reading {}", d.display()))?,
+            ClipVisionConfig::from_file(&d.join("image_encoder/config.json"))
+                .with_context(|| format!("reading {}", d.display()))?,
+        ),
+    };
+    let f8 = 1usize << (vae.block_out_channels.len() - 1);
+    if f8 != a.vae_factor {
+        bail!(
+            "the VAE halves {} times (factor {f8}) but --vae-factor is {}",
+            vae.block_out_channels.len() - 1,
+            a.vae_factor
+        );
+    }
+    let gpu = Gpu::emulating(opts).context("opening a dry device for the plan")?;
+    let shape = GenerationShape {
+        unet: cfg.clone(),
+        vae,
+        clip,
+        dtype,
+        frames,
+        height: a.height,
+        width: a.width,
+        batch: a.batch,
+        trajectories: traj,
+        trajectory_weights: traj.is_some(),
+        decode_chunk: a.decode_chunk,
+    };
+    let stages = plan_generation(&gpu, &shape)?;
+    let worst = largest(&stages).context("no stages")?.clone();
+    let fits = a.gpu_memory.map(|m| worst.peak_bytes <= m);
     if a.json {
         let mut v = serde_json::to_value(&p)?;
+        v["stages"] = serde_json::to_value(&stages)?;
+        v["generation_peak_bytes"] = worst.peak_bytes.into();
+        v["generation_peak_stage"] = worst.stage.clone().into();
         if let (Some(m), Some(f)) = (a.gpu_memory, fits) {
             v["gpu_memory_bytes"] = m.into();
             v["fits"] = f.into();
@@ -102,22 +152,47 @@ pub fn run(a: &PlanArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_plan(a, &p, frames, traj.is_some());
+        print_stages(a, &stages, &worst, &gpu);
     }
     match (a.gpu_memory, fits) {
         (Some(m), Some(false)) => bail!(
-            "the UNet step needs {} (parameters {} + activations {} + persistent {}), more than the {} given",
-            gib(p.peak_total_bytes),
-            gib(p.param_bytes),
-            gib(p.peak_activation_bytes),
-            gib(p.persistent_bytes),
+            "the {} stage needs {} (resident UNet weights {} + the stage's weights {} + its buffers {}), more than the \
+             {} given",
+            worst.stage,
+            gib(worst.peak_bytes),
+            gib(worst.resident_bytes),
+            gib(worst.weight_bytes),
+            gib(worst.work_bytes),
             gib(m)
         ),
-        (Some(m), Some(true)) if !a.json => {
-            println!("  the UNet step fits in {}: yes ({} to spare)", gib(m), gib(m - p.peak_total_bytes))
-        }
+        (Some(m), Some(true)) if !a.json => println!(
+            "  the generation fits in {}: yes (largest stage {}, {} to spare)",
+            gib(m),
+            worst.stage,
+            gib(m - worst.peak_bytes)
+        ),
         _ => {}
     }
     Ok(())
+}
+
+fn print_stages(a: &PlanArgs, stages: &[StagePlan], worst: &StagePlan, gpu: &Gpu) {
+    println!(
+        "generation by stage on {} (device pool bytes, weights included; the UNet's weights resident until the \
+         VAE decoder comes, CLIP and the VAE halves only in their stage; VAE decode: one chunk of {} frames):",
+        gpu.info.name, a.decode_chunk
+    );
+    for s in stages {
+        println!(
+            "  {:<11} {}  = resident UNet weights {} + stage weights {} + buffers {}",
+            s.stage,
+            gib(s.peak_bytes),
+            gib(s.resident_bytes),
+            gib(s.weight_bytes),
+            gib(s.work_bytes)
+        );
+    }
+    println!("  generation peak  {} ({})", gib(worst.peak_bytes), worst.stage);
 }
 
 fn print_plan(a: &PlanArgs, p: &trajattn::graph::unet_plan::UNetPlan, frames: usize, traj: bool) {

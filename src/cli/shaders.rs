@@ -11,6 +11,7 @@ use clap::Args;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use trajattn::models::unet::{GraphOptions, Trajectories, UNet, UNetGraph, UNetShape};
+use trajattn::pipeline::staged::Staged;
 use trajattn::pipeline::Svd;
 use trajattn_kernels::ops::trajectory_attention::Grouping;
 use trajattn_kernels::pipelines::PipelineKey;
@@ -61,9 +62,13 @@ pub fn run(opts: &GpuOptions, a: &ShadersArgs) -> Result<()> {
         .with_context(|| format!("loading the model configs from {}", model.display()))?;
     if let Some(spec) = &a.unet_config {
         let cfg = super::convert::unet_config(spec)?;
-        svd.unet =
-            UNet::random(&gpu, cfg, dtype, 1, true).context("building the UNet at the requested widths")?;
-    } else if !svd.unet.has_trajectory {
+        let unet = UNet::random(&gpu, cfg.clone(), dtype, 1, true)
+            .context("building the UNet at the requested widths")?;
+        svd.unet = Staged::resident(cfg.clone(), unet, move |gpu: &Gpu| {
+            UNet::random(gpu, cfg.clone(), dtype, 1, true)
+        });
+        svd.unet_trajectory = true;
+    } else if !svd.unet_trajectory {
         bail!(
             "{} has no trajattn_temp.pth: the dump covers the trajectory branch (or pass --unet-config)",
             model.display()
@@ -99,8 +104,8 @@ pub fn run(opts: &GpuOptions, a: &ShadersArgs) -> Result<()> {
 
     // The order of a generation: CLIP, VAE encoder, UNet (+ trajectory branch), VAE decoder.
     let side = svd.clip.cfg.image_size;
-    svd.clip.encode(&gpu, &vec![0.0; 3 * side * side], 1).context("CLIP")?;
-    svd.vae_encoder.encode(&gpu, &vec![0.0; 3 * ph * pw], 1, ph, pw).context("VAE encoder")?;
+    svd.clip.get(&gpu)?.encode(&gpu, &vec![0.0; 3 * side * side], 1).context("CLIP")?;
+    svd.vae_encoder.get(&gpu)?.encode(&gpu, &vec![0.0; 3 * ph * pw], 1, ph, pw).context("VAE encoder")?;
     // The UNet's latents: the model's VAE factor, or SVD's 8 when --unet-config replaces the UNet (the bundled
     // VAE halves only once; its own graphs still run at its factor).
     let f8 = svd.vae_encoder.scale_factor();
@@ -126,7 +131,8 @@ pub fn run(opts: &GpuOptions, a: &ShadersArgs) -> Result<()> {
         grouping: Grouping::Pairs,
     };
     let shape = UNetShape { batch: 2, frames: f, height: h, width: w };
-    let graph = UNetGraph::build(&gpu, &svd.unet, shape, GraphOptions::default(), Some(traj))
+    let unet = svd.unet.get(&gpu)?;
+    let graph = UNetGraph::build(&gpu, &unet, shape, GraphOptions::default(), Some(traj))
         .context("UNet with the trajectory branch")?;
     // The denoising step's kernels (scaled input, CFG + Euler update) around the UNet.
     {
@@ -143,7 +149,7 @@ pub fn run(opts: &GpuOptions, a: &ShadersArgs) -> Result<()> {
     }
     drop(graph);
     let lc = svd.vae_encoder.cfg.latent_channels;
-    let dec = svd.vae_decoder.as_ref().unwrap_or(&svd.vae_encoder);
+    let dec = svd.vae_decoder.get(&gpu)?;
     let chunk = a.decode_chunk.min(f);
     let (vh, vw) = (ph / f8, pw / f8);
     dec.decode_clip(&gpu, &vec![0.0; chunk * lc * vh * vw], chunk, vh, vw).context("VAE decoder")?;

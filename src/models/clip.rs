@@ -27,25 +27,96 @@ pub struct ClipVision {
 
 const P: &str = "vision_model";
 
+/// Names and shapes of the weights a CLIP of `c` holds on the device (attention projections fused into
+/// `to_qkv`, as [`load_all`] uploads them).
+pub fn weight_shapes(c: &ClipVisionConfig) -> Vec<(String, Vec<usize>)> {
+    let (hid, inter) = (c.hidden_size, c.intermediate_size);
+    let mut k = vec![
+        (format!("{P}.embeddings.class_embedding"), vec![hid]),
+        (
+            format!("{P}.embeddings.patch_embedding.weight"),
+            vec![hid, c.num_channels, c.patch_size, c.patch_size],
+        ),
+        (format!("{P}.embeddings.position_embedding.weight"), vec![c.num_positions(), hid]),
+        ("visual_projection.weight".to_string(), vec![c.projection_dim, hid]),
+    ];
+    let mut wb = |p: String, w: Vec<usize>| {
+        k.push((format!("{p}.bias"), vec![w[0]]));
+        k.push((format!("{p}.weight"), w));
+    };
+    wb(format!("{P}.pre_layrnorm"), vec![hid]);
+    wb(format!("{P}.post_layernorm"), vec![hid]);
+    for i in 0..c.num_hidden_layers {
+        let l = format!("{P}.encoder.layers.{i}");
+        wb(format!("{l}.self_attn.to_qkv"), vec![3 * hid, hid]);
+        wb(format!("{l}.self_attn.out_proj"), vec![hid, hid]);
+        wb(format!("{l}.layer_norm1"), vec![hid]);
+        wb(format!("{l}.layer_norm2"), vec![hid]);
+        wb(format!("{l}.mlp.fc1"), vec![inter, hid]);
+        wb(format!("{l}.mlp.fc2"), vec![hid, inter]);
+    }
+    k
+}
+
 impl ClipVision {
     /// Device bytes of the weights.
     pub fn weight_bytes(&self) -> u64 {
         self.weights.bytes
     }
+
+    /// Names and shapes of the device weights, sorted by name.
+    pub fn weight_list(&self) -> Vec<(String, Vec<usize>)> {
+        self.weights.shapes()
+    }
     /// Reads a transformers `image_encoder/` folder (`config.json`, `model[.fp16].safetensors`).
     pub fn load_dir(gpu: &Gpu, dir: &Path, dtype: DType) -> Result<ClipVision> {
         let cfg = ClipVisionConfig::from_file(&dir.join("config.json"))?;
-        let full = dir.join("model.safetensors");
-        let half = dir.join("model.fp16.safetensors");
-        // The reference loads the `fp16` variant of the VAE and the image encoder
-        // (docs/reference/svd-architecture.md §0, §7.1): prefer it, so that even an f32 run uses the same
-        // (fp16-rounded) weights.
-        let path = if half.exists() { half } else { full };
+        let path = Self::weights_path(dir);
         let file = SafetensorsFile::open(&path)?;
         let mut weights = Weights::new();
-        let names = load_all(gpu, &file, dtype, &mut weights)?;
+        let names = load_all(gpu, &file, dtype, &mut weights, &|_| true)?;
         let clip = ClipVision { cfg, dtype, weights };
-        let expected: HashSet<String> = clip.expected_keys().into_iter().collect();
+        clip.check_names(&path, &names)?;
+        Ok(clip)
+    }
+
+    /// Reads the config of an `image_encoder/` folder and checks the names in its weights file (nothing is
+    /// uploaded).
+    pub fn check_dir(dir: &Path) -> Result<ClipVisionConfig> {
+        let cfg = ClipVisionConfig::from_file(&dir.join("config.json"))?;
+        let path = Self::weights_path(dir);
+        let file = SafetensorsFile::open(&path)?;
+        let names: HashSet<String> = file.names().map(str::to_string).collect();
+        let clip = ClipVision { cfg, dtype: DType::F32, weights: Weights::new() };
+        clip.check_names(&path, &names)?;
+        Ok(clip.cfg)
+    }
+
+    /// A CLIP of `cfg` with weights of the right shapes and no contents: for memory plans on a dry device
+    /// ([`Gpu::emulating`]).
+    pub fn reserved(gpu: &Gpu, cfg: &ClipVisionConfig, dtype: DType) -> Result<ClipVision> {
+        let mut weights = Weights::new();
+        for (name, shape) in weight_shapes(cfg) {
+            weights.reserve(gpu, &name, &shape, dtype)?;
+        }
+        Ok(ClipVision { cfg: cfg.clone(), dtype, weights })
+    }
+
+    /// The weights file of an `image_encoder/` folder. The reference loads the `fp16` variant of the VAE and
+    /// the image encoder (docs/reference/svd-architecture.md §0, §7.1): prefer it, so that even an f32 run
+    /// uses the same (fp16-rounded) weights.
+    fn weights_path(dir: &Path) -> std::path::PathBuf {
+        let half = dir.join("model.fp16.safetensors");
+        if half.exists() {
+            half
+        } else {
+            dir.join("model.safetensors")
+        }
+    }
+
+    /// Every name the model reads must be in the file and every name in the file must be read.
+    fn check_names(&self, path: &Path, names: &HashSet<String>) -> Result<()> {
+        let expected: HashSet<String> = self.expected_keys().into_iter().collect();
         let mut problems: Vec<String> = expected
             .iter()
             .filter(|k| !names.contains(*k))
@@ -65,7 +136,7 @@ impl ClipVision {
                 problems.join("; ")
             )));
         }
-        Ok(clip)
+        Ok(())
     }
 
     /// Names the model reads.
@@ -200,6 +271,10 @@ impl ClipVision {
         let proj = b.linear(&pn, self.w("visual_projection.weight")?, None, Epilogue::None)?;
         drop((pn, pooled));
         b.rec.run()?;
+        if gpu.is_dry() {
+            // A dry device (memory plans) runs nothing: there is nothing to read.
+            return Ok(vec![0.0; proj.numel()]);
+        }
         Ok(proj.to_f32(gpu)?)
     }
 }

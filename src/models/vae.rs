@@ -30,22 +30,29 @@ pub struct Vae {
     weights: Weights,
 }
 
-/// Loads every tensor of a safetensors file; `{p}.to_q/k/v` triples (the attention projections) are also fused
-/// into `{p}.to_qkv.weight` / `.bias`. Returns the names read, for the unused-key check.
+/// Loads every tensor of a safetensors file that `keep` accepts; `{p}.to_q/k/v` triples (the attention
+/// projections) are uploaded fused into `{p}.to_qkv.weight` / `.bias` only (the models read nothing else of
+/// them). Returns the names in the file, for the unused-key check.
 pub(crate) fn load_all(
     gpu: &Gpu,
     file: &SafetensorsFile,
     dtype: DType,
     w: &mut Weights,
+    keep: &dyn Fn(&str) -> bool,
 ) -> Result<HashSet<String>> {
     let names: Vec<String> = file.names().map(str::to_string).collect();
     let host = host_dtype(dtype);
-    for name in &names {
+    for name in names.iter().filter(|n| keep(n)) {
         // Some CLIP exports carry the non-persistent int64 `position_ids` buffer: not a weight.
         if name.ends_with("position_ids") {
             continue;
         }
-        w.load(gpu, file, name, dtype)?;
+        let fused_part = ["to_q", "to_k", "to_v", "q_proj", "k_proj", "v_proj"]
+            .iter()
+            .any(|m| ["weight", "bias"].iter().any(|k| name.ends_with(&format!(".{m}.{k}"))));
+        if !fused_part {
+            w.load(gpu, file, name, dtype)?;
+        }
         for kind in ["weight", "bias"] {
             if let Some(p) =
                 name.strip_suffix(&format!(".to_q.{kind}")).or(name.strip_suffix(&format!(".q_proj.{kind}")))
@@ -63,22 +70,156 @@ pub(crate) fn load_all(
     Ok(names.into_iter().collect())
 }
 
+/// Names and shapes of the weights a VAE of `cfg` holds on the device (attention projections fused into
+/// `to_qkv`, as [`load_all`] uploads them).
+pub fn weight_shapes(c: &VaeConfig) -> Vec<(String, Vec<usize>)> {
+    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut wb = |p: String, w: Vec<usize>| {
+        out.push((format!("{p}.bias"), vec![w[0]]));
+        out.push((format!("{p}.weight"), w));
+    };
+    fn resnet(wb: &mut dyn FnMut(String, Vec<usize>), p: &str, cin: usize, co: usize) {
+        wb(format!("{p}.norm1"), vec![cin]);
+        wb(format!("{p}.conv1"), vec![co, cin, 3, 3]);
+        wb(format!("{p}.norm2"), vec![co]);
+        wb(format!("{p}.conv2"), vec![co, co, 3, 3]);
+        if cin != co {
+            wb(format!("{p}.conv_shortcut"), vec![co, cin, 1, 1]);
+        }
+    }
+    fn attn(wb: &mut dyn FnMut(String, Vec<usize>), p: &str, c: usize) {
+        wb(format!("{p}.group_norm"), vec![c]);
+        wb(format!("{p}.to_qkv"), vec![3 * c, c]);
+        wb(format!("{p}.to_out.0"), vec![c, c]);
+    }
+    let n = c.block_out_channels.len();
+    let (c0, top, lc) = (c.block_out_channels[0], c.block_out_channels[n - 1], c.latent_channels);
+    wb("encoder.conv_in".into(), vec![c0, c.in_channels, 3, 3]);
+    let mut cin = c0;
+    for (i, &co) in c.block_out_channels.iter().enumerate() {
+        for j in 0..c.layers_per_block {
+            resnet(
+                &mut wb,
+                &format!("encoder.down_blocks.{i}.resnets.{j}"),
+                if j == 0 { cin } else { co },
+                co,
+            );
+        }
+        if i + 1 < n {
+            wb(format!("encoder.down_blocks.{i}.downsamplers.0.conv"), vec![co, co, 3, 3]);
+        }
+        cin = co;
+    }
+    resnet(&mut wb, "encoder.mid_block.resnets.0", top, top);
+    attn(&mut wb, "encoder.mid_block.attentions.0", top);
+    resnet(&mut wb, "encoder.mid_block.resnets.1", top, top);
+    wb("encoder.conv_norm_out".into(), vec![top]);
+    wb("encoder.conv_out".into(), vec![2 * lc, top, 3, 3]);
+    wb("quant_conv".into(), vec![2 * lc, 2 * lc, 1, 1]);
+    wb("decoder.conv_in".into(), vec![top, lc, 3, 3]);
+    let mut mixers = Vec::new();
+    let mut st = |wb: &mut dyn FnMut(String, Vec<usize>), p: &str, cin: usize, co: usize| {
+        resnet(wb, &format!("{p}.spatial_res_block"), cin, co);
+        let t = format!("{p}.temporal_res_block");
+        wb(format!("{t}.norm1"), vec![co]);
+        wb(format!("{t}.conv1"), vec![co, co, 3, 1, 1]);
+        wb(format!("{t}.norm2"), vec![co]);
+        wb(format!("{t}.conv2"), vec![co, co, 3, 1, 1]);
+        mixers.push(format!("{p}.time_mixer.mix_factor"));
+    };
+    for j in 0..c.layers_per_block {
+        st(&mut wb, &format!("decoder.mid_block.resnets.{j}"), top, top);
+    }
+    attn(&mut wb, "decoder.mid_block.attentions.0", top);
+    let mut prev = top;
+    for i in 0..n {
+        let co = c.block_out_channels[n - 1 - i];
+        for j in 0..c.layers_per_block + 1 {
+            st(&mut wb, &format!("decoder.up_blocks.{i}.resnets.{j}"), if j == 0 { prev } else { co }, co);
+        }
+        if i + 1 < n {
+            wb(format!("decoder.up_blocks.{i}.upsamplers.0.conv"), vec![co, co, 3, 3]);
+        }
+        prev = co;
+    }
+    wb("decoder.conv_norm_out".into(), vec![c0]);
+    wb("decoder.conv_out".into(), vec![c.out_channels, c0, 3, 3]);
+    wb("decoder.time_conv_out".into(), vec![c.out_channels, c.out_channels, 3, 1, 1]);
+    out.extend(mixers.into_iter().map(|m| (m, vec![1])));
+    out
+}
+
+/// Which half of the VAE to put on the device: the encoder (`encoder.*`, `quant_conv`) for conditioning, the
+/// decoder (`decoder.*`) after denoising, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VaePart {
+    Encoder,
+    Decoder,
+    Both,
+}
+
+impl VaePart {
+    /// Whether the weight `name` belongs to this part.
+    pub fn holds(self, name: &str) -> bool {
+        let enc = name.starts_with("encoder.") || name.starts_with("quant_conv.");
+        match self {
+            VaePart::Both => true,
+            VaePart::Encoder => enc,
+            VaePart::Decoder => !enc,
+        }
+    }
+}
+
 impl Vae {
     /// Reads a diffusers `vae/` folder (`config.json`, weights full precision or fp16).
     pub fn load_dir(gpu: &Gpu, dir: &Path, dtype: DType) -> Result<Vae> {
-        let cfg = VaeConfig::from_file(&dir.join("config.json"))?;
-        let full = dir.join("diffusion_pytorch_model.safetensors");
+        Self::load_dir_part(gpu, dir, dtype, VaePart::Both)
+    }
+
+    /// The weights file of a `vae/` folder. The reference loads the `fp16` variant of the VAE and the image
+    /// encoder (docs/reference/svd-architecture.md §0, §7.1): prefer it, so that even an f32 run uses the same
+    /// (fp16-rounded) weights.
+    fn weights_path(dir: &Path) -> std::path::PathBuf {
         let half = dir.join("diffusion_pytorch_model.fp16.safetensors");
-        // The reference loads the `fp16` variant of the VAE and the image encoder
-        // (docs/reference/svd-architecture.md §0, §7.1): prefer it, so that even an f32 run uses the same
-        // (fp16-rounded) weights.
-        let path = if half.exists() { half } else { full };
+        if half.exists() {
+            half
+        } else {
+            dir.join("diffusion_pytorch_model.safetensors")
+        }
+    }
+
+    /// Reads the config of a `vae/` folder and checks the names in its weights file (nothing is uploaded).
+    pub fn check_dir(dir: &Path) -> Result<VaeConfig> {
+        let cfg = VaeConfig::from_file(&dir.join("config.json"))?;
+        let path = Self::weights_path(dir);
+        let file = SafetensorsFile::open(&path)?;
+        let vae = Vae { cfg, dtype: DType::F32, weights: Weights::new() };
+        vae.check_keys(&path, &file)?;
+        Ok(vae.cfg)
+    }
+
+    /// Reads a `vae/` folder and uploads only `part` of the weights (the names of the whole file are checked).
+    pub fn load_dir_part(gpu: &Gpu, dir: &Path, dtype: DType, part: VaePart) -> Result<Vae> {
+        let cfg = VaeConfig::from_file(&dir.join("config.json"))?;
+        let path = Self::weights_path(dir);
         let file = SafetensorsFile::open(&path)?;
         let mut weights = Weights::new();
-        load_all(gpu, &file, dtype, &mut weights)?;
+        load_all(gpu, &file, dtype, &mut weights, &|n| part.holds(n))?;
         let vae = Vae { cfg, dtype, weights };
         vae.check_keys(&path, &file)?;
         Ok(vae)
+    }
+
+    /// `part` of a VAE of `cfg` with weights of the right shapes and no contents: for memory plans on a dry
+    /// device ([`Gpu::emulating`]).
+    pub fn reserved(gpu: &Gpu, cfg: &VaeConfig, dtype: DType, part: VaePart) -> Result<Vae> {
+        let mut weights = Weights::new();
+        for (name, shape) in weight_shapes(cfg) {
+            if part.holds(&name) {
+                weights.reserve(gpu, &name, &shape, dtype)?;
+            }
+        }
+        Ok(Vae { cfg: cfg.clone(), dtype, weights })
     }
 
     /// Every key the model reads must exist (its error names it) and every key in the file must be read.
@@ -198,6 +339,10 @@ impl Vae {
         // The result stays on loan (its buffer untouched) until it is downloaded after the run.
         let mean = self.record_encode(&mut b, &x)?;
         b.rec.run()?;
+        if gpu.is_dry() {
+            // A dry device (memory plans) runs nothing: there is nothing to read.
+            return Ok(vec![0.0; mean.numel()]);
+        }
         Ok(mean.to_f32(gpu)?)
     }
 
@@ -343,6 +488,9 @@ impl Vae {
         let mut b = Builder::new(gpu, self.dtype);
         let y = self.record_decode(&mut b, &x, n)?;
         b.rec.run()?;
+        if gpu.is_dry() {
+            return Ok(vec![0.0; y.numel()]);
+        }
         Ok(y.to_f32(gpu)?)
     }
 
@@ -434,6 +582,11 @@ impl Vae {
     /// Device bytes of the weights.
     pub fn weight_bytes(&self) -> u64 {
         self.weights.bytes
+    }
+
+    /// Names and shapes of the device weights, sorted by name.
+    pub fn weight_list(&self) -> Vec<(String, Vec<usize>)> {
+        self.weights.shapes()
     }
 
     /// Spatial downsampling factor (`2^(blocks − 1)`).

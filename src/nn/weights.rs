@@ -73,6 +73,14 @@ impl Weights {
         self.scalars.get(name).copied().ok_or_else(|| WeightsError::Missing(name.to_string()))
     }
 
+    /// Names and shapes of the device tensors, sorted by name.
+    pub fn shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut v: Vec<(String, Vec<usize>)> =
+            self.map.iter().map(|(k, t)| (k.clone(), t.shape().to_vec())).collect();
+        v.sort();
+        v
+    }
+
     /// Whether `name` is present.
     pub fn contains(&self, name: &str) -> bool {
         self.map.contains_key(name)
@@ -95,6 +103,24 @@ impl Weights {
         };
         if t.data.len() == 1 {
             self.scalars.insert(name.to_string(), t.data.to_f32()[0]);
+        }
+        self.bytes += dev.byte_len();
+        self.map.insert(name.to_string(), dev);
+        Ok(())
+    }
+
+    /// Allocates `name` of `shape` without contents (one-element tensors become the scalar 0): weights of the
+    /// right shapes for a memory plan on a dry device ([`Gpu::emulating`]), which never reads them.
+    pub fn reserve(
+        &mut self,
+        gpu: &Gpu,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<(), WeightsError> {
+        let dev = Tensor::empty(gpu, shape, dtype)?;
+        if shape.iter().product::<usize>() == 1 {
+            self.scalars.insert(name.to_string(), 0.0);
         }
         self.bytes += dev.byte_len();
         self.map.insert(name.to_string(), dev);

@@ -7,6 +7,7 @@
 
 pub mod nvs_guidance;
 pub mod resize;
+pub mod staged;
 
 use std::path::{Path, PathBuf};
 
@@ -14,11 +15,12 @@ use trajattn_kernels::ops::sampler::{record_cfg_euler, record_scale_input, StepL
 use trajattn_kernels::{DType, Gpu, Recorder, Tensor};
 
 use crate::models::clip::ClipVision;
-use crate::models::config::ConfigError;
+use crate::models::config::{ClipVisionConfig, ConfigError, UNetConfig, VaeConfig};
 use crate::models::unet::{GraphOptions, TimeContext, Trajectories, UNet, UNetError, UNetGraph, UNetShape};
-use crate::models::vae::Vae;
+use crate::models::vae::{Vae, VaePart};
 use crate::rng::{Generator, RandnPath};
 use crate::sampler::{self, round_to, Schedule};
+use staged::Staged;
 
 /// Errors of a generation.
 #[derive(Debug, thiserror::Error)]
@@ -167,18 +169,24 @@ impl GenerateOptions {
     }
 }
 
-/// The loaded models of a diffusers SVD folder.
+/// The models of a diffusers SVD folder. The UNet is on the device from loading on; CLIP, the VAE encoder and
+/// the VAE decoder are read from the folder when a stage of [`generate`] needs them and leave the device after
+/// it ([`staged`]), so they are never resident together with the UNet's intermediates.
 pub struct Svd {
-    pub unet: UNet,
-    /// The VAE in f32 for encoding (force_upcast) and in the model dtype for decoding.
-    pub vae_encoder: Vae,
-    pub vae_decoder: Option<Vae>,
-    pub clip: ClipVision,
+    pub unet: Staged<UNet, UNetConfig>,
+    /// Whether the UNet holds the trajectory branch's weights.
+    pub unet_trajectory: bool,
+    /// The VAE's encoder half, in f32 (force_upcast).
+    pub vae_encoder: Staged<Vae, VaeConfig>,
+    /// The VAE's decoder half, in the model dtype.
+    pub vae_decoder: Staged<Vae, VaeConfig>,
+    pub clip: Staged<ClipVision, ClipVisionConfig>,
     pub dir: PathBuf,
 }
 
 impl Svd {
-    /// Loads `unet/`, `vae/`, `image_encoder/` of a diffusers folder and checks that they fit together.
+    /// Loads `unet/` of a diffusers folder, checks the configs and weight names of `vae/` and
+    /// `image_encoder/` (their weights are read when a stage needs them), and that the parts fit together.
     pub fn load(gpu: &Gpu, dir: &Path, trajectory_weights: Option<&Path>, dtype: DType) -> Result<Svd> {
         for sub in ["unet", "vae", "image_encoder"] {
             if !dir.join(sub).join("config.json").exists() {
@@ -189,11 +197,21 @@ impl Svd {
                 )));
             }
         }
-        let unet = UNet::load_dir(gpu, &dir.join("unet"), trajectory_weights, dtype)?;
-        let vae_encoder = Vae::load_dir(gpu, &dir.join("vae"), DType::F32)?;
-        let vae_decoder =
-            if dtype == DType::F32 { None } else { Some(Vae::load_dir(gpu, &dir.join("vae"), dtype)?) };
-        let clip = ClipVision::load_dir(gpu, &dir.join("image_encoder"), dtype)?;
+        let unet = Staged::unet(gpu, &dir.join("unet"), trajectory_weights, dtype)?;
+        Self::with_unet(unet, trajectory_weights.is_some(), dir, dtype)
+    }
+
+    /// `unet` (holding the trajectory weights or not) with the VAE and image encoder of the diffusers folder
+    /// `dir` (see [`Svd::load`]).
+    pub fn with_unet(
+        unet: Staged<UNet, UNetConfig>,
+        unet_trajectory: bool,
+        dir: &Path,
+        dtype: DType,
+    ) -> Result<Svd> {
+        let vae_encoder = Staged::vae(&dir.join("vae"), DType::F32, VaePart::Encoder)?;
+        let vae_decoder = Staged::vae(&dir.join("vae"), dtype, VaePart::Decoder)?;
+        let clip = Staged::clip(&dir.join("image_encoder"), dtype)?;
         let lc = vae_encoder.cfg.latent_channels;
         if unet.cfg.in_channels != 2 * lc {
             return Err(input_err(format!(
@@ -214,7 +232,7 @@ impl Svd {
                 unet.cfg.cross_attention_dim[0], clip.cfg.projection_dim
             )));
         }
-        Ok(Svd { unet, vae_encoder, vae_decoder, clip, dir: dir.to_path_buf() })
+        Ok(Svd { unet, unet_trajectory, vae_encoder, vae_decoder, clip, dir: dir.to_path_buf() })
     }
 
     /// Pixel size rule: multiples of VAE factor × 2^(UNet levels − 1).
@@ -241,39 +259,45 @@ pub struct Generated {
     pub memory: Vec<(String, u64)>,
 }
 
-/// Refuses a run whose UNet stage would need more than `budget` bytes: every loaded model's weights (they stay
-/// resident for the whole run) plus the UNet step's planned intermediates and persistent tensors.
-fn check_memory(
+/// The memory plan of `o`'s generation on `gpu`, stage by stage, under the pipeline's schedule
+/// ([`crate::graph::generation_plan`]).
+pub fn plan_memory(
+    gpu: &Gpu,
     svd: &Svd,
     o: &GenerateOptions,
-    hw: (usize, usize),
     n_traj: Option<usize>,
-    budget: u64,
-) -> Result<()> {
-    let batch = if sampler::cfg_enabled(o.max_guidance) { 2 } else { 1 };
-    let p = crate::graph::unet_plan::plan_unet(
-        &svd.unet.cfg,
-        batch,
-        o.frames,
-        hw.0,
-        hw.1,
-        o.dtype.size(),
-        n_traj,
-    );
-    let weights = svd.unet.weight_bytes()
-        + svd.vae_encoder.weight_bytes()
-        + svd.vae_decoder.as_ref().map_or(0, |d| d.weight_bytes())
-        + svd.clip.weight_bytes();
-    let need = weights + p.peak_activation_bytes + p.persistent_bytes;
-    if need > budget {
+) -> Result<Vec<crate::graph::generation_plan::StagePlan>> {
+    let shape = crate::graph::generation_plan::GenerationShape {
+        unet: svd.unet.cfg.clone(),
+        vae: svd.vae_encoder.cfg.clone(),
+        clip: svd.clip.cfg.clone(),
+        dtype: o.dtype,
+        frames: o.frames,
+        height: o.height,
+        width: o.width,
+        batch: if sampler::cfg_enabled(o.max_guidance) { 2 } else { 1 },
+        trajectories: n_traj,
+        trajectory_weights: svd.unet_trajectory,
+        decode_chunk: o.decode_chunk,
+    };
+    Ok(crate::graph::generation_plan::plan_generation(gpu, &shape)?)
+}
+
+/// Refuses a run whose largest stage would need more than `budget` bytes (the UNet's weights while they are
+/// resident, plus the stage's own weights and buffers).
+fn check_memory(gpu: &Gpu, svd: &Svd, o: &GenerateOptions, n_traj: Option<usize>, budget: u64) -> Result<()> {
+    let stages = plan_memory(gpu, svd, o, n_traj)?;
+    let Some(worst) = crate::graph::generation_plan::largest(&stages) else { return Ok(()) };
+    if worst.peak_bytes > budget {
         let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
         return Err(input_err(format!(
-            "the UNet stage needs {}: weights {} (UNet, VAE, CLIP, all resident) + intermediates {} + persistent {}; \
+            "the {} stage needs {}: resident UNet weights {} + the stage's weights {} + its buffers {}; \
              more than the {} of device memory given",
-            gib(need),
-            gib(weights),
-            gib(p.peak_activation_bytes),
-            gib(p.persistent_bytes),
+            worst.stage,
+            gib(worst.peak_bytes),
+            gib(worst.resident_bytes),
+            gib(worst.weight_bytes),
+            gib(worst.work_bytes),
             gib(budget)
         )));
     }
@@ -406,9 +430,12 @@ pub fn generate(
     };
 
     if let Some(budget) = o.gpu_memory {
-        check_memory(svd, o, (hh / f8, ww / f8), trajectories.as_ref().map(|t| t.n), budget)?;
+        check_memory(gpu, svd, o, trajectories.as_ref().map(|t| t.n), budget)?;
     }
     let mut memory = Vec::new();
+    // The UNet is on the device from conditioning to the last step (read again if an earlier generation
+    // released it).
+    let unet = svd.unet.get(gpu)?;
     gpu.pool().reset_peaks();
     // 1. Image in [0, 1], planar.
     let planar = planar_unit(image, hh, ww);
@@ -416,7 +443,10 @@ pub fn generate(
     progress.stage("encoding", 2);
     let side = svd.clip.cfg.image_size;
     let pixels = clip_pixels(&planar, hh, ww, side);
-    let embeds = svd.clip.encode(gpu, &pixels, 1)?;
+    // CLIP is on the device for this stage only (as the VAE encoder and decoder for theirs).
+    let embeds = svd.clip.get(gpu)?.encode(gpu, &pixels, 1);
+    svd.clip.release(gpu);
+    let embeds = embeds?;
     check_finite("the CLIP image encoder", &embeds, dtype)?;
     mark_memory(gpu, &mut memory, "CLIP");
     let d = embeds.len();
@@ -426,9 +456,17 @@ pub fn generate(
     // 3. VAE conditioning latents: noise augmentation (first draw), f32 encoder, posterior mean.
     let vae_in: Vec<f32> =
         planar.iter().zip(&noise).map(|(&x, &n)| (2.0 * x - 1.0) + o.noise_aug_strength * n).collect();
-    let z = svd.vae_encoder.encode(gpu, &vae_in, 1, hh, ww)?;
+    let encoder = svd.vae_encoder.get(gpu)?;
+    let z = encoder.encode(gpu, &vae_in, 1, hh, ww);
+    let z = match z {
+        Ok(z) => z,
+        Err(e) => {
+            drop(encoder);
+            svd.vae_encoder.release(gpu);
+            return Err(e.into());
+        }
+    };
     check_finite("the VAE encoder", &z, DType::F32)?;
-    mark_memory(gpu, &mut memory, "VAE encode");
     let z: Vec<f32> = z.iter().map(|&v| round_to(dtype, v)).collect();
     progress.advance(2);
     // 4. Added time ids, schedule, initial latents (second draw), guidance scales.
@@ -444,33 +482,42 @@ pub fn generate(
     let latents: Vec<f32> = latent_noise.iter().map(|&v| round_to(dtype, v * init)).collect();
     let guidance = sampler::guidance_scales(o.min_guidance, o.max_guidance, f, dtype).map_err(sampler_err)?;
     let cfg_on = sampler::cfg_enabled(o.max_guidance);
-    let mut guide = match &o.nvs {
+    // The warped frames' VAE latents for NVS guidance (with the encoder still on the device).
+    let warped = (|| -> Result<Option<(&nvs_guidance::NvsConditioning, Vec<f32>)>> {
+        let Some(cond) = &o.nvs else { return Ok(None) };
+        if !cfg_on {
+            return Err(input_err(
+                "NVS guidance follows the official pipeline, which needs classifier-free guidance \
+                 (max guidance > 1)",
+            ));
+        }
+        cond.check(f, ww, hh, f8)?;
+        // Preprocessing without noise augmentation, f32 encoder, mean.
+        progress.stage("encoding warped frames", cond.images.len());
+        let mut encoded = Vec::with_capacity(cond.images.len() * plane);
+        for (k, img) in cond.images.iter().enumerate() {
+            let px: Vec<f32> = planar_unit(img, hh, ww).iter().map(|&v| 2.0 * v - 1.0).collect();
+            encoded.extend(encoder.encode(gpu, &px, 1, hh, ww)?);
+            progress.advance(k + 1);
+        }
+        Ok(Some((cond, encoded)))
+    })();
+    drop(encoder);
+    svd.vae_encoder.release(gpu);
+    let warped = warped?;
+    mark_memory(gpu, &mut memory, "VAE encode");
+    let mut guide = match warped {
         None => None,
-        Some(cond) => {
-            if !cfg_on {
-                return Err(input_err(
-                    "NVS guidance follows the official pipeline, which needs classifier-free guidance \
-                     (max guidance > 1)",
-                ));
-            }
-            cond.check(f, ww, hh, f8)?;
-            // The warped frames' VAE latents: preprocessing without noise augmentation, f32 encoder, mean.
-            progress.stage("encoding warped frames", cond.images.len());
-            let mut encoded = Vec::with_capacity(cond.images.len() * plane);
-            for (k, img) in cond.images.iter().enumerate() {
-                let px: Vec<f32> = planar_unit(img, hh, ww).iter().map(|&v| 2.0 * v - 1.0).collect();
-                encoded.extend(svd.vae_encoder.encode(gpu, &px, 1, hh, ww)?);
-                progress.advance(k + 1);
-            }
+        Some((cond, encoded)) => {
             let dims = (f, lc, h, w);
-            Some(nvs_guidance::Guide::new(&svd.unet, cond, &encoded, &z, &sched, dims, dtype, d, &added)?)
+            Some(nvs_guidance::Guide::new(&unet, cond, &encoded, &z, &sched, dims, dtype, d, &added)?)
         }
     };
     let batch = if cfg_on { 2 } else { 1 };
     let shape = UNetShape { batch, frames: f, height: h, width: w };
     let opts = GraphOptions { time_context: o.time_context, chunk_elems: None };
     let n_traj = trajectories.as_ref().map(|t| t.n);
-    let graph = UNetGraph::build(gpu, &svd.unet, shape, opts, trajectories)?;
+    let graph = UNetGraph::build(gpu, &unet, shape, opts, trajectories)?;
     let ctx = if cfg_on { context } else { context[d..].to_vec() };
     let added = if cfg_on { added } else { added[..3].to_vec() };
     graph.set_conditioning(gpu, &ctx, &added)?;
@@ -561,14 +608,22 @@ pub fn generate(
     }
     let latents = lat_t.to_f32(gpu)?;
     mark_memory(gpu, &mut memory, "UNet steps");
-    drop((graph, guide));
+    drop((graph, guide, lat_t, scales_t, flag));
+    drop(unet);
+    // The UNet and its intermediates leave the device before the decoder comes.
+    svd.unet.release(gpu);
+    gpu.pool().reset_peaks();
 
     // 6. Decoding in chunks.
     progress.stage("decoding", f);
     let sf = svd.vae_encoder.cfg.scaling_factor;
     let scaled: Vec<f32> = latents.iter().map(|&v| round_to(dtype, (v as f64 * (1.0 / sf)) as f32)).collect();
-    let dec = svd.vae_decoder.as_ref().unwrap_or(&svd.vae_encoder);
-    let decoded = dec.decode(gpu, &scaled, f, h, w, o.decode_chunk, |done| progress.advance(done))?;
+    let decoded = svd
+        .vae_decoder
+        .get(gpu)?
+        .decode(gpu, &scaled, f, h, w, o.decode_chunk, |done| progress.advance(done));
+    svd.vae_decoder.release(gpu);
+    let decoded = decoded?;
     check_finite("the VAE decoder", &decoded, dtype)?;
     mark_memory(gpu, &mut memory, "VAE decode");
     let frames_u8 = to_uint8(&decoded, f, hh, ww);

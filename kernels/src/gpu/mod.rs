@@ -193,10 +193,38 @@ impl Gpu {
         Ok(Self::assemble(device, queue, info, limits, caps, facts, tier, disk, driver_cache, None))
     }
 
+    /// A dry device with this device's adapter facts, limits and kernel tier, sharing its wgpu device (it
+    /// only creates placeholder pipelines and buffers of a few bytes there): memory plans that record exactly
+    /// what a run on this device would allocate, without allocating it. Errors stay with this device.
+    pub fn dry_twin(&self) -> Gpu {
+        let disk = DiskCache {
+            status: CacheStatus::Disabled("dry twin".into()),
+            file: None,
+            saved_at: Mutex::new(0),
+            payload_sum: Mutex::new(None),
+        };
+        Gpu {
+            pool: BufferPool::accounting_only(),
+            pipelines: PipelineCache::with(None, true),
+            device: self.device.clone(),
+            queue: self.queue.clone(),
+            info: self.info.clone(),
+            limits: self.limits.clone(),
+            caps: self.caps.clone(),
+            facts: self.facts.clone(),
+            tier: self.tier,
+            errors: self.errors.clone(),
+            submit_lock: Mutex::new(()),
+            disk,
+            emulated_on: Some(self.host_adapter().unwrap_or(&self.info).clone()),
+        }
+    }
+
     /// A device on which kernel selection follows the adapter `opts` names (its facts, limits and tier), even
     /// when that adapter cannot be opened (RADV's null device under `RADV_FORCE_FAMILY`): the device is opened on
     /// the target if it can be, else on another adapter (the host), and the result is *dry*: pipelines are
-    /// recorded by key but never compiled, recordings never run, buffers are plain host-device buffers. For
+    /// recorded by key but never compiled, recordings never run, buffers are placeholders of a few bytes whose
+    /// requested sizes the pool accounts ([`BufferPool::accounting_only`]). For
     /// `trajattn shaders --dump`: build the graphs on it, then read [`Gpu::pipelines`]' keys. Ops must record
     /// through [`crate::Recorder`] (which binds nothing on a dry device): a pass encoded by hand would bind a
     /// placeholder pipeline.
@@ -298,7 +326,7 @@ impl Gpu {
         }));
         let dry = emulated_on.is_some();
         Gpu {
-            pool: BufferPool::new(),
+            pool: if dry { BufferPool::accounting_only() } else { BufferPool::new() },
             pipelines: PipelineCache::with(driver_cache, dry),
             device,
             queue,

@@ -103,6 +103,10 @@ pub(super) fn upload(gpu: &Gpu, t: &Tensor, data: &[f32]) -> Result<()> {
             data.len()
         )));
     }
+    if gpu.is_dry() {
+        // A dry device's buffers are placeholders (memory plans): nothing is written.
+        return Ok(());
+    }
     match t.dtype() {
         DType::F32 => gpu.queue.write_buffer(t.buffer(), t.byte_offset(), bytemuck::cast_slice(data)),
         DType::F16 => {
@@ -114,6 +118,9 @@ pub(super) fn upload(gpu: &Gpu, t: &Tensor, data: &[f32]) -> Result<()> {
 }
 
 pub(super) fn upload_u32(gpu: &Gpu, t: &Tensor, data: &[u32]) {
+    if gpu.is_dry() {
+        return;
+    }
     gpu.queue.write_buffer(t.buffer(), t.byte_offset(), bytemuck::cast_slice(data));
 }
 
