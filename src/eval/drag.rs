@@ -251,7 +251,7 @@ fn locate(frame: &RgbImage, t: &Template, centre: [f64; 2], bx: (i64, i64), by: 
     for cy in by.0..=by.1 {
         for cx in bx.0..=bx.1 {
             if let Some(c) = cost(frame, t, cx, cy) {
-                if best.map_or(true, |b| c < b.0) {
+                if best.is_none_or(|b| c < b.0) {
                     best = Some((c, cx, cy));
                 }
             }
