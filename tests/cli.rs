@@ -408,6 +408,8 @@ fn generate_refuses_trajectories_made_for_another_size() {
     let root = env!("CARGO_MANIFEST_DIR");
     let o = trajattn(&[
         "generate",
+        "--model",
+        &format!("{root}/tests/fixtures/pipeline/svd"),
         "--trajectories",
         out.to_str().unwrap(),
         "--trajectory-weights",

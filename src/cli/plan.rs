@@ -101,7 +101,9 @@ pub fn run(opts: &GpuOptions, a: &PlanArgs) -> Result<()> {
     trajattn::limits::check_range("--vae-factor", a.vae_factor, 1, 64, "8 for SVD")?;
     // The branch samples at most one trajectory per latent cell and frame pair; far more is a typo.
     trajattn::limits::check_range("--trajectories", a.trajectories, 0, 1usize << 32, "")?;
-    trajattn::limits::check_range("--decode-chunk", a.decode_chunk, 1, frames.max(1), "at most the frames")?;
+    trajattn::limits::check_range("--decode-chunk", a.decode_chunk, 1, 4096, "8 by default")?;
+    // A chunk longer than the video decodes the whole video at once, as in the pipeline.
+    let decode_chunk = a.decode_chunk.min(frames.max(1));
     let dtype = if a.dtype == "f16" { DType::F16 } else { DType::F32 };
     let elem = dtype.size();
     let traj = (a.trajectories > 0).then_some(a.trajectories);
@@ -135,7 +137,7 @@ pub fn run(opts: &GpuOptions, a: &PlanArgs) -> Result<()> {
         batch: a.batch,
         trajectories: traj,
         trajectory_weights: traj.is_some(),
-        decode_chunk: a.decode_chunk,
+        decode_chunk,
     };
     let stages = plan_generation(&gpu, &shape)?;
     let worst = largest(&stages).context("no stages")?.clone();
@@ -152,7 +154,7 @@ pub fn run(opts: &GpuOptions, a: &PlanArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_plan(a, &p, frames, traj.is_some());
-        print_stages(a, &stages, &worst, &gpu);
+        print_stages(decode_chunk, &stages, &worst, &gpu);
     }
     match (a.gpu_memory, fits) {
         (Some(m), Some(false)) => bail!(
@@ -176,11 +178,11 @@ pub fn run(opts: &GpuOptions, a: &PlanArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_stages(a: &PlanArgs, stages: &[StagePlan], worst: &StagePlan, gpu: &Gpu) {
+fn print_stages(decode_chunk: usize, stages: &[StagePlan], worst: &StagePlan, gpu: &Gpu) {
     println!(
         "generation by stage on {} (device pool bytes, weights included; the UNet's weights resident until the \
          VAE decoder comes, CLIP and the VAE halves only in their stage; VAE decode: one chunk of {} frames):",
-        gpu.info.name, a.decode_chunk
+        gpu.info.name, decode_chunk
     );
     for s in stages {
         println!(
