@@ -12,7 +12,7 @@ come from the known motion on a grid of step 2 (1,024 points): moving pixels fol
 identity tracks; visibility is either the true occlusion (a track hidden while a shape above it covers it) or
 "everything visible" as the drag builder writes it (half the samples each), so the model accepts both.
 
-Training (docs/reference/svd-pipeline.md for the sampler it must match):
+Training (the sampler it must match: docs/reference/pipeline.md §7 and §10):
   1. the VAE: the encoder's posterior mode regressed onto a fixed code (the image averaged over 2x2 pixels, a 4th
      channel zero) and the temporal decoder trained to reconstruct the frames (L1 + L2) from that code;
      `scaling_factor` is then set to 1 / std of the latents;
