@@ -53,17 +53,3 @@ pub fn shape_err(
 pub fn invalid(op: &'static str, msg: impl Into<String>) -> KernelError {
     KernelError::Invalid { op, msg: msg.into() }
 }
-
-/// `Err` naming every operand's dtype unless all of `ts` share one.
-pub(crate) fn same_dtype(op: &'static str, ts: &[&crate::tensor::Tensor]) -> Result<()> {
-    let d = ts[0].dtype();
-    if ts.iter().any(|t| t.dtype() != d) {
-        let found: Vec<String> = ts.iter().map(|t| t.dtype().to_string()).collect();
-        return Err(KernelError::DType {
-            op,
-            found: found.join(", "),
-            why: "operands must share one dtype".into(),
-        });
-    }
-    Ok(())
-}

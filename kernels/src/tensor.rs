@@ -419,3 +419,17 @@ pub fn items_per_binding(gpu: &Gpu, item_elems: usize, dtype: DType) -> Result<u
     }
     Ok(n.min(usize::MAX as u64) as usize)
 }
+
+/// `Err` naming every operand's dtype unless all of `ts` share one.
+pub(crate) fn same_dtype(op: &'static str, ts: &[&Tensor]) -> Result<()> {
+    let d = ts[0].dtype();
+    if ts.iter().any(|t| t.dtype() != d) {
+        let found: Vec<String> = ts.iter().map(|t| t.dtype().to_string()).collect();
+        return Err(KernelError::DType {
+            op,
+            found: found.join(", "),
+            why: "operands must share one dtype".into(),
+        });
+    }
+    Ok(())
+}

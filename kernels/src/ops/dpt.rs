@@ -6,11 +6,11 @@
 use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
-use crate::error::{invalid, same_dtype, shape_err, Result};
+use crate::error::{invalid, shape_err, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{record_gemm, Epilogue, Gemm, Operand, WLayout};
 use crate::shaders::DPT;
-use crate::tensor::{items_per_binding, Tensor};
+use crate::tensor::{items_per_binding, same_dtype, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 const WG: u32 = 256;

@@ -415,6 +415,7 @@ pub fn record_timestep_embedding(rec: &mut Recorder, t: &Tensor, dim: usize, y: 
 /// Float64 references.
 pub mod reference {
     use super::{Binary, Unary};
+    use crate::ops::activation::{gelu, silu};
 
     /// `a (op) b`.
     pub fn binary(op: Binary, a: &[f64], b: &[f64]) -> Vec<f64> {
@@ -431,11 +432,9 @@ pub mod reference {
     pub fn unary(op: Unary, x: &[f64]) -> Vec<f64> {
         x.iter()
             .map(|&v| match op {
-                Unary::Silu => v / (1.0 + (-v).exp()),
+                Unary::Silu => silu(v),
                 Unary::Scale { alpha, beta } => alpha as f64 * v + beta as f64,
-                Unary::Gelu => {
-                    0.5 * v * (1.0 + crate::ops::matmul::reference::erf(v / std::f64::consts::SQRT_2))
-                }
+                Unary::Gelu => gelu(v),
             })
             .collect()
     }
@@ -466,12 +465,7 @@ pub mod reference {
         for row in x.chunks(2 * inner) {
             for j in 0..inner {
                 let g = row[inner + j];
-                y.push(
-                    row[j]
-                        * 0.5
-                        * g
-                        * (1.0 + crate::ops::matmul::reference::erf(g / std::f64::consts::SQRT_2)),
-                );
+                y.push(row[j] * gelu(g));
             }
         }
         y

@@ -5,10 +5,10 @@
 use crate::bench::{parse_shape, BenchCase, BenchEntry};
 use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
-use crate::error::{invalid, shape_err, KernelError, Result};
+use crate::error::{invalid, shape_err, Result};
 use crate::gpu::Gpu;
 use crate::shaders::LAYOUT;
-use crate::tensor::{items_per_binding, Tensor};
+use crate::tensor::{items_per_binding, same_dtype, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 const WG: u32 = 256;
@@ -33,17 +33,6 @@ struct Params {
 pub const PARAMS_LAYOUT: crate::params::ParamsLayout =
     crate::params_layout!(Params { n, d0, d1, d2, nb, nc, base_x, base_y, ldx, ldy, _pad });
 
-fn same_dtype(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
-    if a.dtype() != b.dtype() {
-        return Err(KernelError::DType {
-            op,
-            found: format!("{} and {}", a.dtype(), b.dtype()),
-            why: "same dtype".into(),
-        });
-    }
-    Ok(())
-}
-
 /// Records `y [A, C, B, D] = x [A, B, C, D]` with the axes B and C swapped. With `D = 1` this is a batched
 /// transpose (`(b·f, c, h·w) ↔ (b·f, h·w, c)`); with `A = batch, B = F, C = h·w, D = c` it turns spatial
 /// tokens `(b·f, h·w, c)` into temporal sequences `(b·h·w, f, c)` and back.
@@ -54,7 +43,7 @@ pub fn record_swap12(rec: &mut Recorder, x: &Tensor, dims: [usize; 4], y: &Tenso
     if x.numel() != n || y.numel() != n {
         return Err(shape_err(OP, "element count of [A, B, C, D]", &dims, x.shape()));
     }
-    same_dtype(OP, x, y)?;
+    same_dtype(OP, &[x, y])?;
     if n == 0 {
         return Ok(());
     }
@@ -124,7 +113,7 @@ pub fn record_upsample2x(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<(
     if y.shape() != want {
         return Err(shape_err(OP, "output", &want, y.shape()));
     }
-    same_dtype(OP, x, y)?;
+    same_dtype(OP, &[x, y])?;
     let gpu = rec.gpu();
     let pipe = gpu.pipelines().get(&gpu.device, &LAYOUT, "upsample2x", x.dtype(), &[])?;
     let (planes, hw) = (xs[0] * xs[1], xs[2] * xs[3]);
@@ -162,7 +151,7 @@ pub fn record_copy2d(
     cols: usize,
 ) -> Result<()> {
     const OP: &str = "copy";
-    same_dtype(OP, x, y)?;
+    same_dtype(OP, &[x, y])?;
     if rows == 0 || cols == 0 {
         return Ok(());
     }
@@ -217,7 +206,7 @@ pub fn record_concat_channels(rec: &mut Recorder, a: &Tensor, b: &Tensor, y: &Te
     if y.shape() != want.as_slice() {
         return Err(shape_err(OP, "output", &want, y.shape()));
     }
-    same_dtype(OP, a, b)?;
+    same_dtype(OP, &[a, b])?;
     let rest: usize = sa[2..].iter().product();
     let (ca, cb) = (sa[1] * rest, sb[1] * rest);
     record_copy2d(rec, a, 0, ca, y, 0, ca + cb, sa[0], ca)?;

@@ -1,5 +1,6 @@
 //! One module per op family: the launcher(s), the float64 CPU reference, and the benchmark case.
 
+pub mod activation;
 pub(crate) mod attention_windows;
 pub mod conv;
 pub mod dpt;

@@ -1,46 +1,18 @@
 //! Float64 reference.
 
 use super::{Epilogue, WLayout};
+use crate::ops::activation::{gelu, gelu_tanh, silu};
 
 /// Exact GELU / SiLU / tanh-GELU in f64.
 pub fn activate(v: f64, act: Epilogue) -> f64 {
     match act {
         Epilogue::None => v,
-        Epilogue::Silu => v / (1.0 + (-v).exp()),
-        Epilogue::GeluErf => 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2)),
+        Epilogue::Silu => silu(v),
+        Epilogue::GeluErf => gelu(v),
         // GEGLU pairs columns: applied by `matmul` after the sums.
         Epilogue::Geglu => v,
-        Epilogue::GeluTanh => {
-            let u = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v);
-            0.5 * v * (1.0 + u.tanh())
-        }
+        Epilogue::GeluTanh => gelu_tanh(v),
     }
-}
-
-/// erf to ~1e-15 (series below 3, continued fraction of erfc above).
-pub fn erf(x: f64) -> f64 {
-    let a = x.abs();
-    let r = if a < 3.0 {
-        // Maclaurin series: erf(x) = 2/√π Σ (-1)^n x^(2n+1) / (n! (2n+1)).
-        let mut term = a;
-        let mut sum = a;
-        let x2 = a * a;
-        let mut n = 0.0;
-        while term.abs() > 1e-17 * sum.abs() {
-            n += 1.0;
-            term *= -x2 / n;
-            sum += term / (2.0 * n + 1.0);
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    } else {
-        // erfc(x) = exp(-x²)/√π · 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...)))).
-        let mut f = a;
-        for i in (1..60).rev() {
-            f = a + (i as f64 / 2.0) / f;
-        }
-        1.0 - (-a * a).exp() / (std::f64::consts::PI.sqrt() * f)
-    };
-    r.copysign(x)
 }
 
 /// `y[b, m, n] = act(Σ_k x[b, m, k] w[b, n, k] + bias[n])`, `wb` = 1 for a shared weight. With
