@@ -14,7 +14,7 @@
 //! sequences, `seq_q = seq_kv = L`), so the fused QKV projection output is read in place. Dispatches are
 //! split over sequences so every binding stays within the adapter's binding limit.
 
-use crate::bench::{parse_shape, BenchCase, BenchEntry};
+use crate::bench::{BenchCase, BenchEntry};
 use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{invalid, Result};
@@ -277,15 +277,7 @@ fn record_runs(
 }
 
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
-    let d = parse_shape("temporal-attention", shape, 4)?;
-    let case = fused_bench_case(
-        gpu,
-        "temporal-attention",
-        (d[0], d[1], d[2], d[3]),
-        dtype,
-        record_temporal_attention,
-    )?;
-    Ok(BenchCase { shape: shape.to_string(), ..case })
+    fused_bench_case(gpu, "temporal-attention", shape, dtype, record_temporal_attention)
 }
 
 /// Benchmark: temporal self-attention over a fused QKV projection output.

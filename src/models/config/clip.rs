@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{field_err, get_field, in_file, limit, read_json, ConfigError};
+use super::{field_err, get_field, in_file, limit, model_size, positive, read_json, ConfigError};
 
 /// `image_encoder/config.json` of a `CLIPVisionModelWithProjection`.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,32 +72,22 @@ impl ClipVisionConfig {
             projection_dim: get_field(v, "projection_dim")?.unwrap_or(d.projection_dim),
             layer_norm_eps: get_field(v, "layer_norm_eps")?.unwrap_or(d.layer_norm_eps),
         };
-        for (field, val) in [
-            ("hidden_size", cfg.hidden_size),
-            ("intermediate_size", cfg.intermediate_size),
-            ("num_attention_heads", cfg.num_attention_heads),
-            ("num_hidden_layers", cfg.num_hidden_layers),
-            ("patch_size", cfg.patch_size),
-            ("num_channels", cfg.num_channels),
-            ("projection_dim", cfg.projection_dim),
-        ] {
-            if val == 0 {
-                return Err(field_err(field, "must be positive"));
-            }
-        }
         {
             use crate::limits::{CHANNELS, CLIP_SIDE, HEADS, LAYERS};
             for (field, lim, v) in [
                 ("hidden_size", CHANNELS, cfg.hidden_size),
                 ("intermediate_size", CHANNELS, cfg.intermediate_size),
-                ("projection_dim", CHANNELS, cfg.projection_dim),
-                ("num_channels", CHANNELS, cfg.num_channels),
                 ("num_attention_heads", HEADS, cfg.num_attention_heads),
                 ("num_hidden_layers", LAYERS, cfg.num_hidden_layers),
-                ("image_size", CLIP_SIDE, cfg.image_size),
+                ("num_channels", CHANNELS, cfg.num_channels),
+                ("projection_dim", CHANNELS, cfg.projection_dim),
             ] {
-                limit(field, lim, v)?;
+                positive(field, lim, v)?;
             }
+            limit("image_size", CLIP_SIDE, cfg.image_size)?;
+        }
+        if cfg.patch_size == 0 {
+            return Err(field_err("patch_size", "must be positive"));
         }
         {
             let (h, i) = (cfg.hidden_size as u128, cfg.intermediate_size as u128);
@@ -107,10 +97,7 @@ impl ClipVisionConfig {
                 + (side * side + 1) * h
                 + (cfg.patch_size as u128).pow(2) * cfg.num_channels as u128 * h
                 + h * cfg.projection_dim as u128;
-            let est = u64::try_from(est).unwrap_or(u64::MAX);
-            crate::limits::MODEL_PARAMS
-                .check(est)
-                .map_err(|e| field_err("num_hidden_layers", e.to_string()))?;
+            model_size("num_hidden_layers", est)?;
         }
         if !(cfg.layer_norm_eps.is_finite() && cfg.layer_norm_eps > 0.0 && cfg.layer_norm_eps < 1.0) {
             return Err(field_err(

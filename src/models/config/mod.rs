@@ -52,6 +52,41 @@ pub(super) fn limit(field: &str, lim: crate::limits::Limit, value: usize) -> Res
     lim.check(value as u64).map(|_| ()).map_err(|e| field_err(field, e.to_string()))
 }
 
+/// `Err` naming `field` unless `value` is positive and within the resource limit `lim`.
+pub(super) fn positive(field: &str, lim: crate::limits::Limit, value: usize) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(field_err(field, "must be positive"));
+    }
+    limit(field, lim, value)
+}
+
+/// The levels' widths (`block_out_channels` of the UNet and the VAE): one level at least, `LEVELS` at most, each
+/// a positive multiple of [`NORM_GROUPS`] within `CHANNELS`.
+pub(super) fn block_widths(widths: &[usize]) -> Result<(), ConfigError> {
+    use crate::limits::{CHANNELS, LEVELS};
+    const FIELD: &str = "block_out_channels";
+    if widths.is_empty() {
+        return Err(field_err(FIELD, "is empty"));
+    }
+    limit(FIELD, LEVELS, widths.len())?;
+    for &c in widths {
+        if c == 0 || c % NORM_GROUPS != 0 {
+            return Err(field_err(
+                FIELD,
+                format!("{c} is not a positive multiple of {NORM_GROUPS} (GroupNorm groups)"),
+            ));
+        }
+        limit(FIELD, CHANNELS, c)?;
+    }
+    Ok(())
+}
+
+/// A configuration's estimated parameter count against `MODEL_PARAMS`, the error naming `field`.
+pub(super) fn model_size(field: &str, estimate: u128) -> Result<(), ConfigError> {
+    let est = u64::try_from(estimate).unwrap_or(u64::MAX);
+    crate::limits::MODEL_PARAMS.check(est).map(|_| ()).map_err(|e| field_err(field, e.to_string()))
+}
+
 /// A field that does not affect the computation: read when it has the expected form, ignored (with a log line)
 /// otherwise, e.g. `"sample_size": [12, 20]`, which diffusers writes for models built with a tuple.
 pub(super) fn lenient_field<T: for<'de> Deserialize<'de>>(obj: &Value, field: &str) -> Option<T> {

@@ -5,8 +5,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{
-    check_class, field_err, get_field, in_file, lenient_field, limit, read_json, ConfigError, IntOrList,
-    NORM_GROUPS,
+    block_widths, check_class, field_err, get_field, in_file, lenient_field, limit, positive, read_json,
+    ConfigError, IntOrList,
 };
 
 /// Down block kinds of `UNetSpatioTemporalConditionModel`.
@@ -195,14 +195,10 @@ impl UNetConfig {
     /// Check that the configuration describes a model the runtime can build, field by field (its total size is
     /// checked against its parameter list by `models::unet_keys::check_model_size`, which loading runs).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        use crate::limits::{CHANNELS, FRAMES, HEADS, LAYERS, LEVELS};
+        use crate::limits::{CHANNELS, FRAMES, HEADS, LAYERS};
         let n = self.n_blocks();
-        if n == 0 {
-            return Err(field_err("block_out_channels", "is empty"));
-        }
-        limit("block_out_channels", LEVELS, n)?;
+        block_widths(&self.block_out_channels)?;
         for (field, lim, vals) in [
-            ("block_out_channels", CHANNELS, &self.block_out_channels),
             ("layers_per_block", LAYERS, &self.layers_per_block),
             ("transformer_layers_per_block", LAYERS, &self.transformer_layers_per_block),
             ("num_attention_heads", HEADS, &self.num_attention_heads),
@@ -215,12 +211,12 @@ impl UNetConfig {
         for (field, lim, v) in [
             ("in_channels", CHANNELS, self.in_channels),
             ("out_channels", CHANNELS, self.out_channels),
-            ("addition_time_embed_dim", CHANNELS, self.addition_time_embed_dim),
             ("projection_class_embeddings_input_dim", CHANNELS, self.projection_class_embeddings_input_dim),
             ("num_frames", FRAMES, self.num_frames),
         ] {
-            limit(field, lim, v)?;
+            positive(field, lim, v)?;
         }
+        limit("addition_time_embed_dim", CHANNELS, self.addition_time_embed_dim)?;
         for (field, len) in [
             ("down_block_types", self.down_block_types.len()),
             ("up_block_types", self.up_block_types.len()),
@@ -231,20 +227,6 @@ impl UNetConfig {
         ] {
             if len != n {
                 return Err(field_err(field, format!("has {len} entries, expected {n}")));
-            }
-        }
-        if self.in_channels == 0 {
-            return Err(field_err("in_channels", "must be positive"));
-        }
-        if self.out_channels == 0 {
-            return Err(field_err("out_channels", "must be positive"));
-        }
-        for &c in &self.block_out_channels {
-            if c == 0 || c % NORM_GROUPS != 0 {
-                return Err(field_err(
-                    "block_out_channels",
-                    format!("{c} is not a positive multiple of {NORM_GROUPS} (GroupNorm groups)"),
-                ));
             }
         }
         for i in 0..n {
@@ -273,9 +255,6 @@ impl UNetConfig {
         if self.addition_time_embed_dim == 0 || !self.addition_time_embed_dim.is_multiple_of(2) {
             return Err(field_err("addition_time_embed_dim", "must be a positive even number"));
         }
-        if self.projection_class_embeddings_input_dim == 0 {
-            return Err(field_err("projection_class_embeddings_input_dim", "must be positive"));
-        }
         if self.projection_class_embeddings_input_dim != 3 * self.addition_time_embed_dim {
             return Err(field_err(
                 "projection_class_embeddings_input_dim",
@@ -285,9 +264,6 @@ impl UNetConfig {
                     3 * self.addition_time_embed_dim
                 ),
             ));
-        }
-        if self.num_frames == 0 {
-            return Err(field_err("num_frames", "must be positive"));
         }
         Ok(())
     }

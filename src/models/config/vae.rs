@@ -4,7 +4,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{check_class, field_err, get_field, in_file, limit, read_json, ConfigError, NORM_GROUPS};
+use super::{
+    block_widths, check_class, field_err, get_field, in_file, limit, model_size, positive, read_json,
+    ConfigError,
+};
 
 /// `vae/config.json` of an `AutoencoderKLTemporalDecoder`.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,31 +64,19 @@ impl VaeConfig {
             force_upcast: get_field(v, "force_upcast")?.unwrap_or(d.force_upcast),
             block_out_channels,
         };
-        if cfg.block_out_channels.is_empty() {
-            return Err(field_err("block_out_channels", "is empty"));
-        }
-        if let Some(c) = cfg.block_out_channels.iter().find(|&&c| c == 0 || c % NORM_GROUPS != 0) {
-            return Err(field_err("block_out_channels", format!("{c} is not a positive multiple of 32")));
-        }
+        block_widths(&cfg.block_out_channels)?;
         if cfg.layers_per_block == 0 {
             return Err(field_err("layers_per_block", "must be at least 1"));
         }
         {
-            use crate::limits::{CHANNELS, LAYERS, LEVELS};
-            limit("block_out_channels", LEVELS, cfg.block_out_channels.len())?;
-            for &c in &cfg.block_out_channels {
-                limit("block_out_channels", CHANNELS, c)?;
-            }
+            use crate::limits::{CHANNELS, LAYERS};
             limit("layers_per_block", LAYERS, cfg.layers_per_block)?;
             for (field, v) in [
                 ("in_channels", cfg.in_channels),
                 ("out_channels", cfg.out_channels),
                 ("latent_channels", cfg.latent_channels),
             ] {
-                limit(field, CHANNELS, v)?;
-                if v == 0 {
-                    return Err(field_err(field, "must be positive"));
-                }
+                positive(field, CHANNELS, v)?;
             }
         }
         {
@@ -96,13 +87,7 @@ impl VaeConfig {
                 .iter()
                 .map(|&c| 4 * 9 * (c as u128) * (c as u128) * (cfg.layers_per_block as u128 + 2))
                 .sum();
-            let est = u64::try_from(est).unwrap_or(u64::MAX);
-            crate::limits::MODEL_PARAMS
-                .check(est)
-                .map_err(|e| field_err("block_out_channels", e.to_string()))?;
-        }
-        if cfg.latent_channels == 0 {
-            return Err(field_err("latent_channels", "must be positive"));
+            model_size("block_out_channels", est)?;
         }
         if !(cfg.scaling_factor.is_finite() && cfg.scaling_factor > 0.0) {
             return Err(field_err("scaling_factor", "must be a positive number"));

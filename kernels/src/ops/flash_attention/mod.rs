@@ -393,14 +393,17 @@ pub mod reference {
 pub type AttnLauncher =
     fn(&mut Recorder, AttnShape, Strided, Strided, Strided, &Tensor, Option<f32>) -> Result<()>;
 
-/// Bench case of an attention launcher on a random fused QKV tensor `[b, seq, 3·heads·d]`.
+/// Bench case of an attention launcher on a random fused QKV tensor `[b, seq, 3·heads·d]`, `shape` being
+/// `BxHEADSxSEQxHEAD_DIM` (the bench entries of flash and temporal attention).
 pub(crate) fn fused_bench_case(
     gpu: &Gpu,
     kernel: &'static str,
-    (b, h, seq, d): (usize, usize, usize, usize),
+    shape: &str,
     dtype: DType,
     launch: AttnLauncher,
 ) -> Result<BenchCase> {
+    let dims = parse_shape(kernel, shape, 4)?;
+    let (b, h, seq, d) = (dims[0], dims[1], dims[2], dims[3]);
     let width = h * d;
     let n = b * seq * 3 * width;
     let qkv = Tensor::from_f32(gpu, &crate::bench::random_data(1, n), &[b, seq, 3 * width], dtype)?;
@@ -411,7 +414,7 @@ pub(crate) fn fused_bench_case(
     launch(&mut rec, AttnShape::self_attn(b, seq, h, d), q, k, v, &out, None)?;
     Ok(BenchCase {
         kernel,
-        shape: String::new(),
+        shape: shape.to_string(),
         dtype,
         flops: 4.0 * (b * h) as f64 * (seq * seq) as f64 * d as f64,
         bytes: (n + b * seq * width) as f64 * dtype.size() as f64,
@@ -421,15 +424,7 @@ pub(crate) fn fused_bench_case(
 }
 
 fn bench_build(gpu: &Gpu, shape: &str, dtype: DType) -> Result<BenchCase> {
-    let dims = parse_shape("flash-attention", shape, 4)?;
-    let case = fused_bench_case(
-        gpu,
-        "flash-attention",
-        (dims[0], dims[1], dims[2], dims[3]),
-        dtype,
-        record_flash_attention,
-    )?;
-    Ok(BenchCase { shape: shape.to_string(), ..case })
+    fused_bench_case(gpu, "flash-attention", shape, dtype, record_flash_attention)
 }
 
 /// Benchmark: self-attention reading a fused QKV projection output.
