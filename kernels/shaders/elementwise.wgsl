@@ -125,27 +125,3 @@ fn geglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let src = p.base_a + r * 2u * p.inner + j;
     y[p.base_y + i] = T(f32(a[src]) * gelu_erf(f32(a[src + p.inner])));
 }
-
-// sin/cos after reducing the argument to [-π, π] (two-constant Cody–Waite split of 2π), so large arguments
-// (time ids up to a few hundred) keep f32 accuracy on every GPU.
-fn reduce_angle(v: f32) -> f32 {
-    let q = round(v * 0.15915494309189535);
-    return (v - q * 6.28125) - q * 0.0019353071795864769;
-}
-
-// Sinusoidal embedding [cos(t·f_k), sin(t·f_k)], f_k = exp(k·(−ln 10000)/half): a [n] → y [n, 2·half]
-@compute @workgroup_size(WG)
-fn timestep_embedding(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                      @builtin(local_invocation_index) lid: u32) {
-    let i = linear_id(wid, nwg, lid);
-    if (i >= p.n) { return; }
-    let d = 2u * p.inner;
-    let row = i / d;
-    let j = i % d;
-    let k = j % p.inner;
-    let freq = exp(-9.210340371976184 * f32(k) / f32(p.inner));
-    let arg = reduce_angle(f32(a[p.base_a + row]) * freq);
-    var v = sin(arg);
-    if (j < p.inner) { v = cos(arg); }
-    y[p.base_y + i] = T(v);
-}

@@ -377,41 +377,6 @@ pub fn record_geglu(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// Records the sinusoidal embedding of SVD (`flip_sin_to_cos`, shift 0): `t [n]` f32 → `y [n, dim]` f32.
-pub fn record_timestep_embedding(rec: &mut Recorder, t: &Tensor, dim: usize, y: &Tensor) -> Result<()> {
-    const NAME: &str = "timestep embedding";
-    if t.shape().len() != 1 || dim == 0 || !dim.is_multiple_of(2) {
-        return Err(shape_err(NAME, "timesteps [n] and an even dim", &[t.numel(), dim], t.shape()));
-    }
-    if y.shape() != [t.numel(), dim] {
-        return Err(shape_err(NAME, "output", &[t.numel(), dim], y.shape()));
-    }
-    if t.dtype() != DType::F32 || y.dtype() != DType::F32 {
-        return Err(crate::error::KernelError::DType {
-            op: NAME,
-            found: format!("{} / {}", t.dtype(), y.dtype()),
-            why: "timesteps and embedding are f32 (the reference casts afterwards)".into(),
-        });
-    }
-    let gpu = rec.gpu();
-    let pipe = gpu.pipelines().get(&gpu.device, &ELEMENTWISE, "timestep_embedding", DType::F32, &[])?;
-    let (wt, wy) = (t.whole(gpu)?, y.whole(gpu)?);
-    let n = y.numel();
-    let prm = Params {
-        n: n as u32,
-        base_a: wt.base,
-        base_y: wy.base,
-        inner: (dim / 2) as u32,
-        ..Default::default()
-    };
-    rec.dispatch_bound(
-        &pipe,
-        bytemuck::bytes_of(&prm),
-        vec![(1, wt), (3, wy)],
-        grid(gpu, (n as u32).div_ceil(WG)),
-    )
-}
-
 /// Float64 references.
 pub mod reference {
     use super::{Binary, Unary};
@@ -467,19 +432,6 @@ pub mod reference {
                 let g = row[inner + j];
                 y.push(row[j] * gelu(g));
             }
-        }
-        y
-    }
-
-    /// Sinusoidal embedding `[cos, sin]` with the frequencies rounded as the f32 reference computes them.
-    pub fn timestep_embedding(t: &[f64], dim: usize) -> Vec<f64> {
-        let half = dim / 2;
-        let c = -(10000f64.ln()) as f32;
-        let freqs: Vec<f64> = (0..half).map(|k| ((c * k as f32) / half as f32).exp() as f64).collect();
-        let mut y = Vec::with_capacity(t.len() * dim);
-        for &tv in t {
-            y.extend(freqs.iter().map(|f| (tv * f).cos()));
-            y.extend(freqs.iter().map(|f| (tv * f).sin()));
         }
         y
     }
