@@ -33,9 +33,29 @@ fn check(what: &str, got: &[f32], want: &[f64], scale: &[f32], dtype: DType, ulp
 
 #[test]
 fn step_kernels_match_the_float64_reference() {
-    let gpu = common::gpu();
+    step_kernels_match_on(&common::gpu(), &[(2, 5, 37, 80), (1, 3, 61, 61), (2, 1, 1000, 2003)]);
+}
+
+#[test]
+fn step_kernels_split_frames_beyond_a_lowered_binding_limit() {
+    // 8 KiB bindings: the latents (f32), the UNet input and the model output each exceed one binding, one frame of
+    // each fits, so both kernels run in frame chunks (odd counts: 7 frames in chunks of 3 in f32), one UNet-input
+    // batch entry per dispatch, the two CFG halves of the output bound as separate windows.
+    let limit = 8u64 << 10;
+    let gpu = common::gpu_with_max_binding(limit);
+    assert_eq!(gpu.max_binding(), limit);
+    let layouts = [(2, 7, 301, 650), (1, 7, 700, 701)];
+    for &(batch, frames, plane, stride) in &layouts {
+        // Unsplit, these bindings would be refused (TooLarge): the split is what makes the run possible.
+        assert!((frames * plane * 4) as u64 > limit && (batch * frames * stride * 2) as u64 > limit);
+    }
+    step_kernels_match_on(&gpu, &layouts);
+}
+
+/// Both step kernels on `gpu` for every (batch, frames, plane, stride) layout, f32 and (if supported) f16.
+fn step_kernels_match_on(gpu: &trajattn_kernels::Gpu, layouts: &[(usize, usize, usize, usize)]) {
     for dtype in common::dtypes(&gpu) {
-        for (batch, frames, plane, stride) in [(2, 5, 37, 80), (1, 3, 61, 61), (2, 1, 1000, 2003)] {
+        for &(batch, frames, plane, stride) in layouts {
             let l = StepLayout { frames, plane, batch, stride };
             let s = StepScalars::new(7.3, 5.1);
             let n = frames * plane;
