@@ -420,27 +420,38 @@ fn record_with(rec: &mut Recorder, g: &Gemm, kernel: Kernel) -> Result<()> {
     let batches: Vec<(usize, usize)> =
         if whole { vec![(0, g.batch)] } else { (0..g.batch).map(|b| (b, 1)).collect() };
     // Output columns per dispatch: all of them when the weight fits one binding; otherwise (an `[N, K]` weight,
-    // no GEGLU pairing of the two halves) chunks of whole weight rows that fit, multiples of 64 so vec4 loads
-    // stay aligned. A `[K, N]` weight or a GEGLU one that does not fit fails below with `TooLarge`.
-    let cols_chunk = if whole || fits(&g.w, wspan) || g.layout != WLayout::NK || geglu {
-        g.n
-    } else {
+    // no GEGLU pairing of its two halves) chunks of whole weight rows that fit, multiples of 64 so vec4 loads
+    // stay aligned. A `[K, N]` or GEGLU weight that does not fit is refused (`TooLarge`).
+    let split_cols = g.layout == WLayout::NK && !geglu;
+    let cols_per_window = |nb: usize| -> Result<usize> {
         let per = items_per_binding(gpu, g.w.ld.max(g.k), dtype)?;
-        if per >= 64 {
+        Ok(if nb > 1 || per >= g.n {
+            g.n
+        } else if per >= 64 {
             per - per % 64
         } else {
             per
-        }
+        })
     };
     for (b0, nb) in batches {
+        let whole_w = || g.w.t.window(gpu, g.w.offset + b0 * g.w.sb, (nb - 1) * g.w.sb + wspan);
+        let w_whole = whole_w();
+        let cols_chunk = match &w_whole {
+            Ok(_) => g.n,
+            Err(KernelError::TooLarge { .. }) if split_cols => cols_per_window(nb)?,
+            Err(_) => g.n,
+        };
         for n0 in (0..g.n).step_by(cols_chunk) {
             let nn = cols_chunk.min(g.n - n0);
-            let (w_off, w_span, y_off, y_cols) = if nn == g.n {
-                (g.w.offset + b0 * g.w.sb, (nb - 1) * g.w.sb + wspan, 0, yn)
+            let (ww, y_off, y_cols) = if nn == g.n {
+                let ww = match &w_whole {
+                    Ok(w) => w.clone(),
+                    Err(_) => whole_w()?,
+                };
+                (ww, 0, yn)
             } else {
-                (g.w.offset + b0 * g.w.sb + n0 * g.w.ld, span(nn, g.w.ld, g.k), n0, nn)
+                (g.w.t.window(gpu, g.w.offset + b0 * g.w.sb + n0 * g.w.ld, span(nn, g.w.ld, g.k))?, n0, nn)
             };
-            let ww = g.w.t.window(gpu, w_off, w_span)?;
             let bw = match g.bias {
                 Some((bt, BiasMode::PerColumn)) if nn < g.n => bt.window(gpu, n0, nn)?,
                 Some((bt, _)) => bt.whole(gpu)?,
