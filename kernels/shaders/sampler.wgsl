@@ -16,7 +16,15 @@ struct Params {
     q: f32,          // σ² + 1
     sigma: f32,
     dt: f32,         // σ_next − σ
-    _pad: u32,
+    fr0: u32,        // first frame of this dispatch (frame chunks keep every binding within the adapter's limit)
+    b_stride: u32,   // values between the batch entries of the UNet input binding
+    base_lat: u32,   // element bases inside the bindings (their first frame's values)
+    base_s: u32,
+    base_u: u32,     // v rows of the unconditional half (or the only half without CFG)
+    base_c: u32,     // v rows of the conditional half (binding vc)
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 override WG: u32 = 256;
@@ -27,6 +35,7 @@ override WG: u32 = 256;
 @group(0) @binding(3) var<storage, read> v: array<T>;
 @group(0) @binding(4) var<storage, read> scales: array<f32>;
 @group(0) @binding(5) var<storage, read_write> flag: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read> vc: array<T>;
 
 fn rt(x: f32) -> f32 {
     return f32(T(x));
@@ -37,7 +46,7 @@ fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 }
 
 // sample[b, fr, 0..plane] = T(lat[fr] / sqrt(σ² + 1)) for every batch entry (the image-latent channels that
-// follow are written once by the host and left alone).
+// follow are written once by the host and left alone). Indices are relative to the dispatch's first frame.
 @compute @workgroup_size(WG)
 fn scale_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
@@ -45,9 +54,9 @@ fn scale_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (i >= p.n) { return; }
     let fr = i / p.plane;
     let k = i - fr * p.plane;
-    let x = T(lat[i] / p.div);
+    let x = T(lat[p.base_lat + i] / p.div);
     for (var b = 0u; b < p.batch; b++) {
-        sample[(b * p.frames + fr) * p.stride + k] = x;
+        sample[p.base_s + b * p.b_stride + fr * p.stride + k] = x;
     }
 }
 
@@ -60,18 +69,18 @@ fn cfg_euler(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     if (i >= p.n) { return; }
     var g: f32;
     if (p.cfg == 1u) {
-        let u = f32(v[i]);
-        let c = f32(v[p.n + i]);
-        let s = scales[i / p.plane];
+        let u = f32(v[p.base_u + i]);
+        let c = f32(vc[p.base_c + i]);
+        let s = scales[p.fr0 + i / p.plane];
         g = rt(u + rt(s * rt(c - u)));
     } else {
-        g = f32(v[i]);
+        g = f32(v[p.base_u + i]);
     }
-    let x = lat[i];
+    let x = lat[p.base_lat + i];
     let x0 = rt(g * p.c_out) + x / p.q;
     let d = (x - x0) / p.sigma;
     let y = rt(x + d * p.dt);
-    lat[i] = y;
+    lat[p.base_lat + i] = y;
     // Exponent all ones: NaN or infinity (a bit test, which fast-math cannot fold away).
     if ((bitcast<u32>(y) & 0x7f800000u) == 0x7f800000u) {
         atomicOr(&flag[0], 1u);

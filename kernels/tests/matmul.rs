@@ -545,6 +545,31 @@ fn tiled_gemm_splits_over_binding_windows() {
 }
 
 #[test]
+fn weight_above_binding_limit_is_split_over_output_columns() {
+    // 32 KiB bindings, both tiers: [N, K] weights (row stride K + 4) larger than one binding in f32 and f16, so
+    // the GEMM runs in chunks of output columns, each binding a window of whole weight rows, the matching columns
+    // of Y and of the per-column bias. Unsplit, the weight's binding would be refused (TooLarge).
+    for kernels in [None, Some(KernelSet::Gpu)] {
+        let gpu =
+            Gpu::new(&GpuOptions { kernels, max_binding: Some(32 << 10), ..Default::default() }).unwrap();
+        for d in common::dtypes(&gpu) {
+            for (m, n, k) in [(37, 301, 64), (21, 403, 45)] {
+                assert!((n * (k + 4)) as u64 * d.size() > gpu.max_binding());
+                let c =
+                    Case::new(1, true, (m, n, k), WLayout::NK).bias(BiasMode::PerColumn).act(Epilogue::Silu);
+                check_gemm(&gpu, d, c, &record_default);
+            }
+        }
+        if kernels.is_some() {
+            assert_tiled_only(&gpu, true);
+        } else if gpu.subgroup8() {
+            let keys = gpu.pipelines().keys();
+            assert!(gpu.pipelines().used("matmul_sg8", "matmul_sg8"), "{keys:?}");
+        }
+    }
+}
+
+#[test]
 fn tiled_gemm_tiles_follow_adapter_limits() {
     let facts = |inv: u32, lds: u32| AdapterFacts {
         name: "test".into(),

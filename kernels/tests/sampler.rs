@@ -33,9 +33,29 @@ fn check(what: &str, got: &[f32], want: &[f64], scale: &[f32], dtype: DType, ulp
 
 #[test]
 fn step_kernels_match_the_float64_reference() {
-    let gpu = common::gpu();
-    for dtype in common::dtypes(&gpu) {
-        for (batch, frames, plane, stride) in [(2, 5, 37, 80), (1, 3, 61, 61), (2, 1, 1000, 2003)] {
+    step_kernels_match_on(&common::gpu(), &[(2, 5, 37, 80), (1, 3, 61, 61), (2, 1, 1000, 2003)]);
+}
+
+#[test]
+fn step_kernels_split_frames_beyond_a_lowered_binding_limit() {
+    // 8 KiB bindings: the latents (f32), the UNet input and the model output each exceed one binding, one frame of
+    // each fits, so both kernels run in frame chunks (odd counts: 7 frames in chunks of 3 in f32), one UNet-input
+    // batch entry per dispatch, the two CFG halves of the output bound as separate windows.
+    let limit = 8u64 << 10;
+    let gpu = common::gpu_with_max_binding(limit);
+    assert_eq!(gpu.max_binding(), limit);
+    let layouts = [(2, 7, 301, 650), (1, 7, 700, 701)];
+    for &(batch, frames, plane, stride) in &layouts {
+        // Unsplit, these bindings would be refused (TooLarge): the split is what makes the run possible.
+        assert!((frames * plane * 4) as u64 > limit && (batch * frames * stride * 2) as u64 > limit);
+    }
+    step_kernels_match_on(&gpu, &layouts);
+}
+
+/// Both step kernels on `gpu` for every (batch, frames, plane, stride) layout, f32 and (if supported) f16.
+fn step_kernels_match_on(gpu: &trajattn_kernels::Gpu, layouts: &[(usize, usize, usize, usize)]) {
+    for dtype in common::dtypes(gpu) {
+        for &(batch, frames, plane, stride) in layouts {
             let l = StepLayout { frames, plane, batch, stride };
             let s = StepScalars::new(7.3, 5.1);
             let n = frames * plane;
@@ -48,30 +68,30 @@ fn step_kernels_match_the_float64_reference() {
                     sample[(b * frames + f) * stride..][..plane].fill(f32::NAN);
                 }
             }
-            let lat_t = Tensor::from_f32(&gpu, &lat, &[n], DType::F32).unwrap();
-            let sample_t = Tensor::from_f32(&gpu, &sample, &[sample.len()], dtype).unwrap();
+            let lat_t = Tensor::from_f32(gpu, &lat, &[n], DType::F32).unwrap();
+            let sample_t = Tensor::from_f32(gpu, &sample, &[sample.len()], dtype).unwrap();
             let v = round(rand_vec(3, batch * n), dtype);
             let scales = round(rand_range(4, frames, 1.0, 3.0), dtype);
             let want_lat = reference::cfg_euler(&to_f64(&v), &to_f64(&scales), &to_f64(&lat), &l, &s, dtype);
-            let v_t = Tensor::from_f32(&gpu, &v, &[v.len()], dtype).unwrap();
-            let sc_t = Tensor::from_f32(&gpu, &scales, &[frames], DType::F32).unwrap();
-            let flag = Tensor::from_f32(&gpu, &[0.0], &[1], DType::F32).unwrap();
-            let mut rec = Recorder::new(&gpu);
+            let v_t = Tensor::from_f32(gpu, &v, &[v.len()], dtype).unwrap();
+            let sc_t = Tensor::from_f32(gpu, &scales, &[frames], DType::F32).unwrap();
+            let flag = Tensor::from_f32(gpu, &[0.0], &[1], DType::F32).unwrap();
+            let mut rec = Recorder::new(gpu);
             record_scale_input(&mut rec, &lat_t, &sample_t, &l, &s).unwrap();
             record_cfg_euler(&mut rec, &v_t, &sc_t, &lat_t, &flag, &l, &s).unwrap();
             rec.run().unwrap();
             let what = format!("batch {batch}, {frames}×{plane}, stride {stride}");
             check(
                 &format!("scale_input {what}"),
-                &sample_t.to_f32(&gpu).unwrap(),
+                &sample_t.to_f32(gpu).unwrap(),
                 &want_sample,
                 &[],
                 dtype,
                 1.0,
             );
             // f32: a few ulp (WGSL division is within 2.5 ulp); f16: one ulp where a rounding tie flips.
-            check(&format!("cfg_euler {what}"), &lat_t.to_f32(&gpu).unwrap(), &want_lat, &lat, dtype, 8.0);
-            assert_eq!(flag.to_f32(&gpu).unwrap()[0].to_bits(), 0, "no non-finite value, no flag");
+            check(&format!("cfg_euler {what}"), &lat_t.to_f32(gpu).unwrap(), &want_lat, &lat, dtype, 8.0);
+            assert_eq!(flag.to_f32(gpu).unwrap()[0].to_bits(), 0, "no non-finite value, no flag");
         }
     }
 }

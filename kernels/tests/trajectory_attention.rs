@@ -453,3 +453,37 @@ fn head_dims_above_128_take_the_gpu_kernel_on_every_tier() {
     assert_close("d 160 on the default tier", &got, &want, 1e-4);
     assert!(attend_ran(&gpu).0);
 }
+
+/// Why the token table and the CSR arrays are bound whole while Q/K/V and the attention rows are windowed: for
+/// every geometry the kernels accept with head-group width × element size ≥ 8 bytes (any head dim ≥ 4 in f16),
+/// each of them is no larger than one batch element's Q (or K, V) rows of one head group, which the gathered
+/// attention must bind whole anyway (a sequence gathers from anywhere in its batch element). So an adapter that
+/// runs the branch at all binds them whole too; a limit below that is refused by the Q/K/V check (see
+/// `splits_beyond_a_lowered_binding_limit`'s 4 KiB device).
+#[test]
+fn index_tables_never_outgrow_the_rows_one_batch_element_binds() {
+    use trajattn_kernels::ops::trajectory_attention::Geometry;
+    for (h, w) in [(1usize, 1usize), (2, 3), (6, 10), (9, 16), (36, 64), (72, 128)] {
+        for f in [1usize, 5, 14, 25] {
+            for n in [1usize, 10, 1000, 100_000] {
+                let m = samples_per_call(n, h, w).max(1);
+                for (c, heads) in [(8usize, 2usize), (320, 5), (1280, 20), (160, 10)] {
+                    for es in [2u64, 4] {
+                        let g = Geometry { b: 2, h, w, f, c, heads, m, seq_len: f };
+                        for group in (1..=heads).filter(|k| heads % k == 0) {
+                            let gd = (group * g.head_dim()) as u64;
+                            let q_rows = (h * w * f) as u64 * gd * es;
+                            let (table, offsets, hits) =
+                                ((m * f) as u64 * 4, (f * h * w + 1) as u64 * 4, (m * f) as u64 * 4);
+                            let biggest = table.max(offsets).max(hits);
+                            assert!(
+                                biggest <= q_rows,
+                                "{g:?} group {group}, {es}-byte elements: tables {biggest} B > Q rows {q_rows} B"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -10,7 +10,7 @@ use crate::dispatch::{grid, Recorder};
 use crate::dtype::DType;
 use crate::error::{invalid, shape_err, KernelError, Result};
 use crate::shaders::SAMPLER;
-use crate::tensor::Tensor;
+use crate::tensor::{items_per_binding, Tensor};
 use bytemuck::{Pod, Zeroable};
 
 const WG: u32 = 256;
@@ -30,12 +30,36 @@ struct Params {
     q: f32,
     sigma: f32,
     dt: f32,
-    _pad: u32,
+    fr0: u32,
+    b_stride: u32,
+    base_lat: u32,
+    base_s: u32,
+    base_u: u32,
+    base_c: u32,
+    _pad: [u32; 3],
 }
 
 /// Layout of the uniform `Params` of `sampler.wgsl`.
-pub const PARAMS_LAYOUT: crate::params::ParamsLayout =
-    crate::params_layout!(Params { n, plane, frames, cfg, stride, batch, div, c_out, q, sigma, dt, _pad });
+pub const PARAMS_LAYOUT: crate::params::ParamsLayout = crate::params_layout!(Params {
+    n,
+    plane,
+    frames,
+    cfg,
+    stride,
+    batch,
+    div,
+    c_out,
+    q,
+    sigma,
+    dt,
+    fr0,
+    b_stride,
+    base_lat,
+    base_s,
+    base_u,
+    base_c,
+    _pad
+});
 
 /// How latents, the UNet input and its output are laid out.
 #[derive(Clone, Copy, Debug)]
@@ -117,8 +141,30 @@ fn params(l: &StepLayout, s: &StepScalars) -> Result<Params> {
         q: s.q,
         sigma: s.sigma,
         dt: s.dt,
-        _pad: 0,
+        ..Default::default()
     })
+}
+
+/// Frames per dispatch: all of them when every operand fits one binding whole (`None`), else the most whose
+/// windows of `item` elements per frame (one per operand, in its dtype) each fit one binding.
+fn frames_per_dispatch(rec: &Recorder, whole: &[&Tensor], items: &[(usize, DType)]) -> Result<Option<usize>> {
+    let gpu = rec.gpu();
+    if whole.iter().all(|t| t.whole(gpu).is_ok()) {
+        return Ok(None);
+    }
+    let mut per = usize::MAX;
+    for &(item, dtype) in items {
+        per = per.min(items_per_binding(gpu, item, dtype).map_err(|e| match e {
+            KernelError::TooLarge { bytes, limit, limit_name, .. } => KernelError::TooLarge {
+                what: format!("{OP}: one frame of {item} values"),
+                bytes,
+                limit,
+                limit_name,
+            },
+            other => other,
+        })?);
+    }
+    Ok(Some(per))
 }
 
 /// Records `sample[b, f, 0..plane] = T(lat[f] / div)` for every batch entry `b`. `lat`: f32 `[frames·plane]`;
@@ -135,13 +181,29 @@ pub fn record_scale_input(
     want(sample, "UNet input", l.batch * l.frames * l.stride, sample.dtype())?;
     let gpu = rec.gpu();
     let pipe = gpu.pipelines().get(&gpu.device, &SAMPLER, "scale_input", sample.dtype(), &[])?;
-    let groups = grid(gpu, prm.n.div_ceil(WG));
-    rec.dispatch_bound(
-        &pipe,
-        bytemuck::bytes_of(&prm),
-        vec![(1, lat.whole(gpu)?), (2, sample.whole(gpu)?)],
-        groups,
-    )
+    // Whole tensors in one dispatch when they fit one binding; else frame chunks, one batch entry at a time, each
+    // binding a window of the latents and of that entry's UNet input.
+    let Some(per) =
+        frames_per_dispatch(rec, &[lat, sample], &[(l.plane, DType::F32), (l.stride, sample.dtype())])?
+    else {
+        let (lw, sw) = (lat.whole(gpu)?, sample.whole(gpu)?);
+        let prm =
+            Params { b_stride: (l.frames * l.stride) as u32, base_lat: lw.base, base_s: sw.base, ..prm };
+        let groups = grid(gpu, prm.n.div_ceil(WG));
+        return rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), vec![(1, lw), (2, sw)], groups);
+    };
+    for f0 in (0..l.frames).step_by(per) {
+        let nf = per.min(l.frames - f0);
+        let lw = lat.window(gpu, f0 * l.plane, nf * l.plane)?;
+        for b in 0..l.batch {
+            let sw = sample.window(gpu, (b * l.frames + f0) * l.stride, (nf - 1) * l.stride + l.plane)?;
+            let n = (nf * l.plane) as u32;
+            let prm = Params { n, batch: 1, fr0: f0 as u32, base_lat: lw.base, base_s: sw.base, ..prm };
+            let groups = grid(gpu, n.div_ceil(WG));
+            rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), vec![(1, lw.clone()), (2, sw)], groups)?;
+        }
+    }
+    Ok(())
 }
 
 /// Records the guidance and Euler update of one step in place on `lat` (f32 `[frames·plane]`) from the UNet
@@ -164,10 +226,28 @@ pub fn record_cfg_euler(
     want(flag, "non-finite flag", 1, DType::F32)?;
     let gpu = rec.gpu();
     let pipe = gpu.pipelines().get(&gpu.device, &SAMPLER, "cfg_euler", v.dtype(), &[])?;
-    let groups = grid(gpu, prm.n.div_ceil(WG));
-    let bound =
-        vec![(1, lat.whole(gpu)?), (3, v.whole(gpu)?), (4, scales.whole(gpu)?), (5, flag.whole(gpu)?)];
-    rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), bound, groups)
+    let (scw, fw) = (scales.whole(gpu)?, flag.whole(gpu)?);
+    // The unconditional and conditional halves of `v` are bound separately (the same window twice when `v` fits
+    // whole), so frame chunks bind only their own rows of each.
+    let Some(per) = frames_per_dispatch(rec, &[lat, v], &[(l.plane, DType::F32), (l.plane, v.dtype())])?
+    else {
+        let (lw, vw) = (lat.whole(gpu)?, v.whole(gpu)?);
+        let base_c = vw.base + if l.cfg() { prm.n } else { 0 };
+        let prm = Params { base_lat: lw.base, base_u: vw.base, base_c, ..prm };
+        let bound = vec![(1, lw), (3, vw.clone()), (4, scw), (5, fw), (6, vw)];
+        return rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), bound, grid(gpu, prm.n.div_ceil(WG)));
+    };
+    for f0 in (0..l.frames).step_by(per) {
+        let nf = per.min(l.frames - f0);
+        let (i0, len) = (f0 * l.plane, nf * l.plane);
+        let (lw, uw) = (lat.window(gpu, i0, len)?, v.window(gpu, i0, len)?);
+        let cw = if l.cfg() { v.window(gpu, l.n() + i0, len)? } else { uw.clone() };
+        let n = len as u32;
+        let prm = Params { n, fr0: f0 as u32, base_lat: lw.base, base_u: uw.base, base_c: cw.base, ..prm };
+        let bound = vec![(1, lw), (3, uw), (4, scw.clone()), (5, fw.clone()), (6, cw)];
+        rec.dispatch_bound(&pipe, bytemuck::bytes_of(&prm), bound, grid(gpu, n.div_ceil(WG)))?;
+    }
+    Ok(())
 }
 
 /// Float64 references with the kernels' roundings (`dtype` F16: rounded to f16 where the reference rounds).

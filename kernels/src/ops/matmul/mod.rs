@@ -270,7 +270,8 @@ enum Kernel {
     Tiled(GemmTiles),
 }
 
-/// Records a [`Gemm`]. Splits over batch entries and row chunks so every binding fits the adapter.
+/// Records a [`Gemm`]. Splits over batch entries, row chunks and (an `[N, K]` weight above the binding limit)
+/// output-column chunks so every binding fits the adapter.
 ///
 /// The kernel: an explicit `tiling` forces the generic register-block kernel; otherwise the GPU tier gets the
 /// workgroup-tiled GEMM ([`GemmTiles::for_facts`]) and the 8-lane tier its subgroup kernel where it applies.
@@ -359,25 +360,25 @@ fn record_with(rec: &mut Recorder, g: &Gemm, kernel: Kernel) -> Result<()> {
         && g.x.sb.is_multiple_of(4)
         && g.w.sb.is_multiple_of(4);
     // Pipelines are compiled when first chosen, so the pipeline cache says which variants really ran.
-    let pick = |aligned: bool, rows: usize| -> Result<(Arc<Pipeline>, usize, usize)> {
+    let pick = |aligned: bool, rows: usize, n: usize| -> Result<(Arc<Pipeline>, usize, usize)> {
         let get = |shader, entry, consts: &[(&'static str, f64)]| {
             gpu.pipelines().get(&gpu.device, shader, entry, dtype, consts)
         };
         let generic = |t: Tiling| -> Result<(Arc<Pipeline>, usize, usize)> {
             let consts =
                 [("TM", t.tm as f64), ("TN", t.tn as f64), ("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)];
-            let grid = (g.n.div_ceil((t.tn * t.wg_x) as usize), rows.div_ceil((t.tm * t.wg_y) as usize));
+            let grid = (n.div_ceil((t.tn * t.wg_x) as usize), rows.div_ceil((t.tm * t.wg_y) as usize));
             Ok((get(&MATMUL, "matmul", &consts)?, grid.0, grid.1))
         };
         match kernel {
             Kernel::Generic(t) => generic(t),
             Kernel::Sg8Tier(t) => {
                 if k_contig && aligned && g.k.is_multiple_of(32) {
-                    let grid = (g.n.div_ceil(SG8_COLS), rows.div_ceil(SG8_ROWS));
+                    let grid = (n.div_ceil(SG8_COLS), rows.div_ceil(SG8_ROWS));
                     Ok((get(&MATMUL_SG8, "matmul_sg8", &[])?, grid.0, grid.1))
                 } else if k_contig && aligned {
                     let consts = [("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)];
-                    let grid = (g.n.div_ceil(4 * t.wg_x as usize), rows.div_ceil(4 * t.wg_y as usize));
+                    let grid = (n.div_ceil(4 * t.wg_x as usize), rows.div_ceil(4 * t.wg_y as usize));
                     Ok((get(&MATMUL_VEC4, "matmul_vec4", &consts)?, grid.0, grid.1))
                 } else {
                     generic(t)
@@ -385,7 +386,7 @@ fn record_with(rec: &mut Recorder, g: &Gemm, kernel: Kernel) -> Result<()> {
             }
             Kernel::Tiled(t) => {
                 let consts = [("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64), ("BK", t.bk as f64)];
-                let grid = (g.n.div_ceil(t.bn() as usize), rows.div_ceil(t.bm() as usize));
+                let grid = (n.div_ceil(t.bn() as usize), rows.div_ceil(t.bm() as usize));
                 let pipe = if k_contig && aligned {
                     get(&GEMM_TILED_VEC4, "gemm_tiled_vec4", &consts)?
                 } else {
@@ -418,51 +419,89 @@ fn record_with(rec: &mut Recorder, g: &Gemm, kernel: Kernel) -> Result<()> {
         && fits(&g.w, wspan);
     let batches: Vec<(usize, usize)> =
         if whole { vec![(0, g.batch)] } else { (0..g.batch).map(|b| (b, 1)).collect() };
+    // Output columns per dispatch: all of them when the weight fits one binding; otherwise (an `[N, K]` weight,
+    // no GEGLU pairing of its two halves) chunks of whole weight rows that fit, multiples of 64 so vec4 loads
+    // stay aligned. A `[K, N]` or GEGLU weight that does not fit is refused (`TooLarge`).
+    let split_cols = g.layout == WLayout::NK && !geglu;
+    let cols_per_window = |nb: usize| -> Result<usize> {
+        let per = items_per_binding(gpu, g.w.ld.max(g.k), dtype)?;
+        Ok(if nb > 1 || per >= g.n {
+            g.n
+        } else if per >= 64 {
+            per - per % 64
+        } else {
+            per
+        })
+    };
     for (b0, nb) in batches {
-        let ww = g.w.t.window(gpu, g.w.offset + b0 * g.w.sb, (nb - 1) * g.w.sb + wspan)?;
-        let bw = match g.bias {
-            Some((bt, _)) => bt.whole(gpu)?,
-            None => ww.clone(),
+        let whole_w = || g.w.t.window(gpu, g.w.offset + b0 * g.w.sb, (nb - 1) * g.w.sb + wspan);
+        let w_whole = whole_w();
+        let cols_chunk = match &w_whole {
+            Ok(_) => g.n,
+            Err(KernelError::TooLarge { .. }) if split_cols => cols_per_window(nb)?,
+            Err(_) => g.n,
         };
-        let mut r0 = 0;
-        while r0 < g.m {
-            let rows = if nb > 1 { g.m } else { rows_chunk.min(g.m - r0) };
-            let xw = g.x.t.window(
-                gpu,
-                g.x.offset + b0 * g.x.sb + r0 * g.x.ld,
-                (nb - 1) * g.x.sb + span(rows, g.x.ld, g.k),
-            )?;
-            let yw = g.y.t.window(
-                gpu,
-                g.y.offset + b0 * g.y.sb + r0 * g.y.ld,
-                (nb - 1) * g.y.sb + span(rows, g.y.ld, yn),
-            )?;
-            // A per-row bias is indexed by the row inside this chunk: offset its base.
-            let base_b =
-                if matches!(g.bias, Some((_, BiasMode::PerRow))) { bw.base + r0 as u32 } else { bw.base };
-            let params = Params {
-                m: rows as u32,
-                n: g.n as u32,
-                k: g.k as u32,
-                act: g.act.code(),
-                base_x: xw.base,
-                base_w: ww.base,
-                base_b,
-                base_y: yw.base,
-                x_sb: g.x.sb as u32,
-                w_sb: g.w.sb as u32,
-                y_sb: g.y.sb as u32,
-                flags,
-                w_sn,
-                w_sk,
-                ldx: g.x.ld as u32,
-                ldy: g.y.ld as u32,
+        for n0 in (0..g.n).step_by(cols_chunk) {
+            let nn = cols_chunk.min(g.n - n0);
+            let (ww, y_off, y_cols) = if nn == g.n {
+                let ww = match &w_whole {
+                    Ok(w) => w.clone(),
+                    Err(_) => whole_w()?,
+                };
+                (ww, 0, yn)
+            } else {
+                (g.w.t.window(gpu, g.w.offset + b0 * g.w.sb + n0 * g.w.ld, span(nn, g.w.ld, g.k))?, n0, nn)
             };
-            let aligned = xw.base % 4 == 0 && ww.base % 4 == 0;
-            let (pipe, gx, gy) = pick(aligned, rows)?;
-            let groups = [gx as u32, gy as u32, nb as u32];
-            rec.dispatch(&pipe, bytemuck::bytes_of(&params), vec![xw, ww.clone(), bw.clone(), yw], groups)?;
-            r0 += rows;
+            let bw = match g.bias {
+                Some((bt, BiasMode::PerColumn)) if nn < g.n => bt.window(gpu, n0, nn)?,
+                Some((bt, _)) => bt.whole(gpu)?,
+                None => ww.clone(),
+            };
+            let mut r0 = 0;
+            while r0 < g.m {
+                let rows = if nb > 1 { g.m } else { rows_chunk.min(g.m - r0) };
+                let xw = g.x.t.window(
+                    gpu,
+                    g.x.offset + b0 * g.x.sb + r0 * g.x.ld,
+                    (nb - 1) * g.x.sb + span(rows, g.x.ld, g.k),
+                )?;
+                let yw = g.y.t.window(
+                    gpu,
+                    g.y.offset + b0 * g.y.sb + r0 * g.y.ld + y_off,
+                    (nb - 1) * g.y.sb + span(rows, g.y.ld, y_cols),
+                )?;
+                // A per-row bias is indexed by the row inside this chunk: offset its base.
+                let base_b =
+                    if matches!(g.bias, Some((_, BiasMode::PerRow))) { bw.base + r0 as u32 } else { bw.base };
+                let params = Params {
+                    m: rows as u32,
+                    n: nn as u32,
+                    k: g.k as u32,
+                    act: g.act.code(),
+                    base_x: xw.base,
+                    base_w: ww.base,
+                    base_b,
+                    base_y: yw.base,
+                    x_sb: g.x.sb as u32,
+                    w_sb: g.w.sb as u32,
+                    y_sb: g.y.sb as u32,
+                    flags,
+                    w_sn,
+                    w_sk,
+                    ldx: g.x.ld as u32,
+                    ldy: g.y.ld as u32,
+                };
+                let aligned = xw.base % 4 == 0 && ww.base % 4 == 0;
+                let (pipe, gx, gy) = pick(aligned, rows, nn)?;
+                let groups = [gx as u32, gy as u32, nb as u32];
+                rec.dispatch(
+                    &pipe,
+                    bytemuck::bytes_of(&params),
+                    vec![xw, ww.clone(), bw.clone(), yw],
+                    groups,
+                )?;
+                r0 += rows;
+            }
         }
     }
     Ok(())

@@ -318,6 +318,8 @@ pub fn record_heads(
     let nb_att =
         per_binding(gpu, tokens_b * gd, dtype, "one batch element's attention rows of a head group")?.min(b);
     let rows_win = per_binding(gpu, c, dtype, "one row of the mean")?;
+    // The CSR arrays (F·S + 1 and ≤ M·F u32) are bound whole: neither is ever larger than one batch element's
+    // Q rows of a head group, which the attention binds whole (tests: index_tables_never_outgrow_…).
     let (ow, hw) = (offsets.whole(gpu)?, hits.whole(gpu)?);
     for h0 in (0..heads).step_by(group) {
         // Q, K, V of heads h0..h0+group: rows h0·d.. of each C-row block of the fused weight, as a batch of three
@@ -406,6 +408,7 @@ pub fn record_gathered(
         per_binding(gpu, rows_b * gd, dtype, "one batch element's Q, K or V rows of a head group")?.min(b);
     let seqs_win =
         per_binding(gpu, seq_len * gd, dtype, "one attention sequence of a head group")?.min(65535 * 65535);
+    // The token table (M·F u32, M ≤ 2·S) is bound whole: never larger than the Q rows bound below.
     let tw = table.whole(gpu)?;
     for (b0, nb) in ranges(b, nb_qkv) {
         let span = nb * rows_b * gd;
