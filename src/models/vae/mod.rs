@@ -31,6 +31,9 @@ pub struct Vae {
     pub cfg: VaeConfig,
     pub dtype: DType,
     weights: Weights,
+    /// Frames per group in the decoder's per-frame stretches ([`Vae::stretch_group`]); `None`: chosen from
+    /// the adapter's limits (tests set it to compare groupings).
+    pub stretch_frames: Option<usize>,
 }
 
 /// Loads every tensor of a safetensors file that `keep` accepts; `{p}.to_q/k/v` triples (the attention
@@ -119,7 +122,7 @@ impl Vae {
         let cfg = VaeConfig::from_file(&dir.join("config.json"))?;
         let path = Self::weights_path(dir);
         let file = SafetensorsFile::open(&path)?;
-        let vae = Vae { cfg, dtype: DType::F32, weights: Weights::new() };
+        let vae = Vae { cfg, dtype: DType::F32, weights: Weights::new(), stretch_frames: None };
         vae.check_keys(&path, &file)?;
         Ok(vae.cfg)
     }
@@ -131,7 +134,7 @@ impl Vae {
         let file = SafetensorsFile::open(&path)?;
         let mut weights = Weights::new();
         load_all(gpu, &file, dtype, &mut weights, &|n| part.holds(n))?;
-        let vae = Vae { cfg, dtype, weights };
+        let vae = Vae { cfg, dtype, weights, stretch_frames: None };
         vae.check_keys(&path, &file)?;
         Ok(vae)
     }
@@ -145,7 +148,7 @@ impl Vae {
                 weights.reserve(gpu, &name, &shape, dtype)?;
             }
         }
-        Ok(Vae { cfg: cfg.clone(), dtype, weights })
+        Ok(Vae { cfg: cfg.clone(), dtype, weights, stretch_frames: None })
     }
 
     /// Every key the model reads must exist (its error names it) and every key in the file must be read.
