@@ -14,7 +14,7 @@ use trajattn_kernels::ops::group_norm::GroupStats;
 use trajattn_kernels::ops::matmul::Epilogue;
 use trajattn_kernels::{DType, Gpu, Tensor};
 
-use crate::checkpoint::{HostTensor, SafetensorsFile};
+use crate::checkpoint::{CheckpointError, HostTensor, SafetensorsFile};
 use crate::models::config::VaeConfig;
 use crate::models::unet::UNetError;
 use crate::nn::weights::host_dtype;
@@ -76,7 +76,7 @@ pub(crate) fn load_all(
     Ok(names.into_iter().collect())
 }
 
-pub use shapes::weight_shapes;
+pub use shapes::{file_shapes, weight_shapes};
 
 /// Which half of the VAE to put on the device: the encoder (`encoder.*`, `quant_conv`) for conditioning, the
 /// decoder (`decoder.*`) after denoising, or both.
@@ -151,105 +151,27 @@ impl Vae {
         Ok(Vae { cfg: cfg.clone(), dtype, weights, stretch_frames: None })
     }
 
-    /// Every key the model reads must exist (its error names it) and every key in the file must be read.
+    /// The weights file's header against the config, before anything is uploaded: every tensor the model
+    /// reads exists with the shape the config implies (attention projections as separate `to_q/k/v`), the
+    /// file holds nothing else, and every dtype is one the loader reads. All problems in one error naming the
+    /// file and the tensors.
     fn check_keys(&self, path: &Path, file: &SafetensorsFile) -> Result<()> {
-        let expected = self.expected_keys();
-        let found: HashSet<&str> = file.names().collect();
-        let mut problems = Vec::new();
-        for k in &expected {
-            if !found.contains(k.as_str()) {
-                problems.push(format!("missing tensor `{k}`"));
+        let expected = file_shapes(&self.cfg);
+        file.check(&expected, &[])?;
+        if let Some((e, dt)) = file.entries().iter().find_map(|e| e.dtype.as_ref().err().map(|d| (e, d))) {
+            return Err(CheckpointError::UnsupportedDType {
+                path: path.display().to_string(),
+                tensor: e.name.clone(),
+                dtype: dt.clone(),
             }
+            .into());
         }
-        let exp: HashSet<&str> = expected.iter().map(String::as_str).collect();
-        let mut extra: Vec<&&str> = found.iter().filter(|k| !exp.contains(**k)).collect();
-        extra.sort();
-        for k in extra {
-            problems.push(format!("unexpected tensor `{k}`"));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            let n = problems.len();
-            problems.truncate(8);
-            Err(input_err(format!("{}: {n} tensor problem(s): {}", path.display(), problems.join("; "))))
-        }
+        Ok(())
     }
 
-    /// Names the model reads, from the config (shapes are checked by each op against its input).
+    /// Names the model reads, from the config ([`file_shapes`]).
     pub fn expected_keys(&self) -> Vec<String> {
-        let c = &self.cfg;
-        let mut k = Vec::new();
-        let mut wb = |p: String| {
-            k.push(format!("{p}.weight"));
-            k.push(format!("{p}.bias"));
-        };
-        let resnet = |wb: &mut dyn FnMut(String), p: &str, shortcut: bool| {
-            for m in ["norm1", "conv1", "norm2", "conv2"] {
-                wb(format!("{p}.{m}"));
-            }
-            if shortcut {
-                wb(format!("{p}.conv_shortcut"));
-            }
-        };
-        let attn = |wb: &mut dyn FnMut(String), p: &str| {
-            for m in ["group_norm", "to_q", "to_k", "to_v", "to_out.0"] {
-                wb(format!("{p}.{m}"));
-            }
-        };
-        wb("encoder.conv_in".into());
-        let n = c.block_out_channels.len();
-        let mut cin = c.block_out_channels[0];
-        for (i, &co) in c.block_out_channels.iter().enumerate() {
-            for j in 0..c.layers_per_block {
-                resnet(&mut wb, &format!("encoder.down_blocks.{i}.resnets.{j}"), j == 0 && cin != co);
-            }
-            if i + 1 < n {
-                wb(format!("encoder.down_blocks.{i}.downsamplers.0.conv"));
-            }
-            cin = co;
-        }
-        let top = c.block_out_channels[n - 1];
-        resnet(&mut wb, "encoder.mid_block.resnets.0", false);
-        attn(&mut wb, "encoder.mid_block.attentions.0");
-        resnet(&mut wb, "encoder.mid_block.resnets.1", false);
-        wb("encoder.conv_norm_out".into());
-        wb("encoder.conv_out".into());
-        wb("quant_conv".into());
-        wb("decoder.conv_in".into());
-        let st = |wb: &mut dyn FnMut(String), p: &str, shortcut: bool| {
-            resnet(wb, &format!("{p}.spatial_res_block"), shortcut);
-            for m in ["norm1", "conv1", "norm2", "conv2"] {
-                wb(format!("{p}.temporal_res_block.{m}"));
-            }
-        };
-        // MidBlockTemporalDecoder: `layers_per_block` res-blocks and one attention.
-        for j in 0..c.layers_per_block {
-            st(&mut wb, &format!("decoder.mid_block.resnets.{j}"), false);
-        }
-        attn(&mut wb, "decoder.mid_block.attentions.0");
-        let mut prev = top;
-        for i in 0..n {
-            let co = c.block_out_channels[n - 1 - i];
-            for j in 0..c.layers_per_block + 1 {
-                st(&mut wb, &format!("decoder.up_blocks.{i}.resnets.{j}"), j == 0 && prev != co);
-            }
-            if i + 1 < n {
-                wb(format!("decoder.up_blocks.{i}.upsamplers.0.conv"));
-            }
-            prev = co;
-        }
-        wb("decoder.conv_norm_out".into());
-        wb("decoder.conv_out".into());
-        wb("decoder.time_conv_out".into());
-        let mut out = k;
-        let mixers: Vec<String> = out
-            .iter()
-            .filter_map(|s| s.strip_suffix(".temporal_res_block.norm1.weight"))
-            .map(|p| format!("{p}.time_mixer.mix_factor"))
-            .collect();
-        out.extend(mixers);
-        out
+        file_shapes(&self.cfg).into_iter().map(|(n, _)| n).collect()
     }
 
     fn w(&self, name: &str) -> Result<&Tensor> {

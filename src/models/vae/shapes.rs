@@ -80,3 +80,23 @@ pub fn weight_shapes(c: &VaeConfig) -> Vec<(String, Vec<usize>)> {
     out.extend(mixers.into_iter().map(|m| (m, vec![1])));
     out
 }
+
+/// Names and shapes of the tensors in a VAE weights file of `cfg` (diffusers' names: the attention
+/// projections `to_q`, `to_k`, `to_v` apart, `[C, C]` each).
+pub fn file_shapes(c: &VaeConfig) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    for (name, shape) in weight_shapes(c) {
+        match name.strip_suffix(".to_qkv.weight").or(name.strip_suffix(".to_qkv.bias")) {
+            Some(p) => {
+                let kind = if name.ends_with(".weight") { "weight" } else { "bias" };
+                let mut one = shape.clone();
+                one[0] /= 3;
+                for m in ["to_q", "to_k", "to_v"] {
+                    out.push((format!("{p}.{m}.{kind}"), one.clone()));
+                }
+            }
+            None => out.push((name, shape)),
+        }
+    }
+    out
+}
