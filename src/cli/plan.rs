@@ -8,6 +8,8 @@ use clap::Args;
 use trajattn::graph::generation_plan::{largest, plan_generation, GenerationShape, StagePlan};
 use trajattn::graph::unet_plan::plan_unet;
 use trajattn::models::config::{ClipVisionConfig, VaeConfig};
+use trajattn::models::unet::TimeContext;
+use trajattn_kernels::ops::trajectory_attention::Grouping;
 use trajattn_kernels::{DType, Gpu, GpuOptions};
 
 use super::convert::unet_config;
@@ -136,6 +138,8 @@ pub fn run(opts: &GpuOptions, a: &PlanArgs) -> Result<()> {
         width: a.width,
         batch: a.batch,
         trajectories: traj,
+        grouping: Grouping::Pairs,
+        time_context: TimeContext::Faithful,
         trajectory_weights: traj.is_some(),
         decode_chunk,
     };
