@@ -203,7 +203,8 @@ fn print_stages(decode_chunk: usize, stages: &[StagePlan], worst: &StagePlan, gp
 
 fn print_plan(a: &PlanArgs, p: &trajattn::graph::unet_plan::UNetPlan, frames: usize, traj: bool) {
     println!(
-        "UNet {} at {frames}×{}×{} (latent {}×{}), batch {}, {}{}",
+        "UNet {} at {frames}×{}×{} (latent {}×{}), batch {}, {}{} (analytic replay of the allocation order; the \
+         stage table below records the real graph)",
         a.unet_config,
         a.height,
         a.width,
