@@ -8,6 +8,8 @@ use clap::Args;
 use trajattn::graph::generation_plan::{largest, plan_generation, GenerationShape, StagePlan};
 use trajattn::graph::unet_plan::plan_unet;
 use trajattn::models::config::{ClipVisionConfig, VaeConfig};
+use trajattn::models::unet::TimeContext;
+use trajattn_kernels::ops::trajectory_attention::Grouping;
 use trajattn_kernels::{DType, Gpu, GpuOptions};
 
 use super::convert::unet_config;
@@ -136,6 +138,8 @@ pub fn run(opts: &GpuOptions, a: &PlanArgs) -> Result<()> {
         width: a.width,
         batch: a.batch,
         trajectories: traj,
+        grouping: Grouping::Pairs,
+        time_context: TimeContext::Faithful,
         trajectory_weights: traj.is_some(),
         decode_chunk,
     };
@@ -199,7 +203,8 @@ fn print_stages(decode_chunk: usize, stages: &[StagePlan], worst: &StagePlan, gp
 
 fn print_plan(a: &PlanArgs, p: &trajattn::graph::unet_plan::UNetPlan, frames: usize, traj: bool) {
     println!(
-        "UNet {} at {frames}×{}×{} (latent {}×{}), batch {}, {}{}",
+        "UNet {} at {frames}×{}×{} (latent {}×{}), batch {}, {}{} (analytic replay of the allocation order; the \
+         stage table below records the real graph)",
         a.unet_config,
         a.height,
         a.width,

@@ -6,20 +6,23 @@
 //! weights resident through it (the UNet's, except while decoding) plus the stage's own weights and buffers.
 //!
 //! Figures are bytes of the device buffer pool (size classes and arenas as allocated), the unit the pipeline
-//! measures. The UNet step comes from the analytic replay of [`crate::graph::unet_plan`] (placement of the
-//! intermediates in arenas, plus its persistent tensors). CLIP, the VAE encoder and the VAE decoder are
-//! planned by recording their real graphs on a dry twin of the device ([`Gpu::dry_twin`]): weights of the
-//! right shapes without contents, every buffer and arena accounted as a run allocates it, nothing allocated
-//! or run. The decoder's stage is one chunk of `decode_chunk` frames (chunks are recorded and freed one
-//! after the other).
+//! measures. Every stage is planned by recording its real graph on a dry twin of the device
+//! ([`Gpu::dry_twin`]): weights of the right shapes without contents, every buffer and arena accounted as a run
+//! allocates it, nothing allocated or run. CLIP, the VAE encoder and the VAE decoder record their forward pass;
+//! the UNet step records what the pipeline holds through denoising (the graph with its conditioning and input,
+//! the latents, guidance scales and NaN flag, and the sampler's recordings around the graph). The decoder's
+//! stage is one chunk of `decode_chunk` frames (chunks are recorded and freed one after the other). The
+//! analytic replay of [`crate::graph::unet_plan`] (what `trajattn plan` lists as alive at the UNet's peak) is
+//! not the stage figure.
 
+use trajattn_kernels::ops::sampler::{record_cfg_euler, record_scale_input, StepLayout, StepScalars};
+use trajattn_kernels::ops::trajectory_attention::Grouping;
 use trajattn_kernels::pool::size_class;
-use trajattn_kernels::{DType, Gpu};
+use trajattn_kernels::{DType, Gpu, Recorder, Tensor};
 
-use crate::graph::unet_plan::plan_unet;
 use crate::models::clip::ClipVision;
 use crate::models::config::{ClipVisionConfig, UNetConfig, VaeConfig};
-use crate::models::unet::UNetError;
+use crate::models::unet::{GraphOptions, TimeContext, Trajectories, UNet, UNetError, UNetGraph, UNetShape};
 use crate::models::unet_keys::{expected_unet_keys, is_trajectory_key};
 use crate::models::vae::{Vae, VaePart};
 
@@ -39,6 +42,10 @@ pub struct GenerationShape {
     pub batch: usize,
     /// Number of trajectories (the trajectory branch runs), or none.
     pub trajectories: Option<usize>,
+    /// The trajectory branch's attention grouping.
+    pub grouping: Grouping,
+    /// How the UNet's temporal layers see the image context.
+    pub time_context: TimeContext,
     /// Whether the UNet holds the trajectory branch's weights (resident even when the branch does not run).
     pub trajectory_weights: bool,
     pub decode_chunk: usize,
@@ -123,8 +130,40 @@ pub fn plan_generation(gpu: &Gpu, s: &GenerationShape) -> Result<Vec<StagePlan>,
     dry.pool().reset_peaks();
     let f8 = 1usize << (s.vae.block_out_channels.len() - 1);
     let (h, w) = (s.height / f8, s.width / f8);
-    let p = plan_unet(&s.unet, s.batch, s.frames, h, w, elem, s.trajectories);
-    out.push(stage("UNet step", 0, p.peak_activation_bytes + p.persistent_bytes));
+    // The UNet stage as the pipeline runs it: the graph, its conditioning and input, the latents, guidance
+    // scales and NaN flag, and one step's sampler recordings around the graph (the UNet's weights are the
+    // resident ones; the dry twin's pool holds them during the recording, so they are subtracted).
+    {
+        let unet = UNet::reserved(&dry, s.unet.clone(), s.dtype, s.trajectory_weights)?;
+        let wb = dry.pool().stats().in_use;
+        let traj = s.trajectories.map(|n| Trajectories {
+            coords: vec![0.0; s.frames * n * 2],
+            visible: vec![true; s.frames * n],
+            n,
+            origin_w: s.width,
+            origin_h: s.height,
+            grouping: s.grouping,
+        });
+        let shape = UNetShape { batch: s.batch, frames: s.frames, height: h, width: w };
+        let opts = GraphOptions { time_context: s.time_context, chunk_elems: None };
+        let graph = UNetGraph::build(&dry, &unet, shape, opts, traj)?;
+        let plane = s.unet.out_channels * h * w;
+        let lat = Tensor::empty(&dry, &[s.frames * plane], DType::F32)?;
+        let scales = Tensor::empty(&dry, &[s.frames], DType::F32)?;
+        let flag = Tensor::empty(&dry, &[1], DType::F32)?;
+        let layout =
+            StepLayout { frames: s.frames, plane, batch: s.batch, stride: s.unet.in_channels * h * w };
+        let sc = StepScalars::new(1.0, 0.5);
+        let mut rec = Recorder::new(&dry);
+        record_scale_input(&mut rec, &lat, graph.input(), &layout, &sc)?;
+        rec.run()?;
+        let mut rec = Recorder::new(&dry);
+        record_cfg_euler(&mut rec, graph.output(), &scales, &lat, &flag, &layout, &sc)?;
+        rec.run()?;
+        out.push(stage("UNet step", 0, stage_peak(&dry) - wb));
+    }
+    dry.pool().trim();
+    dry.pool().reset_peaks();
     {
         let vae = Vae::reserved(&dry, &s.vae, s.dtype, VaePart::Decoder)?;
         let wb = dry.pool().stats().in_use;

@@ -116,9 +116,22 @@ impl<'g> Builder<'g> {
             trajattn_kernels::error::shape_err("conv2d", "input larger than the kernel", ws, xs)
         })?;
         let y = self.empty(&[xs[0], ws[0], ho, wo])?;
-        conv::record_conv2d(&mut self.rec, x, w, b, opts, &y)?;
-        self.flops += 2.0 * y.numel() as f64 * (ws[1] * ws[2] * ws[3]) as f64;
+        self.conv2d_into(x, w, b, opts, &y)?;
         Ok(y)
+    }
+
+    /// 2-D convolution written into `y` (e.g. a window of a larger tensor, [`Tensor::narrow0`]).
+    pub fn conv2d_into(
+        &mut self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        opts: Conv2dOpts,
+        y: &Tensor,
+    ) -> Result<()> {
+        conv::record_conv2d(&mut self.rec, x, w, b, opts, y)?;
+        self.flops += 2.0 * y.numel() as f64 * (w.shape()[1] * w.shape()[2] * w.shape()[3]) as f64;
+        Ok(())
     }
 
     /// Temporal (3, 1, 1) convolution over clips of `frames` rows.

@@ -59,18 +59,46 @@ pub fn resnet2d(
     eps: f32,
     temb_act: Option<&Tensor>,
 ) -> Result<Act> {
+    let co = w.get(&format!("{p}.conv2.weight"))?.shape()[0];
+    let s = x.shape();
+    if s.len() != 4 {
+        return Err(trajattn_kernels::error::shape_err("resnet2d", "input [N, C, H, W]", &[0; 4], s).into());
+    }
+    let y = b.empty(&[s[0], co, s[2], s[3]])?;
+    resnet2d_into(b, w, p, x, eps, temb_act, &y)?;
+    Ok(y)
+}
+
+/// [`resnet2d`] written into `y` (e.g. a window of a larger tensor, [`Tensor::narrow0`]).
+pub fn resnet2d_into(
+    b: &mut Builder,
+    w: &Weights,
+    p: &str,
+    x: &Tensor,
+    eps: f32,
+    temb_act: Option<&Tensor>,
+    y: &Tensor,
+) -> Result<()> {
     let mut h = norm(b, w, &format!("{p}.norm1"), x, eps, GroupStats::PerFrame, true)?;
     h = conv(b, w, &format!("{p}.conv1"), &h, Conv2dOpts::new(1, 1))?;
     h = add_time(b, w, p, h, temb_act)?;
     h = norm(b, w, &format!("{p}.norm2"), &h, eps, GroupStats::PerFrame, true)?;
-    h = conv(b, w, &format!("{p}.conv2"), &h, Conv2dOpts::new(1, 1))?;
+    let c2 = format!("{p}.conv2");
+    b.conv2d_into(
+        &h,
+        w.get(&format!("{c2}.weight"))?,
+        Some(w.get(&format!("{c2}.bias"))?),
+        Conv2dOpts::new(1, 1),
+        y,
+    )?;
+    drop(h);
     if w.contains(&format!("{p}.conv_shortcut.weight")) {
         let s = conv(b, w, &format!("{p}.conv_shortcut"), x, Conv2dOpts::new(1, 0))?;
-        b.add_inplace(&h, &s)?;
+        b.add_inplace(y, &s)?;
     } else {
-        b.add_inplace(&h, x)?;
+        b.add_inplace(y, x)?;
     }
-    Ok(h)
+    Ok(())
 }
 
 /// `TemporalResnetBlock` over clips of `frames` rows: GroupNorm with statistics across the clip's frames + SiLU,

@@ -5,6 +5,7 @@
 //! initial latents, then per step the trajectory subsets (one `randperm` per trajectory layer, execution order)
 //! and, when emulating a CPU reference run, the Euler step's unused noise.
 
+mod memory;
 pub mod nvs_guidance;
 pub mod resize;
 pub mod staged;
@@ -20,6 +21,8 @@ use crate::models::unet::{GraphOptions, TimeContext, Trajectories, UNet, UNetErr
 use crate::models::vae::{Vae, VaePart};
 use crate::rng::{Generator, RandnPath};
 use crate::sampler::{self, round_to, Schedule};
+use memory::check_memory;
+pub use memory::plan_memory;
 use staged::Staged;
 
 /// Errors of a generation.
@@ -259,51 +262,6 @@ pub struct Generated {
     pub memory: Vec<(String, u64)>,
 }
 
-/// The memory plan of `o`'s generation on `gpu`, stage by stage, under the pipeline's schedule
-/// ([`crate::graph::generation_plan`]).
-pub fn plan_memory(
-    gpu: &Gpu,
-    svd: &Svd,
-    o: &GenerateOptions,
-    n_traj: Option<usize>,
-) -> Result<Vec<crate::graph::generation_plan::StagePlan>> {
-    let shape = crate::graph::generation_plan::GenerationShape {
-        unet: svd.unet.cfg.clone(),
-        vae: svd.vae_encoder.cfg.clone(),
-        clip: svd.clip.cfg.clone(),
-        dtype: o.dtype,
-        frames: o.frames,
-        height: o.height,
-        width: o.width,
-        batch: if sampler::cfg_enabled(o.max_guidance) { 2 } else { 1 },
-        trajectories: n_traj,
-        trajectory_weights: svd.unet_trajectory,
-        decode_chunk: o.decode_chunk,
-    };
-    Ok(crate::graph::generation_plan::plan_generation(gpu, &shape)?)
-}
-
-/// Refuses a run whose largest stage would need more than `budget` bytes (the UNet's weights while they are
-/// resident, plus the stage's own weights and buffers).
-fn check_memory(gpu: &Gpu, svd: &Svd, o: &GenerateOptions, n_traj: Option<usize>, budget: u64) -> Result<()> {
-    let stages = plan_memory(gpu, svd, o, n_traj)?;
-    let Some(worst) = crate::graph::generation_plan::largest(&stages) else { return Ok(()) };
-    if worst.peak_bytes > budget {
-        let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
-        return Err(input_err(format!(
-            "the {} stage needs {}: resident UNet weights {} + the stage's weights {} + its buffers {}; \
-             more than the {} of device memory given",
-            worst.stage,
-            gib(worst.peak_bytes),
-            gib(worst.resident_bytes),
-            gib(worst.weight_bytes),
-            gib(worst.work_bytes),
-            gib(budget)
-        )));
-    }
-    Ok(())
-}
-
 /// Records the pool's peak since the last mark as `stage` (and logs it), then restarts the peak.
 fn mark_memory(gpu: &Gpu, memory: &mut Vec<(String, u64)>, stage: &str) {
     let peak = gpu.pool().stats().peak_in_use;
@@ -430,7 +388,7 @@ pub fn generate(
     };
 
     if let Some(budget) = o.gpu_memory {
-        check_memory(gpu, svd, o, trajectories.as_ref().map(|t| t.n), budget)?;
+        check_memory(gpu, svd, o, trajectories.as_ref().map(|t| (t.n, t.grouping)), budget)?;
     }
     let mut memory = Vec::new();
     // The UNet is on the device from conditioning to the last step (read again if an earlier generation

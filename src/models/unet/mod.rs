@@ -176,6 +176,40 @@ impl UNet {
         Ok(unet)
     }
 
+    /// A UNet of `cfg` whose weights have the shapes the loaders upload (attn1's Q/K/V fused, attn2's query and
+    /// key left out; with `trajectory`, the branch's fused Q/K/V and output projections) and no contents: for
+    /// memory plans on a dry device ([`Gpu::emulating`]), which never reads them.
+    pub fn reserved(gpu: &Gpu, cfg: UNetConfig, dtype: DType, trajectory: bool) -> Result<UNet> {
+        check_model_size(&cfg)?;
+        let mut w = Weights::new();
+        let fused = |s: &[usize]| [vec![3 * s[0]], s[1..].to_vec()].concat();
+        for (name, shape) in expected_unet_keys(&cfg, false) {
+            if let Some(p) = name.strip_suffix(".to_q.weight").filter(|p| p.ends_with("attn1")) {
+                w.reserve(gpu, &fused_qkv_name(p), &fused(&shape), dtype)?;
+            } else if !["attn1.to_k.weight", "attn1.to_v.weight", "attn2.to_q.weight", "attn2.to_k.weight"]
+                .iter()
+                .any(|e| name.ends_with(e))
+            {
+                w.reserve(gpu, &name, &shape, dtype)?;
+            }
+        }
+        if trajectory {
+            for (name, shape) in trajectory_keys(&cfg) {
+                if let Some(p) = name.strip_suffix(".to_q.weight") {
+                    w.reserve(gpu, &fused_qkv_name(p), &fused(&shape), dtype)?;
+                } else if name.ends_with(".to_out.0.weight") || name.ends_with(".to_out.0.bias") {
+                    w.reserve(gpu, &name, &shape, dtype)?;
+                }
+            }
+        }
+        Ok(UNet { cfg, dtype, weights: w, has_trajectory: trajectory })
+    }
+
+    /// Names and shapes of the device weights, sorted by name.
+    pub fn weight_list(&self) -> Vec<(String, Vec<usize>)> {
+        self.weights.shapes()
+    }
+
     /// Installs trajectory-branch weights given with their real names (registration order not required).
     pub fn add_trajectory_weights(&mut self, gpu: &Gpu, ts: &[HostTensor]) -> Result<()> {
         let expected = trajectory_keys(&self.cfg);
