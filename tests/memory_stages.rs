@@ -82,3 +82,37 @@ fn measured_stage_peaks_match_the_plan() {
     assert_eq!(measured("UNet steps"), planned("UNet step"), "UNet step");
     assert!(measured("UNet graph") <= planned("UNet step"));
 }
+
+/// The same equality on the other model the repository ships, in the configuration users run by default: the
+/// demo model (`assets/demo/`) in f16 (f32 on an adapter without shader-f16) with the trajectory branch and the demo's tracks, one step, no classifier-free
+/// guidance (batch 1), the decoder in chunks of 3 of the 8 frames (a short last chunk).
+#[test]
+fn measured_stage_peaks_match_the_plan_on_the_demo_model_in_f16_with_trajectories() {
+    use trajattn::models::unet::Trajectories;
+    use trajattn_kernels::ops::trajectory_attention::Grouping;
+    let gpu = Gpu::new(&GpuOptions::default()).unwrap();
+    let dtype = if gpu.caps.shader_f16 { DType::F16 } else { DType::F32 };
+    let (spec, _) = trajattn::demo::drag_spec().unwrap();
+    let model = trajattn::demo::model();
+    let svd = Svd::load(&gpu, &model, Some(&model.join("trajattn_temp.pth")), dtype).unwrap();
+    let t = trajattn::trajectory::folder::read(&fixture("demo/trajectories"), spec.frames).unwrap();
+    let traj = Trajectories {
+        coords: t.coords.clone(),
+        visible: t.valid.clone(),
+        n: t.n,
+        origin_w: spec.width,
+        origin_h: spec.height,
+        grouping: Grouping::Pairs,
+    };
+    let o = GenerateOptions { steps: 1, decode_chunk: 3, dtype, ..trajattn::demo::options(&spec) };
+    let plan = plan_memory(&gpu, &svd, &o, Some((t.n, Grouping::Pairs))).unwrap();
+    let img = trajattn::image_input::open_rgb(&trajattn::demo::image()).unwrap().into_raw();
+    let g = generate(&gpu, &svd, &img, Some(traj), &o, &mut Quiet).unwrap();
+    let measured = |name: &str| g.memory.iter().find(|(s, _)| s == name).unwrap().1;
+    let planned = |name: &str| plan.iter().find(|s| s.stage == name).unwrap().peak_bytes;
+    eprintln!("plan {plan:?}\nmeasured {:?}", g.memory);
+    for stage in ["CLIP", "VAE encode", "VAE decode"] {
+        assert_eq!(measured(stage), planned(stage), "{stage}");
+    }
+    assert_eq!(measured("UNet steps"), planned("UNet step"), "UNet step");
+}
