@@ -173,9 +173,4 @@ impl SafetensorsFile {
         let (dtype, bytes) = self.read_raw(name)?;
         Ok(super::decode_f32(dtype, &bytes))
     }
-
-    pub fn read_f16(&self, name: &str) -> Result<Vec<half::f16>> {
-        let (dtype, bytes) = self.read_raw(name)?;
-        Ok(super::decode_f16(dtype, &bytes))
-    }
 }

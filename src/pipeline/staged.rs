@@ -64,11 +64,6 @@ impl<M, C> Staged<M, C> {
         drop(self.lock().take());
         gpu.pool().trim();
     }
-
-    /// Whether the model is on the device now.
-    pub fn is_resident(&self) -> bool {
-        self.lock().is_some()
-    }
 }
 
 impl<C> Staged<Vae, C> {
