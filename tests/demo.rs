@@ -3,7 +3,7 @@
 //! branch does the work), and the frames equal the PyTorch pipeline's for the same seed.
 
 mod common;
-use common::rel;
+use common::{demo_tracks, rel};
 
 use std::path::Path;
 
@@ -12,19 +12,7 @@ use trajattn::models::unet::Trajectories;
 use trajattn::models::unet_io::tensor_f32;
 use trajattn::pipeline::{generate, GenerateOptions, Quiet, Svd};
 use trajattn::trajectory::build::{drags, DragSpec};
-use trajattn_kernels::ops::trajectory_attention::Grouping;
 use trajattn_kernels::{DType, Gpu};
-
-fn tracks(spec: &DragSpec, t: &trajattn::trajectory::folder::Trajectories) -> Trajectories {
-    Trajectories {
-        coords: t.coords.clone(),
-        visible: t.valid.clone(),
-        n: t.n,
-        origin_w: spec.width,
-        origin_h: spec.height,
-        grouping: Grouping::Pairs,
-    }
-}
 
 fn image() -> Vec<u8> {
     trajattn::image_input::open_rgb(&trajattn::demo::image()).unwrap().into_raw()
@@ -51,7 +39,7 @@ fn the_dragged_shape_follows_its_path_and_only_because_of_the_trajectories() {
     let svd = Svd::load(&gpu, &model, Some(&model.join("trajattn_temp.pth")), dtype).unwrap();
     let o = GenerateOptions { dtype, ..trajattn::demo::options(&spec) };
     let t = drags(&spec).unwrap();
-    let with = measure(&spec, &run(&gpu, &svd, Some(tracks(&spec, &t)), &o), "with the drag");
+    let with = measure(&spec, &run(&gpu, &svd, Some(demo_tracks(&spec, &t)), &o), "with the drag");
     let without = measure(&spec, &run(&gpu, &svd, None, &o), "without trajectories");
     let (mean, end, still) = (with.path_mean().unwrap(), with.path_end().unwrap(), with.still_max().unwrap());
     assert!(mean <= 2.0, "path error {mean:.2} px > 2 px");
@@ -89,7 +77,7 @@ fn demo_generation_matches_the_pytorch_pipeline() {
     let t = trajattn::trajectory::folder::read(&root.join("trajectories"), spec.frames).unwrap();
     // diffusers in float32 draws its initial latents in float32.
     let o = GenerateOptions { dtype: DType::F32, noise_dtype: DType::F32, ..trajattn::demo::options(&spec) };
-    let g = generate(&gpu, &svd, &image(), Some(tracks(&spec, &t)), &o, &mut Quiet).unwrap();
+    let g = generate(&gpu, &svd, &image(), Some(demo_tracks(&spec, &t)), &o, &mut Quiet).unwrap();
     let (_, latents) = tensor_f32(&st, Path::new("demo_io"), "latents").unwrap();
     let e = rel(&g.latents, &latents);
     eprintln!("demo: latents relative error {e:.3e}");

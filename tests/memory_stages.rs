@@ -2,6 +2,8 @@
 //! `generate --gpu-memory` use) against the device peaks a real run of the fixture pipeline measures, under the
 //! pipeline's schedule (UNet resident; CLIP, VAE encoder and VAE decoder on the device only for their stage).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use trajattn::models::clip::{self, ClipVision};
@@ -88,7 +90,6 @@ fn measured_stage_peaks_match_the_plan() {
 /// guidance (batch 1), the decoder in chunks of 3 of the 8 frames (a short last chunk).
 #[test]
 fn measured_stage_peaks_match_the_plan_on_the_demo_model_in_f16_with_trajectories() {
-    use trajattn::models::unet::Trajectories;
     use trajattn_kernels::ops::trajectory_attention::Grouping;
     let gpu = Gpu::new(&GpuOptions::default()).unwrap();
     let dtype = if gpu.caps.shader_f16 { DType::F16 } else { DType::F32 };
@@ -96,14 +97,7 @@ fn measured_stage_peaks_match_the_plan_on_the_demo_model_in_f16_with_trajectorie
     let model = trajattn::demo::model();
     let svd = Svd::load(&gpu, &model, Some(&model.join("trajattn_temp.pth")), dtype).unwrap();
     let t = trajattn::trajectory::folder::read(&fixture("demo/trajectories"), spec.frames).unwrap();
-    let traj = Trajectories {
-        coords: t.coords.clone(),
-        visible: t.valid.clone(),
-        n: t.n,
-        origin_w: spec.width,
-        origin_h: spec.height,
-        grouping: Grouping::Pairs,
-    };
+    let traj = common::demo_tracks(&spec, &t);
     let o = GenerateOptions { steps: 1, decode_chunk: 3, dtype, ..trajattn::demo::options(&spec) };
     let plan = plan_memory(&gpu, &svd, &o, Some((t.n, Grouping::Pairs))).unwrap();
     let img = trajattn::image_input::open_rgb(&trajattn::demo::image()).unwrap().into_raw();

@@ -12,3 +12,19 @@ pub fn rel(a: &[f32], b: &[f32]) -> f64 {
     }
     (num / den.max(1e-30)).sqrt()
 }
+
+/// The demo's tracks (`tests/fixtures/demo/trajectories`, as `trajattn drag` writes them for
+/// `assets/demo/drag.json`) in the UNet's input form, paired as the demo runs them.
+pub fn demo_tracks(
+    spec: &trajattn::trajectory::build::DragSpec,
+    t: &trajattn::trajectory::folder::Trajectories,
+) -> trajattn::models::unet::Trajectories {
+    trajattn::models::unet::Trajectories {
+        coords: t.coords.clone(),
+        visible: t.valid.clone(),
+        n: t.n,
+        origin_w: spec.width,
+        origin_h: spec.height,
+        grouping: trajattn_kernels::ops::trajectory_attention::Grouping::Pairs,
+    }
+}
