@@ -1,7 +1,6 @@
 //! The VAE's temporal decoder (`TemporalDecoder` of diffusers' `autoencoder_kl_temporal_decoder.py`).
 
 use trajattn_kernels::ops::conv::Conv2dOpts;
-use trajattn_kernels::ops::group_norm::GroupStats;
 use trajattn_kernels::{Gpu, Tensor};
 
 use super::{input_err, Result, Vae};
@@ -167,22 +166,7 @@ impl Vae {
                 h = self.upsample_stretch(b, i, &h, frames)?;
             }
         }
-        let g = b.group_norm(
-            &h,
-            self.w("decoder.conv_norm_out.weight")?,
-            self.w("decoder.conv_norm_out.bias")?,
-            1e-6,
-            GroupStats::PerFrame,
-            true,
-        )?;
-        drop(h);
-        let o = b.conv2d(
-            &g,
-            self.w("decoder.conv_out.weight")?,
-            Some(self.w("decoder.conv_out.bias")?),
-            Conv2dOpts::new(1, 1),
-        )?;
-        drop(g);
+        let o = self.norm_out_conv(b, "decoder", h)?;
         Ok(b.conv3d_temporal(
             &o,
             frames,

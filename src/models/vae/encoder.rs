@@ -1,7 +1,6 @@
 //! The VAE's 2-D encoder: the posterior mean of images (diffusers' `Encoder` + `quant_conv`).
 
 use trajattn_kernels::ops::conv::Conv2dOpts;
-use trajattn_kernels::ops::group_norm::GroupStats;
 use trajattn_kernels::{Gpu, Tensor};
 
 use super::{input_err, Result, Vae};
@@ -52,22 +51,7 @@ impl Vae {
         h = resnet::resnet2d(b, &self.weights, "encoder.mid_block.resnets.0", &h, eps, None)?;
         h = self.attention(b, "encoder.mid_block.attentions.0", &h)?;
         h = resnet::resnet2d(b, &self.weights, "encoder.mid_block.resnets.1", &h, eps, None)?;
-        let g = b.group_norm(
-            &h,
-            self.w("encoder.conv_norm_out.weight")?,
-            self.w("encoder.conv_norm_out.bias")?,
-            eps,
-            GroupStats::PerFrame,
-            true,
-        )?;
-        drop(h);
-        let o = b.conv2d(
-            &g,
-            self.w("encoder.conv_out.weight")?,
-            Some(self.w("encoder.conv_out.bias")?),
-            Conv2dOpts::new(1, 1),
-        )?;
-        drop(g);
+        let o = self.norm_out_conv(b, "encoder", h)?;
         let q = b.conv2d(
             &o,
             self.w("quant_conv.weight")?,

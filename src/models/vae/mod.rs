@@ -10,6 +10,7 @@ mod shapes;
 use std::collections::HashSet;
 use std::path::Path;
 
+use trajattn_kernels::ops::conv::Conv2dOpts;
 use trajattn_kernels::ops::group_norm::GroupStats;
 use trajattn_kernels::ops::matmul::Epilogue;
 use trajattn_kernels::{DType, Gpu, Tensor};
@@ -176,6 +177,22 @@ impl Vae {
 
     fn w(&self, name: &str) -> Result<&Tensor> {
         Ok(self.weights.get(name)?)
+    }
+
+    /// The head both halves end with: `{half}.conv_norm_out` (GroupNorm per frame, eps 1e-6, SiLU), then
+    /// `{half}.conv_out` (3×3, padding 1). Consumes `h` so its buffer returns to the lender before the conv's.
+    fn norm_out_conv(&self, b: &mut Builder, half: &str, h: Act) -> Result<Act> {
+        let g = b.group_norm(
+            &h,
+            self.w(&format!("{half}.conv_norm_out.weight"))?,
+            self.w(&format!("{half}.conv_norm_out.bias"))?,
+            1e-6,
+            GroupStats::PerFrame,
+            true,
+        )?;
+        drop(h);
+        let w = self.w(&format!("{half}.conv_out.weight"))?;
+        Ok(b.conv2d(&g, w, Some(self.w(&format!("{half}.conv_out.bias"))?), Conv2dOpts::new(1, 1))?)
     }
 
     /// The mid-block attention: GroupNorm, one head over the pixels of each image (Q/K/V with bias),
